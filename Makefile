@@ -1,0 +1,24 @@
+# `make demo` and `make test` set everything up on a fresh machine (see scripts/setup-venv.sh).
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tunecard-installed
+
+.PHONY: setup demo test test-fast clean
+
+$(STAMP): pyproject.toml scripts/setup-venv.sh
+	VENV=$(VENV) scripts/setup-venv.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tunecard demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
