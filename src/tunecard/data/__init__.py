@@ -1,0 +1,179 @@
+"""Reading training data: one entry point, :func:`read_corpus`, for every supported format.
+
+The format comes from ``ReadOptions.format`` or is detected from the extension and, where the extension
+says little (``.txt``, ``.tsv``, none), from the content. See ``docs/data-formats.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tunecard.data.classification import read_csv, read_label_text, read_text_jsonl, read_tsv
+from tunecard.data.conll import DOCSTART, read_conll
+from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
+from tunecard.data.hf import is_saved_dataset, read_hf
+from tunecard.data.jsonl import iter_json_records, read_span_jsonl, read_token_jsonl
+from tunecard.data.textfile import read_text_file
+from tunecard.errors import DataError
+from tunecard.schemes import parse_tag
+
+__all__ = [
+    "FORMATS", "Corpus", "ReadOptions", "TextExample", "TokenExample", "detect_format", "normalize_task",
+    "read_corpus",
+]
+
+FORMAT_TASKS = {
+    "conll": TOKEN_TASK, "jsonl": TOKEN_TASK, "spans": TOKEN_TASK, "hf": None,
+    "csv": TEXT_TASK, "tsv": TEXT_TASK, "label-text": TEXT_TASK, "text-jsonl": TEXT_TASK,
+}
+FORMATS = tuple(FORMAT_TASKS)
+_FORMAT_ALIASES = {"json": "jsonl", "span-jsonl": "spans", "datasets": "hf", "txt": "label-text"}
+_TASK_ALIASES = {
+    "token-classification": TOKEN_TASK, "ner": TOKEN_TASK, "token": TOKEN_TASK,
+    "text-classification": TEXT_TASK, "classification": TEXT_TASK, "text": TEXT_TASK,
+    "sequence-classification": TEXT_TASK,
+}
+_CONLL_SUFFIXES = {".conll", ".conll03", ".bio", ".iob", ".iob1", ".iob2", ".bioes", ".iobes", ".bmes", ".bilou",
+                   ".ner"}
+_JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
+_KNOWN_SUFFIXES = _CONLL_SUFFIXES | _JSON_SUFFIXES | {".csv", ".tsv", ".txt", ".tab"}
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_SNIFF_LINES = 200
+_FORMAT_FIX = f"pass --format with one of {', '.join(FORMATS)}."
+
+
+def read_corpus(path: str | Path, options: ReadOptions | None = None, task: str | None = None) -> Corpus:
+    """Read one data file (or ``save_to_disk`` folder, or hub dataset) into a :class:`Corpus`.
+
+    Args:
+        path: a data file, a ``save_to_disk`` folder, or a hub dataset name.
+        options: how to read it; every ``None`` field is detected (format, scheme, columns, header).
+        task: the task the caller expects (``token-classification``/``ner`` or
+            ``text-classification``/``classification``); a file holding the other kind is an error.
+
+    Raises:
+        DataError: see the error table in ``docs/data-formats.md`` (E101-E116).
+    """
+    options = options or ReadOptions()
+    task = normalize_task(task) if task is not None else None
+    fmt = normalize_format(options.format) if options.format else detect_format(path, options)
+    expected = FORMAT_TASKS[fmt]
+    if task is not None and expected is not None and expected != task:
+        raise DataError("E115", f"format {fmt} holds {expected} data, but the task is {task}", path=path,
+                        fix="check the file and the task (NER needs token tags, classification needs labels).")
+    if fmt == "hf":
+        return read_hf(path, options, task)
+    readers = {"conll": read_conll, "jsonl": read_token_jsonl, "spans": read_span_jsonl, "csv": read_csv,
+               "tsv": read_tsv, "label-text": read_label_text, "text-jsonl": read_text_jsonl}
+    return readers[fmt](path, options)
+
+
+def normalize_format(name: str) -> str:
+    """Canonical format name (see :data:`FORMATS`).
+
+    Args:
+        name: a format name or alias (``json``, ``datasets``, ``span-jsonl``).
+
+    Raises:
+        DataError: E108 unknown format.
+    """
+    lowered = name.strip().lower()
+    lowered = _FORMAT_ALIASES.get(lowered, lowered)
+    if lowered not in FORMAT_TASKS:
+        raise DataError("E108", f"unknown format {name!r}", fix=_FORMAT_FIX)
+    return lowered
+
+
+def normalize_task(task: str) -> str:
+    """Canonical task name.
+
+    Args:
+        task: ``token-classification`` (or ``ner``) or ``text-classification`` (or ``classification``).
+
+    Raises:
+        DataError: E115 unknown task.
+    """
+    try:
+        return _TASK_ALIASES[task.strip().lower()]
+    except KeyError:
+        raise DataError("E115", f"unknown task {task!r}",
+                        fix="use token-classification (ner) or text-classification.") from None
+
+
+def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
+    """Detect the format of ``path`` from its extension, then its content.
+
+    Args:
+        path: a file, a ``save_to_disk`` folder, or a hub name.
+        options: ``encoding`` (for reading the content) and ``tag_column`` are used.
+
+    Raises:
+        DataError: E107 missing file, E108 undetectable format, and the file errors E101-E103.
+    """
+    options = options or ReadOptions()
+    location = Path(path)
+    if location.is_dir():
+        if is_saved_dataset(location):
+            return "hf"
+        raise DataError("E108", "folder is not a datasets save_to_disk folder", path=path,
+                        fix="point to a data file, or to a folder written by save_to_disk.")
+    if not location.exists():
+        if location.suffix.lower() not in _KNOWN_SUFFIXES and _HUB_NAME.fullmatch(str(path)):
+            return "hf"  # not a local path: try it as a hub name (read_hf explains if that fails)
+        raise DataError("E107", "file not found", path=path, fix="check the path (it is relative to the current "
+                        "folder).")
+    suffix = location.suffix.lower()
+    if suffix in _CONLL_SUFFIXES:
+        return "conll"
+    if suffix == ".csv":
+        return "csv"
+    text_file = read_text_file(location, options.encoding)
+    if suffix in _JSON_SUFFIXES or text_file.text.lstrip()[:1] in ("{", "["):
+        return _sniff_json(text_file)
+    return _sniff_text(text_file, suffix, options.tag_column)
+
+
+def _sniff_json(text_file) -> str:
+    for _, record in iter_json_records(text_file):
+        if "spans" in record:
+            return "spans"
+        if "tokens" in record:
+            return "jsonl"
+        if "text" in record or "sentence" in record or "label" in record:
+            return "text-jsonl"
+        raise DataError("E108", f"cannot tell the JSON format from the keys {sorted(record)}", path=text_file.path,
+                        fix='use "tokens"+"tags" (NER), "text"+"spans" (NER) or "text"+"label", or ' + _FORMAT_FIX)
+    raise DataError("E103", "empty split: no JSON records", path=text_file.path, fix="point to the right file.")
+
+
+def _sniff_text(text_file, suffix: str, tag_column: int | None) -> str:
+    """CoNLL if most lines end in a tag; TSV if most lines have a tab; label-text if first fields repeat."""
+    sample = []
+    for line in text_file.lines:
+        stripped = line.strip()
+        if stripped and not stripped.startswith(DOCSTART):
+            sample.append(line)
+            if len(sample) == _SNIFF_LINES:
+                break
+    fields = [line.rstrip().split("\t") if "\t" in line.strip() else line.split() for line in sample]
+    column = tag_column if tag_column is not None else -1
+    tag_like = sum(1 for cells in fields if len(cells) >= 2 and -len(cells) <= column < len(cells)
+                   and _is_tag(cells[column]))
+    if tag_like >= 0.8 * len(sample):
+        return "conll"
+    if suffix in (".tsv", ".tab") or sum("\t" in line for line in sample) >= 0.8 * len(sample):
+        return "tsv"
+    first_fields = [cells[0] for cells in fields if len(cells) >= 2]
+    if len(first_fields) == len(sample) and len(set(first_fields)) <= max(10, len(sample) // 5):
+        return "label-text"
+    raise DataError("E108", "cannot detect the format: not CoNLL columns, TSV, or 'label text' lines",
+                    path=text_file.path, fix=_FORMAT_FIX)
+
+
+def _is_tag(value: str) -> bool:
+    try:
+        parse_tag(value.strip())
+    except DataError:
+        return False
+    return True
