@@ -1,0 +1,140 @@
+"""Baselines computed from the data, so every report can say how far above chance a model is.
+
+* ``majority_baseline`` (classification): always predict the most frequent training label.
+* ``all_o_baseline`` (NER): predict ``O`` for every word; entity P/R/F1 are 0, token accuracy is the
+  share of ``O`` tags, which shows how little token accuracy means for NER.
+* ``majority_tag_baseline`` (NER): each word gets the tag it most often had in training (``O`` if
+  unseen), a simple lexical memorisation baseline in the spirit of the CoNLL shared tasks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from itertools import zip_longest
+from typing import Iterable, Iterator, Sequence
+
+from tunecard.errors import DataError
+from tunecard.metrics.classification import classification_scores
+from tunecard.metrics.entities import EntityScorer
+
+NOTHING_TO_LEARN = "E161"
+MISALIGNED = "E162"
+
+
+def _most_frequent(counts: Counter[str], prefer: str | None = None) -> str:
+    # Highest count wins; ties go to ``prefer`` (if tied), then to the alphabetically first label, so
+    # the baseline does not depend on the order of the training file.
+    best = max(counts.values())
+    tied = sorted(label for label, n in counts.items() if n == best)
+    return prefer if prefer in tied else tied[0]
+
+
+def majority_baseline(
+    train_labels: Iterable[str], eval_labels: Sequence[str], positive_label: str | None = None
+) -> dict:
+    """Predict the most frequent training label for every evaluation example.
+
+    Args:
+        train_labels: the training split's labels (ties: alphabetically first label).
+        eval_labels: the evaluation split's gold labels.
+        positive_label: as for :func:`~tunecard.metrics.classification.classification_scores`.
+
+    Returns:
+        ``{"strategy": "majority", "label": <predicted label>, **classification_scores}``; the label set
+        is the union of training and evaluation labels.
+
+    Raises:
+        DataError: no training labels.
+    """
+    counts = Counter(train_labels)
+    if not counts:
+        raise DataError(NOTHING_TO_LEARN, "majority baseline: the training split has no labels.")
+    label = _most_frequent(counts)
+    eval_labels = list(eval_labels)
+    labels = sorted(set(counts) | set(eval_labels))
+    predictions = [label] * len(eval_labels)
+    scores = classification_scores(eval_labels, predictions, labels=labels, positive_label=positive_label)
+    return {"strategy": "majority", "label": label, **scores}
+
+
+def all_o_baseline(
+    eval_tag_sequences: Iterable[Sequence[str]], mode: str = "default", scheme: str | None = None
+) -> dict:
+    """Predict ``O`` for every word of the evaluation split.
+
+    Args:
+        eval_tag_sequences: gold tag sequences, one per sentence (read lazily).
+        mode: entity scoring mode (see :class:`~tunecard.metrics.entities.EntityScorer`).
+        scheme: tag scheme for strict mode.
+
+    Returns:
+        ``{"strategy": "all-O", **EntityScorer.result()}``: entity precision/recall/F1 are 0.0 and
+        ``accuracy`` is the share of ``O`` tags.
+    """
+    scorer = EntityScorer(mode=mode, scheme=scheme)
+    for gold_tags in eval_tag_sequences:
+        scorer.update(gold_tags, ["O"] * len(gold_tags))
+    return {"strategy": "all-O", **scorer.result()}
+
+
+def majority_tag_baseline(
+    train_word_sequences: Iterable[Sequence[str]],
+    train_tag_sequences: Iterable[Sequence[str]],
+    eval_word_sequences: Iterable[Sequence[str]],
+    eval_tag_sequences: Iterable[Sequence[str]],
+    mode: str = "default",
+    scheme: str | None = None,
+) -> dict:
+    """Tag each evaluation word with the tag it most often had in training (``O`` if never seen).
+
+    Words are matched exactly (case-sensitive). Ties between tags go to ``O`` if tied, else to the
+    alphabetically first tag. The predicted sequences may be malformed (``I-PER`` after ``O``); they are
+    scored like any model output, leniently in default mode.
+
+    Args:
+        train_word_sequences: training sentences as word lists.
+        train_tag_sequences: their tags, aligned word by word.
+        eval_word_sequences: evaluation sentences as word lists.
+        eval_tag_sequences: their gold tags, aligned word by word.
+        mode: entity scoring mode (see :class:`~tunecard.metrics.entities.EntityScorer`).
+        scheme: tag scheme for strict mode.
+
+    Returns:
+        ``{"strategy": "majority-tag", "unseen_words": <eval words never seen in training>,
+        **EntityScorer.result()}``.
+
+    Raises:
+        DataError: words and tags differ in number of sentences or of items in a sentence.
+    """
+    tag_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for words, tags in _aligned(train_word_sequences, train_tag_sequences, "training"):
+        for word, tag in zip(words, tags):
+            tag_counts[word][tag] += 1
+    tag_of = {word: _most_frequent(counts, prefer="O") for word, counts in tag_counts.items()}
+
+    scorer = EntityScorer(mode=mode, scheme=scheme)
+    unseen = 0
+    for words, gold_tags in _aligned(eval_word_sequences, eval_tag_sequences, "evaluation"):
+        unseen += sum(word not in tag_of for word in words)
+        scorer.update(gold_tags, [tag_of.get(word, "O") for word in words])
+    return {"strategy": "majority-tag", "unseen_words": unseen, **scorer.result()}
+
+
+def _aligned(
+    word_sequences: Iterable[Sequence[str]], tag_sequences: Iterable[Sequence[str]], split: str
+) -> Iterator[tuple[Sequence[str], Sequence[str]]]:
+    """Pairs (words, tags) sentence by sentence, checking both sides have the same shape."""
+    missing = object()
+    for index, (words, tags) in enumerate(zip_longest(word_sequences, tag_sequences, fillvalue=missing)):
+        if words is missing or tags is missing or len(words) != len(tags):
+            found = (
+                "fewer word sequences than tag sequences" if words is missing
+                else "fewer tag sequences than word sequences" if tags is missing
+                else f"{len(words)} words but {len(tags)} tags"
+            )
+            raise DataError(
+                MISALIGNED,
+                f"majority-tag baseline: {split} sentence {index}: {found}.",
+                fix="give one tag sequence per sentence and one tag per word.",
+            )
+        yield words, tags
