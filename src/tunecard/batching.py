@@ -1,0 +1,93 @@
+"""Batches of features: padding, and length-sorted forward passes for evaluation and prediction.
+
+Evaluation and prediction sort inputs by length so each batch pads to its own longest input; results are
+yielded per batch with the original feature indices, so callers stream them and keep no full logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from .encode import IGNORE_INDEX, Feature
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Features as a map-style dataset of model-input dicts (what the Trainer's dataloader expects)."""
+
+    def __init__(self, features: list[Feature]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.features[index].model_inputs()
+
+    def lengths(self) -> list[int]:
+        return [len(f) for f in self.features]
+
+
+# Batches are padded to a multiple of this: few distinct shapes, so oneDNN (CPU) and cuBLAS reuse their
+# kernels instead of preparing new ones for every sequence length (measured: docs/performance.md).
+PAD_TO_MULTIPLE_OF = 16
+
+
+class PadCollator:
+    """Pads a list of model-input dicts to the longest in the batch (labels with -100 for NER)."""
+
+    def __init__(self, pad_token_id: int | None, pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF):
+        self.pad_token_id = pad_token_id if pad_token_id is not None else 0
+        self.multiple = max(1, pad_to_multiple_of)
+
+    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in items)
+        longest = -(-longest // self.multiple) * self.multiple
+        batch: dict[str, torch.Tensor] = {}
+        for key in items[0]:
+            if key == "labels" and not isinstance(items[0]["labels"], list):
+                batch[key] = torch.tensor([item[key] for item in items], dtype=torch.long)
+                continue
+            pad = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}.get(key, 0)
+            rows = [list(item[key]) + [pad] * (longest - len(item[key])) for item in items]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        return batch
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def forward_batches(
+    model: torch.nn.Module,
+    features: list[Feature],
+    collator: PadCollator,
+    batch_size: int,
+    bf16: bool = False,
+    with_labels: bool = True,
+) -> Iterator[tuple[list[int], torch.Tensor, dict[str, torch.Tensor]]]:
+    """Run the model over features in length-sorted batches.
+
+    Yields:
+        (feature indices, float32 logits of shape [batch, seq, labels] or [batch, labels], the padded batch).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    for indices in length_sorted_batches([len(f) for f in features], batch_size):
+        items = [features[i].model_inputs() if with_labels else dict(features[i].inputs) for i in indices]
+        batch = collator(items)
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        with autocast_context(device, bf16):
+            logits = model(**inputs).logits
+        yield indices, logits.float(), batch

@@ -1,0 +1,261 @@
+"""The model card: the Hugging Face Trainer's layout, field for field, plus what it leaves out.
+
+Facts come only from the run's config, history.json and metrics.json (collected by the Trainer callbacks in
+`recorder.py`); this module turns them into template variables and the YAML header (huggingface_hub's
+ModelCardData, so model-index is what the Hub expects); `templates/card.md.j2` lays them out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .config import TrainConfig, default_model
+from .evaluate import table_metrics
+
+TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
+EMBEDDED_DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+TASK_NAMES = {"token-classification": "Token Classification", "text-classification": "Text Classification"}
+METRIC_TITLES = {"loss": "Loss", "precision": "Precision", "recall": "Recall", "f1": "F1", "accuracy": "Accuracy"}
+
+
+def fmt(value, decimals: int = 4) -> str:
+    """Numbers as the Trainer's cards print them: 4 decimals; None as the Trainer's 'No log'."""
+    if value is None:
+        return "No log"
+    if isinstance(value, float):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
+
+def fmt_epoch(epoch: float) -> str:
+    """Epochs as the Trainer prints them (1.0, 2.5), not as a metric."""
+    return str(round(float(epoch), 4))
+
+
+def data_rows(data: dict, is_ner: bool) -> list[dict]:
+    """One row per split for the card's data table, from metrics.json's `data` entries."""
+    rows = []
+    for split, d in data.items():
+        counts = d.get("entities") if is_ner else (d.get("labels") or d.get("classes") or {})
+        words = d.get("words_per_example", {})
+        rows.append({
+            "split": split,
+            "path": d.get("path"),
+            "examples": d.get("examples"),
+            "words": f"{words.get('min')} / {words.get('median')} / {words.get('max')}",
+            "subwords": f"{d['encoding']['subwords_min']} / {d['encoding']['subwords_median']} / {d['encoding']['subwords_max']}",
+            "labels": ", ".join(f"{k} {v}" for k, v in (counts or {}).items()),
+            "long": (f"{d['encoding']['windows']} windows from {d['encoding']['windowed_examples']} examples" if is_ner
+                     else f"{d['encoding']['truncated_examples']} truncated"),
+            "repaired": d.get("repaired", 0),
+        })
+    return rows
+
+
+def base_model_id(model: str) -> str | None:
+    """A hub id for the YAML header, or None for a local folder the Hub cannot link to."""
+    if model == default_model():
+        return EMBEDDED_DEFAULT_HUB_ID
+    return None if Path(model).exists() else model
+
+
+def dataset_name(config: TrainConfig) -> str:
+    if config.dataset_name:
+        return config.dataset_name
+    return Path(config.train).resolve().parent.name or Path(config.train).stem
+
+
+def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]:
+    """The Trainer card's hyperparameter list, in its order and wording, then tunecard's additions."""
+    items = [
+        ("learning_rate", f"{config.learning_rate:g}" if config.learning_rate < 1e-3 else str(config.learning_rate)),
+        ("train_batch_size", str(config.train_batch_size)),
+        ("eval_batch_size", str(config.eval_batch_size)),
+        ("seed", str(config.seed)),
+    ]
+    if config.gradient_accumulation_steps > 1:
+        items.append(("gradient_accumulation_steps", str(config.gradient_accumulation_steps)))
+        items.append(("total_train_batch_size", str(config.train_batch_size * config.gradient_accumulation_steps)))
+    name = "AdamW" if config.optimizer == "adamw" else "Adam"
+    items.append(("optimizer", f"{name} with betas=({config.adam_beta1},{config.adam_beta2}) and "
+                               f"epsilon={config.adam_epsilon:g}"))
+    items.append(("lr_scheduler_type", config.lr_scheduler_type))
+    if config.warmup_ratio:
+        items.append(("lr_scheduler_warmup_ratio", str(config.warmup_ratio)))
+    if config.warmup_steps:
+        items.append(("lr_scheduler_warmup_steps", str(config.warmup_steps)))
+    if config.max_steps > 0:
+        items.append(("training_steps", str(config.max_steps)))
+    else:
+        items.append(("num_epochs", f"{config.num_epochs:g}"))
+    if config.weight_decay:
+        items.append(("weight_decay", str(config.weight_decay)))
+    items.append(("max_grad_norm", str(config.max_grad_norm)))
+    if config.label_smoothing:
+        items.append(("label_smoothing_factor", str(config.label_smoothing)))
+    items.append(("mixed_precision_training", metrics["environment"]["precision"]))
+    items.append(("max_length", str(metrics["max_length"])))
+    if config.task == "token-classification":
+        items.append(("subword_labels", config.subword_labels))
+    items.append(("best_model_metric", config.metric_for_best_model))
+    if config.early_stopping_patience:
+        items.append(("early_stopping_patience", str(config.early_stopping_patience)))
+    return items
+
+
+def results_table(task: str, rows: list[dict], best_step: int | None) -> list[dict[str, str]]:
+    """The Training results table, one dict per evaluation; the saved checkpoint's row marked."""
+    table = []
+    for row in rows:
+        line = {
+            "Training Loss": fmt(row["training_loss"]),
+            "Epoch": fmt_epoch(row["epoch"]),
+            "Step": str(row["step"]),
+            "Validation Loss": fmt(row["validation_loss"]),
+        }
+        for key in table_metrics(task):
+            line[METRIC_TITLES[key]] = fmt(row[key])
+        line["Saved"] = "✓" if row["step"] == best_step else ""
+        table.append(line)
+    return table
+
+
+def markdown_table(lines: list[dict[str, str]]) -> str:
+    """A pipe table in the Trainer's layout (centred columns)."""
+    if not lines:
+        return ""
+    headers = list(lines[0])
+    widths = [max(len(h), *(len(line[h]) for line in lines)) for h in headers]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+           "|" + "|".join(":" + "-" * w + ":" for w in widths) + "|"]
+    out += ["| " + " | ".join(line[h].ljust(w) for h, w in zip(headers, widths)) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardData:
+    """YAML header: library, base model, tags, datasets, metrics and the model-index of reported results."""
+    task = config.task
+    base = base_model_id(config.model)
+    name = dataset_name(config)
+    eval_results = []
+    for split in ("validation", "test"):
+        result = metrics.get(split)
+        if not result:
+            continue
+        for key in table_metrics(task):
+            eval_results.append(EvalResult(
+                task_type=task, task_name=TASK_NAMES[task], dataset_type=name, dataset_name=name,
+                dataset_split=split, metric_type=key, metric_value=round(result[key], 4),
+                metric_name=METRIC_TITLES[key],
+            ))
+    tags = ["generated_from_trainer", "tunecard", task]
+    if task == "token-classification":
+        tags.append("ner")
+    return ModelCardData(
+        library_name="transformers",
+        base_model=base,
+        license=config.license,
+        language=config.language,
+        tags=tags,
+        datasets=[name],
+        metrics=list(table_metrics(task)),
+        model_name=model_name,
+        pipeline_tag=task,
+        eval_results=eval_results or None,
+    )
+
+
+def notes(config: TrainConfig, history: dict, metrics: dict) -> list[str]:
+    """Plain statements about the results that the Trainer's card would leave the reader to find."""
+    found = []
+    rows = history["rows"]
+    best = history.get("best")
+    if best and rows and best["step"] != rows[-1]["step"]:
+        last = rows[-1]
+        found.append(
+            f"The saved checkpoint is from epoch {fmt_epoch(best['epoch'])} (step {best['step']}), not the last "
+            f"evaluation (epoch {fmt_epoch(last['epoch'])}): {config.metric_for_best_model} was {fmt(best['value'])} there and "
+            f"{fmt(last.get(config.metric_for_best_model) if config.metric_for_best_model != 'loss' else last['validation_loss'])} "
+            "at the end."
+        )
+    if history.get("stopped_early"):
+        found.append(f"Training stopped early after {config.early_stopping_patience} evaluations without improvement.")
+    validation = metrics.get("validation")
+    baselines = list(metrics.get("baselines", {}).get("validation", {}).values())
+    key = "f1"
+    if validation and baselines:
+        strongest = max(baselines, key=lambda b: b.get(key) or 0.0)
+        if validation[key] <= (strongest.get(key) or 0.0) + 0.01:
+            found.append(
+                f"Validation {key} ({fmt(validation[key])}) is not clearly above the {strongest['strategy']} baseline "
+                f"({fmt(strongest[key])}): the model has learned little beyond it."
+            )
+    if validation and config.task == "token-classification" and validation.get("predicted_entities") == 0:
+        found.append("The saved model predicts no entities at all on the validation set (every word O): "
+                     "train longer, raise the learning rate for small models, or check the labels.")
+    if validation and config.task == "text-classification":
+        predicted = [label for label, r in validation["per_label"].items() if r.get("predicted")]
+        if len(predicted) == 1 and len(validation["per_label"]) > 1:
+            found.append(f"The saved model predicts only '{predicted[0]}' on the validation set: it has collapsed to "
+                         "one class.")
+    for split, data in metrics.get("data", {}).items():
+        if data.get("repaired"):
+            found.append(f"{data['repaired']} invalid tag sequences were repaired in the {split} split "
+                         "(an inside tag with no entity to continue starts a new one, as in conlleval).")
+        encoding = data.get("encoding", {})
+        if encoding.get("windowed_examples"):
+            found.append(f"{encoding['windowed_examples']} {split} examples were longer than max_length and were "
+                         f"split into {encoding['windows']} windows; every word is still scored once.")
+        if encoding.get("truncated_examples"):
+            found.append(f"{encoding['truncated_examples']} {split} texts were longer than max_length and were "
+                         "truncated (classification reads the first max_length subwords).")
+    return found
+
+
+def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) -> Path:
+    """Render README.md into the run folder and return its path."""
+    folder = Path(folder)
+    model_name = Path(config.output).name
+    task = config.task
+    best = history.get("best")
+    validation = metrics.get("validation")
+    headline = []
+    if validation:
+        headline = [("Loss", fmt(validation["loss"]))] + [(METRIC_TITLES[k], fmt(validation[k])) for k in table_metrics(task)]
+    baseline_rows = []
+    for split in ("validation", "test"):
+        for strategy, result in metrics.get("baselines", {}).get(split, {}).items():
+            baseline_rows.append({"split": split, "strategy": result.get("strategy", strategy),
+                                  **{k: fmt(result.get(k)) for k in table_metrics(task)}})
+    context = dict(
+        model_name=model_name,
+        base_model=base_model_id(config.model) or config.model,
+        base_model_is_hub=base_model_id(config.model) is not None,
+        dataset=dataset_name(config),
+        task=task,
+        task_name=TASK_NAMES[task],
+        is_ner=task == "token-classification",
+        headline=headline,
+        best=best,
+        best_epoch=fmt_epoch(best["epoch"]) if best else None,
+        n_rows=len(history["rows"]),
+        metric_names=[METRIC_TITLES[k] for k in table_metrics(task)],
+        metric_keys=list(table_metrics(task)),
+        validation=validation,
+        test=metrics.get("test"),
+        baseline_rows=baseline_rows,
+        hyperparameters=hyperparameters(config, metrics),
+        results_table=markdown_table(results_table(task, history["rows"], best["step"] if best else None)),
+        labels=metrics["labels"],
+        data_rows=data_rows(metrics["data"], task == "token-classification"),
+        training=metrics["training"],
+        environment=metrics["environment"],
+        notes=notes(config, history, metrics),
+        fmt=fmt,
+    )
+    card = ModelCard.from_template(card_data(config, metrics, model_name), template_path=str(TEMPLATE), **context)
+    path = folder / "README.md"
+    path.write_text(card.content, encoding="utf-8")
+    return path

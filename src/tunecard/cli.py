@@ -1,0 +1,233 @@
+"""The `tunecard` command line: parse arguments, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .errors import TunecardError
+
+app = typer.Typer(
+    help="Fine-tune BERT-family encoders for NER and text classification, and write a model card that tells the truth.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect labelled data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+out = Console()
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _read_options(format, scheme, encoding, tag_column=None, text_column=None, label_column=None, header=None):
+    from .data.example import ReadOptions
+
+    def column(value):
+        return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
+    return ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
+                       text_column=column(text_column), label_column=column(label_column), header=header)
+
+
+@app.command()
+def train(
+    config_file: Optional[Path] = typer.Argument(None, help="YAML config (a run's train_config.yaml reproduces it)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set learning_rate=3e-5 (repeatable)."),
+    task: Optional[str] = typer.Option(None, help="ner (token-classification) or text-classification."),
+    model: Optional[str] = typer.Option(None, help="Hub id or local folder. Default: the embedded all-MiniLM-L6-v2."),
+    train_file: Optional[str] = typer.Option(None, "--train", help="Training data file."),
+    validation: Optional[str] = typer.Option(None, help="Validation data file (selects the best epoch)."),
+    test: Optional[str] = typer.Option(None, help="Test data file (scored once, with the best checkpoint)."),
+    output: Optional[str] = typer.Option(None, help="Run folder to write."),
+    epochs: Optional[float] = typer.Option(None, help="num_epochs (default 3)."),
+    learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 5e-5)."),
+    batch_size: Optional[int] = typer.Option(None, help="train_batch_size (default 16)."),
+    eval_batch_size: Optional[int] = typer.Option(None, help="eval_batch_size (default 64)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 42)."),
+    max_length: Optional[int] = typer.Option(None, help="Max subwords per input; longer NER sentences are windowed."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 where the hardware has it), bf16 or fp32."),
+    format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
+    scheme: Optional[str] = typer.Option(None, help="Tag scheme: IOB1, IOB2, IOBES, BMES, BILOU (default: detected)."),
+    encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    quiet: bool = typer.Option(False, help="No progress bar or per-epoch rows."),
+):
+    """Fine-tune a model, evaluate every epoch, keep the best checkpoint and write its card."""
+    from .config import build_config
+    from .train import train as run_training
+
+    flags = dict(task=task, model=model, train=train_file, validation=validation, test=test, output=output,
+                 num_epochs=epochs, learning_rate=learning_rate, train_batch_size=batch_size,
+                 eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
+                 format=format, scheme=scheme, encoding=encoding)
+    config = build_config(config_file, flags, set_)
+    result = run_training(config, overwrite=overwrite, console=None if quiet else console, progress=not quiet)
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    validation = result.metrics.get("validation")
+    best = result.history.get("best")
+    if validation:
+        keys = ("precision", "recall", "f1", "accuracy")
+        numbers = ", ".join(f"{k} {validation[k]:.4f}" for k in keys if validation.get(k) is not None)
+        console.print(f"[bold]best checkpoint[/]: epoch {best['epoch']} (step {best['step']}): {numbers}")
+    console.print(f"[bold green]wrote[/] {result.output} (model, card README.md, history.json, metrics.json)")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="A trained run folder."),
+    text: list[str] = typer.Option([], "--text", help="Text to label (repeatable)."),
+    file: Optional[Path] = typer.Option(None, help="A file with one text per line."),
+    batch_size: int = typer.Option(32, help="Texts per forward pass."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+):
+    """Label texts (--text, --file, or stdin lines): one JSON line per text."""
+    from .inference import load
+
+    if text:
+        texts = list(text)
+    elif file is not None:
+        texts = file.read_text(encoding="utf-8").splitlines()
+    else:
+        texts = [line.rstrip("\n") for line in sys.stdin]
+    predictor = load(model_dir, batch_size=batch_size, precision=precision)
+    for source, prediction in zip(texts, predictor.predict(texts)):
+        key = "entities" if predictor.is_ner else "prediction"
+        out.print_json(json.dumps({"text": source, key: prediction}, ensure_ascii=False), indent=None)
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="A trained run folder."),
+    data: str = typer.Option(..., help="Labelled file to score the model on."),
+    format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
+    scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
+    encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+):
+    """Score a saved model on any readable labelled file."""
+    from .inference import evaluate_folder
+
+    result = evaluate_folder(model_dir, data, _read_options(format, scheme, encoding))
+    if as_json:
+        out.print_json(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model_dir} on {data}")
+    for column in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, r in result["per_label"].items():
+        table.add_row(label, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
+    table.add_row("[bold]overall[/]", f"{result['precision']:.4f}", f"{result['recall']:.4f}", f"{result['f1']:.4f}", "")
+    out.print(table)
+    out.print(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}")
+
+
+@data_app.command("stats")
+def data_stats(
+    paths: list[str] = typer.Argument(..., help="Data files (or save_to_disk folders / hub names)."),
+    format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
+    scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
+    encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
+    task: Optional[str] = typer.Option(None, help="ner or text-classification (default: detected)."),
+    tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
+    text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
+    label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
+    model: Optional[str] = typer.Option(None, help="Also count subwords with this model's tokenizer."),
+    max_length: Optional[int] = typer.Option(None, help="With --model: count examples longer than this."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Examples, tokens, labels, lengths and repaired tag sequences per file."""
+    from .config import TASK_ALIASES
+    from .data import read_corpus
+    from .stats import corpus_stats, render_stats
+
+    options = _read_options(format, scheme, encoding, tag_column, text_column, label_column)
+    tokenizer = None
+    if model:
+        from .modeling import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
+    resolved_task = TASK_ALIASES.get(task.lower(), task) if task else None
+    stats = [corpus_stats(read_corpus(p, options, task=resolved_task), tokenizer=tokenizer, max_length=max_length)
+             for p in paths]
+    if as_json:
+        out.print_json(json.dumps(stats if len(stats) > 1 else stats[0], ensure_ascii=False))
+        return
+    for renderable in render_stats(stats):
+        out.print(renderable)
+
+
+@app.command()
+def demo(
+    output: str = typer.Option("runs/demo-wnut17", help="Run folder to write."),
+    epochs: float = typer.Option(3, help="Epochs."),
+    overwrite: bool = typer.Option(True, help="Replace the demo folder from an earlier demo run."),
+):
+    """Train the embedded MiniLM on the shipped WNUT-17 sample, write its card, and predict a sentence."""
+    from .config import build_config
+    from .inference import load
+    from .train import train as run_training
+
+    sample = SAMPLES / "wnut17"
+    config = build_config(None, dict(task="token-classification", train=str(sample / "train.conll"),
+                                     validation=str(sample / "dev.conll"), test=str(sample / "test.conll"),
+                                     output=output, num_epochs=epochs, dataset_name="wnut_17 (sample)",
+                                     learning_rate=1e-4))
+    result = run_training(config, overwrite=overwrite, console=console)
+    _print_summary(result)
+    sentence = "Heading to Seattle with Taylor Swift to watch the new Star Wars movie on Netflix"
+    entities = load(result.output).predict([sentence])[0]
+    out.print_json(json.dumps({"text": sentence, "entities": entities}, ensure_ascii=False), indent=None)
+    console.print(f"card: {result.output / 'README.md'}")
+
+
+@app.command()
+def env():
+    """Versions and hardware, for bug reports."""
+    from .environment import describe, use_bf16
+
+    out.print_json(json.dumps(describe(use_bf16("auto"))))
+
+
+def _quiet_libraries() -> None:
+    """The CLI prints its own progress; the libraries' load reports and shard bars are noise there."""
+    import transformers
+    import datasets
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if len(sys.argv) > 1 and sys.argv[1] in ("train", "predict", "evaluate", "demo"):
+        _quiet_libraries()
+    try:
+        app()
+    except TunecardError as error:
+        console.print(f"[bold red]error[/] {_escape(str(error))}")
+        raise SystemExit(2) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+if __name__ == "__main__":
+    main()

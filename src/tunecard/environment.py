@@ -1,0 +1,82 @@
+"""Facts about the machine and libraries: precision choice, hardware and versions for the card and `tunecard env`."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+import torch
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 (AVX512-BF16 or AMX): autocast then runs faster, not slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(precision: str) -> bool:
+    """Resolve `precision: auto|bf16|fp32` for this machine."""
+    if precision == "fp32":
+        return False
+    if torch.cuda.is_available():
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = cpu_supports_bf16()
+    if precision == "bf16":
+        return True
+    return supported
+
+
+def model_max_length(tokenizer, model) -> int:
+    """The longest input the model accepts: position embeddings, else the tokenizer's limit, else 512."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < 100_000:  # tokenizers without a limit report a huge sentinel
+        limit = min(limit, tok_limit) if limit else tok_limit
+    # RoBERTa-style models reserve padding_idx + 1 positions.
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer") and limit:
+        limit = min(limit, getattr(model.config, "max_position_embeddings", limit) - 2)
+    return int(limit or 512)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for label, package in (("Transformers", "transformers"), ("Pytorch", "torch"), ("Datasets", "datasets"),
+                           ("Tokenizers", "tokenizers"), ("Accelerate", "accelerate"), ("tunecard", "tunecard")):
+        try:
+            found[label] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[label] = "not installed"
+    found["Python"] = platform.python_version()
+    return found
+
+
+def describe(bf16: bool) -> dict:
+    """Where a run happened, for the card."""
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    else:
+        device = "cpu"
+    return {
+        "device": device,
+        "precision": "bf16 (autocast)" if bf16 else "fp32",
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "versions": versions(),
+    }

@@ -1,0 +1,174 @@
+"""Use a trained folder: `tunecard.load(DIR).predict(texts)`.
+
+NER predictions are made on words exactly as in training (first subword, windows for long texts), where the
+words are the tokenizer's own pre-tokenized words of the raw text; each entity comes back with its label,
+character offsets into the text, surface string and score (mean probability of its words' predicted tags).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import environment
+from .batching import PadCollator, forward_batches
+from .config import CONFIG_FILE
+from .data.example import TextExample, TokenExample
+from .encode import Encoder
+from .errors import ModelError
+from .metrics import extract_entities
+from .modeling import load_model, load_tokenizer
+
+
+def task_of(folder: Path) -> str:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelError("E301", "model folder has no config.json.", path=folder,
+                         fix="point at a folder written by `tunecard train` or save_pretrained.")
+    architectures = json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return "token-classification"
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "text-classification"
+    raise ModelError("E307", f"the model's architectures {architectures} are not a token or sequence classifier.",
+                     path=folder, fix="train it with `tunecard train` first.")
+
+
+def saved_max_length(folder: Path) -> int | None:
+    """The max_length the run trained with (train_config.yaml), so prediction windows match training."""
+    import yaml
+
+    path = folder / CONFIG_FILE
+    if path.is_file():
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("max_length")
+    return None
+
+
+def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
+    """Split raw text into the tokenizer's words, with character offsets into `text`."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans: dict[int, list[int]] = {}
+    for word, (start, end) in zip(enc.word_ids(), enc["offset_mapping"]):
+        if word is None or end <= start:
+            continue
+        span = spans.setdefault(word, [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    words = []
+    for start, end in (spans[w] for w in sorted(spans)):
+        # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
+        while start < end and text[start].isspace():
+            start += 1
+        words.append((text[start:end], start, end))
+    return words
+
+
+class Predictor:
+    """A trained folder loaded for prediction.
+
+    Args:
+        folder: a run folder from `tunecard train` (or any save_pretrained token/sequence classifier).
+        batch_size: inputs per forward pass.
+        precision: "auto", "bf16" or "fp32".
+        trust_pickle: allow pickle weights.
+    """
+
+    def __init__(self, folder: str | Path, batch_size: int = 32, precision: str = "auto", trust_pickle: bool = False):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ModelError("E308", "model folder not found.", path=self.folder, fix="check the path.")
+        self.task = task_of(self.folder)
+        self.tokenizer = load_tokenizer(str(self.folder))
+        self.model = load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle)
+        self.model.eval()
+        self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+        label2id = {v: k for k, v in self.id2label.items()}
+        limit = environment.model_max_length(self.tokenizer, self.model)
+        self.max_length = min(saved_max_length(self.folder) or limit, limit)
+        self.encoder = Encoder(self.tokenizer, label2id, self.max_length)
+        self.collator = PadCollator(self.tokenizer.pad_token_id)
+        self.batch_size = batch_size
+        self.bf16 = environment.use_bf16(precision)
+
+    @property
+    def is_ner(self) -> bool:
+        return self.task == "token-classification"
+
+    def predict(self, texts: list[str]) -> list:
+        """Entities (NER) or label and probabilities (classification) for each text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self._predict_entities(texts) if self.is_ner else self._predict_labels(texts)
+
+    def predict_words(self, words_per_example: list[list[str]]) -> list[list[tuple[str, float]]]:
+        """NER on pre-split words: (tag, probability) per word."""
+        examples = [TokenExample(tokens=list(words), tags=[]) for words in words_per_example]
+        features = self.encoder.encode_tokens(examples)
+        out: list[list] = [[None] * len(words) for words in words_per_example]
+        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
+                                                  with_labels=False):
+            probabilities = torch.softmax(logits, dim=-1)
+            best_p, best_id = probabilities.max(dim=-1)
+            for row, feature_index in enumerate(indices):
+                feature = features[feature_index]
+                for position, word in feature.word_positions:
+                    out[feature.example_index][word] = (self.id2label[int(best_id[row, position])],
+                                                        float(best_p[row, position]))
+        return out
+
+    def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
+        words = [words_with_offsets(self.tokenizer, text) for text in texts]
+        tagged = self.predict_words([[w for w, _, _ in ws] for ws in words])
+        results = []
+        for text, word_spans, word_tags in zip(texts, words, tagged):
+            entities = []
+            for label, start, end in extract_entities([t for t, _ in word_tags]):
+                char_start, char_end = word_spans[start][1], word_spans[end - 1][2]
+                score = sum(p for _, p in word_tags[start:end]) / (end - start)
+                entities.append({"label": label, "start": char_start, "end": char_end,
+                                 "text": text[char_start:char_end], "score": round(score, 4)})
+            results.append(entities)
+        return results
+
+    def _predict_labels(self, texts: list[str]) -> list[dict]:
+        examples = [TextExample(text=t, label="") for t in texts]
+        features = self.encoder.encode_texts(examples, labelled=False)
+        results: list[dict | None] = [None] * len(texts)
+        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
+                                                  with_labels=False):
+            probabilities = torch.softmax(logits, dim=-1).tolist()
+            for row, feature_index in enumerate(indices):
+                probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities[row])}
+                label = max(probs, key=probs.get)
+                results[features[feature_index].example_index] = {"label": label, "score": probs[label],
+                                                                  "probabilities": probs}
+        return results
+
+
+def load(folder: str | Path, **kwargs) -> Predictor:
+    """Load a trained folder for prediction (see Predictor)."""
+    return Predictor(folder, **kwargs)
+
+
+def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_size: int = 64,
+                    precision: str = "auto") -> dict:
+    """Score a saved model on any readable file (labels must be ones the model knows)."""
+    from .data import read_corpus
+    from .evaluate import evaluate_features
+    from .errors import DataError
+
+    predictor = Predictor(folder, batch_size=batch_size, precision=precision)
+    corpus = read_corpus(data, options, task=predictor.task)
+    known = set(predictor.id2label.values())
+    unknown = sorted(set(corpus.labels) - known)
+    if unknown:
+        raise DataError("E150", f"labels {unknown[:10]} are not in the model's label map {sorted(known)}.",
+                        path=corpus.path, fix="evaluate on data with the model's label set.")
+    features = (predictor.encoder.encode_tokens(corpus.examples) if predictor.is_ner
+                else predictor.encoder.encode_texts(corpus.examples))
+    result = evaluate_features(predictor.model, features, corpus.examples, task=predictor.task,
+                               id2label=predictor.id2label, collator=predictor.collator, batch_size=batch_size,
+                               bf16=predictor.bf16)
+    result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme, "repaired": corpus.repaired}
+    return result

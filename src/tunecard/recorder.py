@@ -1,0 +1,138 @@
+"""Trainer callbacks: record the history the card is made from, keep the best weights, show progress.
+
+The card is rendered from what these callbacks collect (history rows and step losses), never from the
+Trainer's log strings, so every number in the card can be traced to history.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from transformers import TrainerCallback
+
+from .evaluate import table_metrics
+
+
+def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value > best if greater_is_better else value < best
+
+
+class RunRecorder(TrainerCallback):
+    """Collects step losses and one history row per evaluation; snapshots the best weights.
+
+    Args:
+        task: the run's task (chooses the metric columns).
+        metric: the key of the metric that selects the best checkpoint (e.g. "f1", "loss").
+        patience: stop after this many evaluations without improvement (None: never).
+        console: a rich Console to print each evaluation row on (None: silent).
+    """
+
+    def __init__(self, task: str, metric: str, patience: int | None = None, console=None):
+        self.task = task
+        self.metric = metric
+        self.greater_is_better = metric not in ("loss",)
+        self.patience = patience
+        self.console = console
+        self.steps: list[dict] = []  # one entry per optimizer step: step, epoch, loss, learning_rate, grad_norm
+        self.rows: list[dict] = []  # one per evaluation
+        self.details: dict | None = None  # full scorer result of the last evaluation, set by the trainer
+        self.best_value: float | None = None
+        self.best_row: dict | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.evaluations_without_improvement = 0
+        self.stopped_early = False
+        self._last_eval_step = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs and "eval_loss" not in logs:
+            self.steps.append(
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "loss": float(logs["loss"]),
+                    "learning_rate": float(logs.get("learning_rate", float("nan"))),
+                    "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
+                }
+            )
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        details = self.details or {}
+        since = [s["loss"] for s in self.steps if s["step"] > self._last_eval_step]
+        row = {
+            # Mean loss of every optimizer step since the previous evaluation: never "No log".
+            "training_loss": sum(since) / len(since) if since else None,
+            "epoch": round(state.epoch or 0.0, 4),
+            "step": state.global_step,
+            "validation_loss": details.get("loss"),
+        }
+        for key in table_metrics(self.task):
+            row[key] = details.get(key)
+        row["per_label"] = details.get("per_label", {})
+        self._last_eval_step = state.global_step
+        self.rows.append(row)
+        value = row["validation_loss"] if self.metric == "loss" else details.get(self.metric)
+        improved = _is_better(value, self.best_value, self.greater_is_better)
+        if improved:
+            self.best_value = value
+            self.best_row = row
+            # Keep the best weights in memory: the saved model IS the best checkpoint.
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.evaluations_without_improvement = 0
+        else:
+            self.evaluations_without_improvement += 1
+            if self.patience and self.evaluations_without_improvement >= self.patience:
+                self.stopped_early = True
+                control.should_training_stop = True
+        row["is_best_so_far"] = improved
+        if self.console is not None:
+            self._print_row(row, improved)
+
+    def _print_row(self, row: dict, improved: bool) -> None:
+        def fmt(v):
+            return "No log" if v is None else f"{v:.4f}"
+
+        parts = [f"epoch {row['epoch']:.2f}", f"step {row['step']}", f"train loss {fmt(row['training_loss'])}",
+                 f"val loss {fmt(row['validation_loss'])}"]
+        parts += [f"{k} {fmt(row[k])}" for k in table_metrics(self.task)]
+        mark = "  [bold green]best[/]" if improved else ""
+        self.console.print(" | ".join(parts) + mark)
+
+
+class ProgressBar(TrainerCallback):
+    """A tqdm bar over optimizer steps showing the running loss and training throughput."""
+
+    def __init__(self, samples_per_step: int, enabled: bool = True):
+        self.samples_per_step = samples_per_step
+        self.enabled = enabled
+        self.bar = None
+        self._start = None
+        self._steps_done = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.enabled and state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", dynamic_ncols=True, leave=False)
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._steps_done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            elapsed = max(time.perf_counter() - self._start, 1e-9)
+            rate = self._steps_done * self.samples_per_step / elapsed
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,312 @@
+"""Fine-tune an encoder: read → validate → encode → train (transformers Trainer) → evaluate → write the run.
+
+`train(config)` is the whole path; the CLI only builds the config. The run folder holds the best checkpoint
+(save_pretrained, safetensors), train_config.yaml, history.json, metrics.json and the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import EvalLoopOutput
+
+from . import environment
+from .batching import FeatureDataset, PadCollator
+from .config import TrainConfig
+from .data import read_corpus
+from .data.example import Corpus
+from .data.validate import validate_splits
+from .encode import Encoder, EncodingStats
+from .errors import ConfigError
+from .evaluate import evaluate_features, table_metrics
+from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
+from .modeling import load_model, load_tokenizer
+from .outputs import RunFolder
+from .recorder import ProgressBar, RunRecorder
+from .stats import corpus_stats
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class RunResult:
+    output: Path
+    history: dict
+    metrics: dict
+
+
+def label_names(corpus: Corpus) -> list[str]:
+    """The model's label set, from the training data: O, then B-/I- per entity type; or the sorted classes."""
+    if corpus.task == "token-classification":
+        return ["O"] + [f"{prefix}-{etype}" for etype in corpus.entity_types for prefix in ("B", "I")]
+    labels = corpus.labels
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return labels
+
+
+def check_positive_label(positive_label: str | None, labels: list[str], is_ner: bool) -> None:
+    """Fail before training, not at the first evaluation, when positive_label cannot apply."""
+    if positive_label is None:
+        return
+    if is_ner or len(labels) != 2:
+        raise ConfigError("E208", f"positive_label {positive_label!r} applies to binary classification only; this "
+                          f"task has labels {labels[:10]}.", fix="remove positive_label.")
+    if positive_label not in labels:
+        raise ConfigError("E208", f"positive_label {positive_label!r} is not one of the labels {labels}.",
+                          fix=f"use one of {labels}.")
+
+
+def read_splits(config: TrainConfig) -> dict[str, Corpus]:
+    """Read and cross-check the splits named in the config (train required; validation strongly advised)."""
+    if not config.train:
+        raise ConfigError("E207", "no training data given.", fix="pass --train FILE (or `train:` in the config).")
+    options = config.read_options()
+    corpora = {}
+    for split in SPLITS:
+        path = getattr(config, split)
+        if path:
+            corpus = read_corpus(path, options, task=config.task)
+            limit = config.max_train_examples if split == "train" else config.max_eval_examples
+            if limit is not None and len(corpus.examples) > limit:
+                corpus.examples = corpus.examples[:limit]
+                corpus.warnings.append(f"using the first {limit} examples (max_{'train' if split == 'train' else 'eval'}_examples)")
+            corpora[split] = corpus
+    validate_splits(corpora["train"], {k: v for k, v in corpora.items() if k != "train"})
+    return corpora
+
+
+def compute_baselines(corpora: dict[str, Corpus], positive_label: str | None) -> dict:
+    train = corpora["train"]
+    baselines = {}
+    for split, corpus in corpora.items():
+        if split == "train":
+            continue
+        if corpus.task == "token-classification":
+            gold = [ex.tags for ex in corpus.examples]
+            baselines[split] = {
+                "all_o": all_o_baseline(gold),
+                "majority_tag": majority_tag_baseline(
+                    [ex.tokens for ex in train.examples], [ex.tags for ex in train.examples],
+                    [ex.tokens for ex in corpus.examples], gold,
+                ),
+            }
+        else:
+            baselines[split] = {
+                "majority": majority_baseline([ex.label for ex in train.examples], [ex.label for ex in corpus.examples],
+                                              positive_label=positive_label)
+            }
+    return baselines
+
+
+class TunecardTrainer(Trainer):
+    """The Trainer with tunecard's evaluation: length-sorted, streamed, scored on words with the project's scorers."""
+
+    def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
+                 positive_label: str | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorder = recorder
+        self.task = task
+        self.id2label = id2label
+        self.pad_collator = collator
+        self.eval_bf16 = bf16
+        self.positive_label = positive_label
+        self.remove_callback(ProgressCallback)
+        self.remove_callback(PrinterCallback)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        dataset: FeatureDataset = dataloader.dataset
+        details = evaluate_features(
+            self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
+            collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
+            positive_label=self.positive_label,
+        )
+        self.recorder.details = details
+        self.model.train()
+        metrics = {f"{metric_key_prefix}_loss": details["loss"]}
+        for key in table_metrics(self.task):
+            metrics[f"{metric_key_prefix}_{key}"] = details[key]
+        return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=len(dataset))
+
+
+def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_validation: bool) -> TrainingArguments:
+    warmup = config.warmup_ratio if config.warmup_ratio else config.warmup_steps
+    return TrainingArguments(
+        output_dir=str(scratch_dir),
+        per_device_train_batch_size=config.train_batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=warmup,
+        weight_decay=config.weight_decay,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        adam_epsilon=config.adam_epsilon,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_grad_norm=config.max_grad_norm,
+        label_smoothing_factor=config.label_smoothing,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        eval_strategy=(config.eval_strategy if has_validation else "no"),
+        eval_steps=config.eval_steps,
+        eval_on_start=config.eval_on_start and has_validation,
+        save_strategy="no",  # the best weights are kept by RunRecorder; nothing half-written on disk
+        logging_strategy="steps",
+        logging_steps=1,  # every step's loss is recorded: epoch means are exact, plots have every point
+        report_to="none",
+        seed=config.seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def train(config: TrainConfig, *, overwrite: bool = False, console=None, progress: bool = True) -> RunResult:
+    """Run a whole fine-tuning job and write its folder.
+
+    Args:
+        config: the validated configuration.
+        overwrite: replace a non-empty output folder (otherwise that is an error, checked before training).
+        console: a rich Console for the per-evaluation rows (None: quiet).
+        progress: show a progress bar.
+    """
+    run_folder = RunFolder(config.output, overwrite=overwrite)
+    run_folder.check()
+    corpora = read_splits(config)
+    train_corpus = corpora["train"]
+    labels = label_names(train_corpus)
+    check_positive_label(config.positive_label, labels, config.is_ner)
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    bf16 = environment.use_bf16(config.precision)
+
+    set_seed(config.seed)  # before the model: the new head's initialisation depends on it
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, config.task, id2label)
+    max_length = min(config.max_length, environment.model_max_length(tokenizer, model))
+    encoder = Encoder(tokenizer, label2id, max_length, label_all_subwords=config.subword_labels == "all")
+
+    datasets, encoding_stats = {}, {}
+    for split, corpus in corpora.items():
+        stats = EncodingStats()
+        if config.is_ner:
+            features = encoder.encode_tokens(corpus.examples, stats)
+        else:
+            features = encoder.encode_texts(corpus.examples, stats)
+        dataset = FeatureDataset(features)
+        dataset.examples = corpus.examples
+        datasets[split] = dataset
+        encoding_stats[split] = stats.to_dict()
+
+    positive_label = config.positive_label
+    recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
+    collator = PadCollator(tokenizer.pad_token_id)
+    has_validation = "validation" in datasets
+    args = training_arguments(config, run_folder.scratch, bf16, has_validation)
+    trainer = TunecardTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("validation"),
+        processing_class=tokenizer,
+        optimizer_cls_and_kwargs=_plain_adam(config),
+        callbacks=[recorder, ProgressBar(config.train_batch_size * config.gradient_accumulation_steps, progress)],
+        recorder=recorder,
+        task=config.task,
+        id2label=id2label,
+        collator=collator,
+        bf16=bf16,
+        positive_label=positive_label,
+    )
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    if recorder.best_state is not None:
+        model.load_state_dict(recorder.best_state)
+    final = {}
+    for split in ("validation", "test"):
+        if split in datasets:
+            final[split] = evaluate_features(
+                model, datasets[split].features, datasets[split].examples, task=config.task, id2label=id2label,
+                collator=collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
+            )
+
+    history = {
+        "rows": recorder.rows,
+        "steps": recorder.steps,
+        "best": None if recorder.best_row is None else {
+            "epoch": recorder.best_row["epoch"], "step": recorder.best_row["step"],
+            "metric": config.metric_for_best_model, "value": recorder.best_value,
+        },
+        "stopped_early": recorder.stopped_early,
+    }
+    train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
+    epochs_run = train_output.metrics.get("epoch", config.num_epochs)
+    metrics = {
+        "task": config.task,
+        "labels": labels,
+        "best_epoch": history["best"]["epoch"] if history["best"] else None,
+        "validation": final.get("validation"),
+        "test": final.get("test"),
+        "baselines": compute_baselines(corpora, positive_label),
+        "data": {
+            split: {**corpus_stats(corpus), "encoding": encoding_stats[split], "path": corpus.path,
+                    "scheme": corpus.scheme, "repaired": corpus.repaired, "warnings": corpus.warnings}
+            for split, corpus in corpora.items()
+        },
+        "training": {
+            "runtime_seconds": round(train_seconds, 2),
+            "global_steps": trainer.state.global_step,
+            "epochs": epochs_run,
+            "samples_per_second": round(train_output.metrics.get("train_samples_per_second", float("nan")), 3),
+            "words_per_second": round(train_tokens * epochs_run / train_seconds, 1) if train_tokens else None,
+            "final_step_loss": recorder.steps[-1]["loss"] if recorder.steps else None,
+        },
+        "environment": environment.describe(bf16),
+        "max_length": max_length,
+    }
+
+    with run_folder.writing() as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        config.save(folder)
+        _write_json(folder / "history.json", history)
+        _write_json(folder / "metrics.json", metrics)
+        from .card import write_card
+
+        write_card(folder, config, history, metrics)
+    return RunResult(run_folder.path, history, metrics)
+
+
+def _plain_adam(config: TrainConfig):
+    """`optimizer: adam` is torch's Adam (no decoupled weight decay); adamw uses the Trainer's default (fused)."""
+    if config.optimizer != "adam":
+        return None
+    return torch.optim.Adam, {"betas": (config.adam_beta1, config.adam_beta2), "eps": config.adam_epsilon}
+
+
+def _json_safe(value):
+    """NaN/inf become null (JSON has no NaN); tuples become lists."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(_json_safe(data), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

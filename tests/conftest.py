@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny random encoders built offline from ../shared/vocab, and paths to data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SHARED_DATA = SHARED / "data"
+SAMPLES = ROOT / "src" / "tunecard" / "samples"
+WNUT_SAMPLE = SAMPLES / "wnut17"
+
+
+def build_tiny_bert(folder: Path, vocab_file: Path, *, lowercase: bool, hidden: int = 64, layers: int = 2,
+                    max_positions: int = 512) -> Path:
+    """A small random BERT (safetensors) with a real WordPiece vocabulary: trains in seconds on CPU."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    torch.manual_seed(0)
+    # transformers 5: BertTokenizer is the fast (tokenizers-backed) one and takes the vocabulary as `vocab`.
+    tokenizer = BertTokenizer(vocab=str(vocab_file), do_lower_case=lowercase, tokenize_chinese_chars=True,
+                              model_max_length=max_positions)
+    assert tokenizer.vocab_size > 1000, "the vocabulary did not load"
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=hidden * 2, max_position_embeddings=max_positions)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _vocab(name: str) -> Path:
+    path = SHARED / "vocab" / name / "vocab.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: tiny test models are built from ../shared/vocab")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cased(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-cased"), _vocab("bert-base-cased"), lowercase=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_short(tmp_path_factory) -> Path:
+    """max 32 positions: any real sentence longer than that is windowed."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-short"), _vocab("bert-base-cased"), lowercase=False,
+                           max_positions=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_chinese(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-chinese"), _vocab("bert-base-chinese"), lowercase=True)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not found")
+    return SHARED_DATA

@@ -1,0 +1,109 @@
+"""Subword alignment and windows: every gold label of a long sentence is scored exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunecard.data.example import TextExample, TokenExample
+from tunecard.encode import IGNORE_INDEX, Encoder, EncodingStats, _plan_windows
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=200), st.integers(min_value=1, max_value=60))
+@settings(max_examples=300, deadline=None)
+def test_windows_own_every_word_exactly_once(word_lengths, budget):
+    windows = _plan_windows(word_lengths, budget)
+    owned = [w for _, start, end, _ in windows for w in range(start, end)]
+    assert owned == list(range(len(word_lengths)))
+    capped = [min(n, budget) for n in word_lengths]
+    for left, start, end, right in windows:
+        assert left <= start < end <= right
+        assert sum(capped[left:right]) <= budget or end - start == 1
+
+
+@pytest.fixture(scope="module")
+def short_tokenizer(tiny_bert_short):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_bert_short)
+
+
+def _long_example(n_words: int) -> TokenExample:
+    words, tags = [], []
+    for i in range(n_words):
+        if i % 7 == 3:
+            words += ["Johannesburg", "Mandela"]
+            tags += ["B-PER", "I-PER"]
+        else:
+            words.append(f"word{i}")
+            tags.append("O")
+    return TokenExample(tokens=words, tags=tags)
+
+
+LABELS = {"O": 0, "B-PER": 1, "I-PER": 2}
+
+
+def test_long_sentences_are_windowed_and_every_label_kept(short_tokenizer):
+    encoder = Encoder(short_tokenizer, LABELS, max_length=32)
+    examples = [_long_example(60), _long_example(5), TokenExample(tokens=[], tags=[])]
+    stats = EncodingStats()
+    features = encoder.encode_tokens(examples, stats)
+    assert stats.windowed_examples == 1 and stats.windows > 2
+    for feature in features:
+        assert len(feature) <= 32
+    for index, example in enumerate(examples):
+        owned = sorted(w for f in features if f.example_index == index for _, w in f.word_positions)
+        assert owned == list(range(len(example.tokens)))
+        # Each labelled position carries the gold tag of the word it belongs to.
+        for f in (f for f in features if f.example_index == index):
+            for position, word in f.word_positions:
+                assert f.labels[position] == LABELS[example.tags[word]]
+            labelled = [p for p, label in enumerate(f.labels) if label != IGNORE_INDEX]
+            assert labelled == [p for p, _ in f.word_positions]
+
+
+def test_a_word_longer_than_the_window_is_still_scored(short_tokenizer):
+    encoder = Encoder(short_tokenizer, LABELS, max_length=16)
+    giant = "-".join(["Mandela"] * 20)  # punctuation splits it: ~60 subwords, more than a whole window
+    example = TokenExample(tokens=["Mandela", giant, "Mandela"], tags=["B-PER", "O", "B-PER"])
+    stats = EncodingStats()
+    features = encoder.encode_tokens([example], stats)
+    assert stats.truncated_words == 1
+    owned = sorted(w for f in features for _, w in f.word_positions)
+    assert owned == [0, 1, 2]
+
+
+def test_all_subword_labels_continue_as_inside(short_tokenizer):
+    encoder = Encoder(short_tokenizer, LABELS, max_length=32, label_all_subwords=True)
+    (feature,) = encoder.encode_tokens([TokenExample(tokens=["Mandela"], tags=["B-PER"])])  # Man ##dela
+    labels = [label for label in feature.labels if label != IGNORE_INDEX]
+    assert labels[0] == LABELS["B-PER"] and all(label == LABELS["I-PER"] for label in labels[1:])
+    assert len(labels) > 1
+
+
+def test_classification_truncation_is_counted(short_tokenizer):
+    encoder = Encoder(short_tokenizer, {"neg": 0, "pos": 1}, max_length=16)
+    stats = EncodingStats()
+    features = encoder.encode_texts([TextExample("word " * 50, "pos"), TextExample("short", "neg")], stats)
+    assert stats.truncated_examples == 1
+    assert [f.labels for f in features] == [1, 0]
+    assert max(len(f) for f in features) == 16
+
+
+def test_windowed_evaluation_scores_every_word(tiny_bert_short):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from tunecard.batching import PadCollator
+    from tunecard.evaluate import evaluate_features
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_short)
+    id2label = {v: k for k, v in LABELS.items()}
+    model = AutoModelForTokenClassification.from_pretrained(tiny_bert_short, num_labels=3, id2label=id2label,
+                                                            label2id=LABELS)
+    examples = [_long_example(80), _long_example(9)]
+    features = Encoder(tokenizer, LABELS, max_length=32).encode_tokens(examples)
+    result = evaluate_features(model, features, examples, task="token-classification", id2label=id2label,
+                               collator=PadCollator(tokenizer.pad_token_id), batch_size=4)
+    assert result["tokens"] == sum(len(ex.tokens) for ex in examples)
+    assert result["gold_entities"] == sum(tag == "B-PER" for ex in examples for tag in ex.tags)

@@ -1,0 +1,158 @@
+"""Training end to end on tiny random encoders: the run folder, the card's honesty, reproducibility, loading."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import WNUT_SAMPLE
+from tunecard.config import CONFIG_FILE, build_config
+from tunecard.errors import ConfigError, OutputError
+from tunecard.train import train
+
+FAST = dict(max_train_examples=160, max_eval_examples=60, train_batch_size=16, learning_rate=1e-3, precision="fp32")
+
+
+def _ner_config(model: Path, output: Path, **overrides):
+    values = dict(task="ner", model=str(model), train=str(WNUT_SAMPLE / "train.conll"),
+                  validation=str(WNUT_SAMPLE / "dev.conll"), test=str(WNUT_SAMPLE / "test.conll"),
+                  output=str(output), num_epochs=2, **FAST)
+    values.update(overrides)
+    return build_config(None, values)
+
+
+@pytest.fixture(scope="module")
+def ner_run(tiny_bert_cased, tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "ner"
+    return train(_ner_config(tiny_bert_cased, output, eval_on_start=True), progress=False)
+
+
+def _card_table(card: str) -> list[dict[str, str]]:
+    """Parse the card's 'Training results' pipe table."""
+    section = card.split("### Training results", 1)[1]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def test_run_folder_has_everything(ner_run):
+    folder = ner_run.output
+    for name in ("model.safetensors", "config.json", "tokenizer.json", CONFIG_FILE, "history.json", "metrics.json",
+                 "README.md"):
+        assert (folder / name).is_file(), name
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"]["0"] == "O"
+    assert set(config["label2id"]) == set(ner_run.metrics["labels"])
+    assert not list(folder.parent.glob(".ner.*")), "temporary folders left behind"
+
+
+def test_card_numbers_equal_history(ner_run):
+    card = (ner_run.output / "README.md").read_text()
+    history = json.loads((ner_run.output / "history.json").read_text())
+    metrics = json.loads((ner_run.output / "metrics.json").read_text())
+    table = _card_table(card)
+    assert len(table) == len(history["rows"]) == 3  # step 0 + two epochs
+    for line, row in zip(table, history["rows"]):
+        assert line["Step"] == str(row["step"])
+        assert float(line["Epoch"]) == pytest.approx(row["epoch"])
+        assert line["Validation Loss"] == f"{row['validation_loss']:.4f}"
+        for title, key in (("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"), ("Accuracy", "accuracy")):
+            assert line[title] == f"{row[key]:.4f}"
+        expected_train = "No log" if row["training_loss"] is None else f"{row['training_loss']:.4f}"
+        assert line["Training Loss"] == expected_train
+    # The saved checkpoint is the marked row, and the headline equals both it and metrics.json.
+    best = history["best"]
+    marked = [line for line in table if line["Saved"] == "✓"]
+    assert len(marked) == 1 and marked[0]["Step"] == str(best["step"])
+    headline = dict(re.findall(r"^- (Loss|Precision|Recall|F1|Accuracy): ([0-9.]+)$", card.split("It achieves the following results")[1].split("\n\n")[0], re.M))
+    validation = metrics["validation"]
+    assert headline["F1"] == f"{validation['f1']:.4f}" == marked[0]["F1"]
+    assert headline["Precision"] == f"{validation['precision']:.4f}" == marked[0]["Precision"]
+    assert headline["Loss"] == f"{validation['loss']:.4f}"
+    # model-index in the YAML header reports the same numbers.
+    header = yaml.safe_load(card.split("---")[1])
+    reported = {(r["dataset"]["split"], m["type"]): m["value"] for r in header["model-index"][0]["results"] for m in r["metrics"]}
+    assert reported[("validation", "f1")] == round(validation["f1"], 4)
+    assert reported[("test", "f1")] == round(metrics["test"]["f1"], 4)
+
+
+def test_card_has_the_trainer_fields_and_more(ner_run):
+    card = (ner_run.output / "README.md").read_text()
+    for text in ("This model is a fine-tuned version of", "It achieves the following results on the evaluation set:",
+                 "- learning_rate: 0.001", "- train_batch_size: 16", "- seed: 42",
+                 "- optimizer: AdamW with betas=(0.9,0.999) and epsilon=1e-08", "- lr_scheduler_type: linear",
+                 "- num_epochs: 2", "| Training Loss | Epoch", "### Framework versions", "- Transformers ",
+                 "- Pytorch ", "- Datasets ", "- Tokenizers ", "baseline", "### Results per entity type",
+                 "### Label map", "## Training and evaluation data", "### Test results", "pipeline(",
+                 "Precision: fp32"):
+        assert text in card, text
+
+
+def test_training_loss_falls_and_history_is_complete(ner_run):
+    rows = ner_run.history["rows"]
+    assert rows[0]["step"] == 0 and rows[0]["training_loss"] is None
+    assert rows[2]["training_loss"] < rows[1]["training_loss"]
+    assert rows[-1]["validation_loss"] < rows[0]["validation_loss"]
+    steps = ner_run.history["steps"]
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+
+
+def test_resolved_config_reproduces_the_run(ner_run, tmp_path):
+    saved = ner_run.output / CONFIG_FILE
+    again = train(build_config(saved, {"output": str(tmp_path / "again")}), progress=False)
+    first = ner_run.history["rows"]
+    second = again.history["rows"]
+    assert [r["step"] for r in first] == [r["step"] for r in second]
+    for a, b in zip(first, second):
+        assert b["validation_loss"] == pytest.approx(a["validation_loss"], abs=1e-5)
+        assert b["f1"] == pytest.approx(a["f1"], abs=1e-6)
+
+
+def test_pipeline_and_automodel_load_the_folder(ner_run):
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    model = AutoModelForTokenClassification.from_pretrained(ner_run.output)
+    assert model.config.id2label[0] == "O"
+    ner = pipeline("token-classification", model=str(ner_run.output), aggregation_strategy="first")
+    result = ner("Heading to Seattle with Taylor Swift tonight")
+    assert isinstance(result, list)
+
+
+def test_predict_offsets_match_the_text(ner_run):
+    import tunecard
+
+    predictor = tunecard.load(ner_run.output)
+    texts = ["Dr. O'Neil (Paris) met Zoë Saldaña at 5:30pm, right?!", "東京 and Москва are cities.", ""]
+    results = predictor.predict(texts)
+    assert len(results) == 3 and results[2] == []
+    for text, entities in zip(texts, results):
+        for entity in entities:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+            assert entity["text"] == entity["text"].strip()
+            assert 0.0 <= entity["score"] <= 1.0
+
+
+def test_existing_output_is_not_overwritten(ner_run, tiny_bert_cased):
+    before = (ner_run.output / "README.md").read_text()
+    with pytest.raises(OutputError) as error:
+        train(_ner_config(tiny_bert_cased, ner_run.output), progress=False)
+    assert error.value.code == "E402"
+    assert (ner_run.output / "README.md").read_text() == before
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError) as error:
+        build_config(None, {"learning_rate": -1.0})
+    assert "learning_rate" in str(error.value)
+    with pytest.raises(ConfigError):
+        build_config(None, None, ["not_a_key=1"])
+    with pytest.raises(ConfigError):
+        build_config(None, {"eval_strategy": "steps"})
