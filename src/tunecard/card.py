@@ -96,6 +96,8 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     if config.label_smoothing:
         items.append(("label_smoothing_factor", str(config.label_smoothing)))
     items.append(("mixed_precision_training", metrics["environment"]["precision"]))
+    if config.train_sampling != "random":
+        items.append(("train_sampling", config.train_sampling))
     items.append(("max_length", str(metrics["max_length"])))
     if config.task == "token-classification":
         items.append(("subword_labels", config.subword_labels))
@@ -231,6 +233,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) 
                                   **{k: fmt(result.get(k)) for k in table_metrics(task)}})
     context = dict(
         model_name=model_name,
+        model_path=config.output,
         base_model=base_model_id(config.model) or config.model,
         base_model_is_hub=base_model_id(config.model) is not None,
         dataset=dataset_name(config),

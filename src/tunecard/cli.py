@@ -173,10 +173,9 @@ def data_stats(
 def demo(
     output: str = typer.Option("runs/demo-wnut17", help="Run folder to write."),
     epochs: float = typer.Option(3, help="Epochs."),
-    overwrite: bool = typer.Option(True, help="Replace the demo folder from an earlier demo run."),
 ):
     """Train the embedded MiniLM on the shipped WNUT-17 sample, write its card, and predict a sentence."""
-    from .config import build_config
+    from .config import CONFIG_FILE, build_config
     from .inference import load
     from .train import train as run_training
 
@@ -185,7 +184,9 @@ def demo(
                                      validation=str(sample / "dev.conll"), test=str(sample / "test.conll"),
                                      output=output, num_epochs=epochs, dataset_name="wnut_17 (sample)",
                                      learning_rate=1e-4))
-    result = run_training(config, overwrite=overwrite, console=console)
+    # Re-running the demo replaces its own earlier run folder, never anything else.
+    earlier_run = (Path(output) / CONFIG_FILE).is_file()
+    result = run_training(config, overwrite=earlier_run, console=console)
     _print_summary(result)
     sentence = "Heading to Seattle with Taylor Swift to watch the new Star Wars movie on Netflix"
     entities = load(result.output).predict([sentence])[0]

@@ -83,6 +83,9 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
 
+    train_sampling: Literal["random", "bucketed"] = Field(
+        "random", description="bucketed: batches of similar length in random order (less padding, faster)")
+
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"
 

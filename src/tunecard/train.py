@@ -30,6 +30,7 @@ from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
 from .recorder import ProgressBar, RunRecorder
+from .sampling import BucketedRandomSampler
 from .stats import corpus_stats
 
 SPLITS = ("train", "validation", "test")
@@ -110,8 +111,9 @@ class TunecardTrainer(Trainer):
     """The Trainer with tunecard's evaluation: length-sorted, streamed, scored on words with the project's scorers."""
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
-                 positive_label: str | None, **kwargs):
+                 positive_label: str | None, train_sampling: str = "random", **kwargs):
         super().__init__(*args, **kwargs)
+        self.train_sampling = train_sampling
         self.recorder = recorder
         self.task = task
         self.id2label = id2label
@@ -120,6 +122,12 @@ class TunecardTrainer(Trainer):
         self.positive_label = positive_label
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_sampling == "bucketed":
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return BucketedRandomSampler(dataset.lengths(), self.args.per_device_train_batch_size, seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
@@ -228,6 +236,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
         collator=collator,
         bf16=bf16,
         positive_label=positive_label,
+        train_sampling=config.train_sampling,
     )
     started = time.perf_counter()
     train_output = trainer.train()

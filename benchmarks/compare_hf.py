@@ -1,0 +1,223 @@
+"""Side by side on one machine: the plain Hugging Face recipe vs `tunecard train`, and pipeline vs predict.
+
+    .venv/bin/python benchmarks/compare_hf.py [--task ner|sst2] [--train-sentences 3000] [--eval-sentences 1000]
+
+(ref) follows examples/pytorch/token-classification/run_ner.py: Trainer, fp32, DataCollatorForTokenClassification
+(dynamic padding), random sampler, first-subword labels, seqeval metrics, lr 5e-5, batch 16, seed 42, 1 epoch.
+(ours) is `tunecard.train` with its defaults and the same hyperparameters. Each side runs in its own process so
+peak RSS is its own. Inference: transformers.pipeline(aggregation_strategy="first") vs tunecard predict on the
+validation sentences (joined with spaces), entities compared as (label, start, end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _data(task: str, n_train: int, n_eval: int):
+    from tunecard.data import read_corpus
+
+    if task == "ner":
+        train = read_corpus(DATA / "conll2003/train.txt").examples[:n_train]
+        dev = read_corpus(DATA / "conll2003/valid.txt").examples[:n_eval]
+    else:
+        train = read_corpus(DATA / "sst2/train.txt").examples[:n_train]
+        dev = read_corpus(DATA / "sst2/dev.txt").examples[:n_eval]
+    return train, dev
+
+
+def reference(task: str, n_train: int, n_eval: int, queue) -> None:
+    """The plain recipe, written as the transformers example scripts write it."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
+                              DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
+                              TrainingArguments, set_seed)
+
+    from tunecard.config import default_model
+
+    model_path = default_model()
+    train, dev = _data(task, n_train, n_eval)
+    set_seed(42)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if task == "ner":
+        labels = sorted({t for ex in train for t in ex.tags})
+        label2id = {l: i for i, l in enumerate(labels)}
+
+        def encode(examples):
+            enc = tokenizer(examples["tokens"], truncation=True, is_split_into_words=True)
+            all_labels = []
+            for i, tags in enumerate(examples["tags"]):
+                previous, row = None, []
+                for w in enc.word_ids(i):
+                    row.append(-100 if w is None or w == previous else label2id[tags[w]])
+                    previous = w
+                all_labels.append(row)
+            enc["labels"] = all_labels
+            return enc
+
+        to_ds = lambda exs: Dataset.from_dict({"tokens": [e.tokens for e in exs], "tags": [e.tags for e in exs]})
+        model = AutoModelForTokenClassification.from_pretrained(
+            model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+        collator = DataCollatorForTokenClassification(tokenizer)
+    else:
+        labels = sorted({e.label for e in train})
+        label2id = {l: i for i, l in enumerate(labels)}
+
+        def encode(examples):
+            enc = tokenizer(examples["text"], truncation=True)
+            enc["labels"] = [label2id[l] for l in examples["label"]]
+            return enc
+
+        to_ds = lambda exs: Dataset.from_dict({"text": [e.text for e in exs], "label": [e.label for e in exs]})
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+        collator = DataCollatorWithPadding(tokenizer)
+    train_ds = to_ds(train).map(encode, batched=True, remove_columns=["tokens", "tags"] if task == "ner" else ["text", "label"])
+    dev_ds = to_ds(dev).map(encode, batched=True, remove_columns=["tokens", "tags"] if task == "ner" else ["text", "label"])
+
+    def compute_metrics(prediction):
+        predictions = np.argmax(prediction.predictions, axis=-1)
+        if task != "ner":
+            return {"accuracy": float((predictions == prediction.label_ids).mean())}
+        from seqeval.metrics import f1_score
+
+        gold, pred = [], []
+        for p_row, l_row in zip(predictions, prediction.label_ids):
+            gold.append([labels[l] for p, l in zip(p_row, l_row) if l != -100])
+            pred.append([labels[p] for p, l in zip(p_row, l_row) if l != -100])
+        return {"f1": f1_score(gold, pred)}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, learning_rate=5e-5, per_device_train_batch_size=16,
+                                 per_device_eval_batch_size=16, num_train_epochs=1, seed=42, report_to="none",
+                                 save_strategy="no", eval_strategy="no", disable_tqdm=True, use_cpu=True,
+                                 logging_strategy="no")
+        trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                          data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics)
+        started = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        metrics = trainer.evaluate()
+        eval_seconds = time.perf_counter() - started
+    n_tokens = sum(len(e.tokens) for e in train) if task == "ner" else sum(len(e.text.split()) for e in train)
+    queue.put({"side": "ref", "train_samples_per_s": len(train) / train_seconds,
+               "train_words_per_s": n_tokens / train_seconds, "eval_sentences_per_s": len(dev) / eval_seconds,
+               "score": metrics.get("eval_f1", metrics.get("eval_accuracy")), "peak_rss_mb": _peak_rss_mb()})
+
+
+def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
+    import transformers
+
+    from tunecard.config import build_config
+    from tunecard.inference import Predictor
+    from tunecard.evaluate import evaluate_features
+    from tunecard.train import train as run
+
+    transformers.logging.set_verbosity_error()
+    train, dev = _data(task, n_train, n_eval)
+    files = {"ner": ("conll2003/train.txt", "conll2003/valid.txt"), "sst2": ("sst2/train.txt", "sst2/dev.txt")}[task]
+    config = build_config(None, dict(
+        task="ner" if task == "ner" else "text-classification", train=str(DATA / files[0]),
+        validation=str(DATA / files[1]), output=run_dir, num_epochs=1, learning_rate=5e-5,
+        train_batch_size=16, seed=42, max_train_examples=n_train, max_eval_examples=n_eval))
+    result = run(config, progress=False)
+    predictor = Predictor(result.output)
+    features = (predictor.encoder.encode_tokens(dev) if task == "ner" else predictor.encoder.encode_texts(dev))
+    started = time.perf_counter()
+    evaluate_features(predictor.model, features, dev, task=predictor.task, id2label=predictor.id2label,
+                      collator=predictor.collator, batch_size=64, bf16=predictor.bf16)
+    eval_seconds = time.perf_counter() - started
+    training = result.metrics["training"]
+    n_tokens = sum(len(e.tokens) for e in train) if task == "ner" else sum(len(e.text.split()) for e in train)
+    queue.put({"side": "ours", "train_samples_per_s": len(train) / training["runtime_seconds"],
+               "train_words_per_s": n_tokens / training["runtime_seconds"],
+               "eval_sentences_per_s": len(dev) / eval_seconds,
+               "score": result.metrics["validation"]["f1" if task == "ner" else "accuracy"],
+               "peak_rss_mb": _peak_rss_mb()})
+
+
+def inference(run_dir: str, n_eval: int, queue) -> None:
+    """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts, fp32 and default precision."""
+    import transformers
+    from transformers import pipeline
+
+    from tunecard.inference import Predictor
+
+    transformers.logging.set_verbosity_error()
+    texts = [" ".join(ex.tokens) for ex in _data("ner", 1, n_eval)[1]]
+    ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device="cpu")
+    started = time.perf_counter()
+    reference_entities = ner(texts, batch_size=16)
+    pipeline_seconds = time.perf_counter() - started
+    found = {}
+    for precision in ("fp32", "auto"):
+        predictor = Predictor(run_dir, batch_size=64, precision=precision)
+        started = time.perf_counter()
+        ours = predictor.predict(texts)
+        seconds = time.perf_counter() - started
+        same = sum({(e["entity_group"], e["start"], e["end"]) for e in ref} == {(e["label"], e["start"], e["end"]) for e in mine}
+                   for ref, mine in zip(reference_entities, ours))
+        found[precision] = {"sentences_per_s": len(texts) / seconds, "identical_sentences": same}
+    queue.put({"pipeline_sentences_per_s": len(texts) / pipeline_seconds, "sentences": len(texts), **found})
+
+
+def _run(target, *args) -> dict:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=["ner", "sst2"], default="ner")
+    parser.add_argument("--train-sentences", type=int, default=3000)
+    parser.add_argument("--eval-sentences", type=int, default=1000)
+    args = parser.parse_args()
+    scratch = tempfile.mkdtemp(prefix="tunecard-bench-")
+    run_dir = str(Path(scratch) / "run")
+    rows = [_run(reference, args.task, args.train_sentences, args.eval_sentences),
+            _run(ours, args.task, args.train_sentences, args.eval_sentences, run_dir)]
+    keys = ["train_samples_per_s", "train_words_per_s", "eval_sentences_per_s", "peak_rss_mb", "score"]
+    print(f"{'':24}" + "".join(f"{r['side']:>12}" for r in rows) + f"{'ours/ref':>12}")
+    for key in keys:
+        ratio = rows[1][key] / rows[0][key] if rows[0][key] else float("nan")
+        print(f"{key:24}" + "".join(f"{r[key]:12.3f}" for r in rows) + f"{ratio:12.2f}")
+    print(json.dumps(rows))
+    if args.task == "ner":
+        found = _run(inference, run_dir, args.eval_sentences)
+        print(f"inference on {found['sentences']} sentences: pipeline {found['pipeline_sentences_per_s']:.1f}/s")
+        for precision in ("fp32", "auto"):
+            r = found[precision]
+            print(f"  tunecard predict ({precision}): {r['sentences_per_s']:.1f}/s "
+                  f"({r['sentences_per_s'] / found['pipeline_sentences_per_s']:.2f}x), identical entities in "
+                  f"{r['identical_sentences']}/{found['sentences']} sentences")
+        print(json.dumps(found))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
