@@ -167,4 +167,4 @@ def test_early_stopping_keeps_the_best_and_says_so(tiny_bert_cased, tmp_path):
     assert result.history["best"]["step"] == result.history["rows"][0]["step"]
     card = (result.output / "README.md").read_text()
     assert "Training stopped early" in card
-    assert "not the last evaluation" in card
+    assert "D402" in card  # the doctor: the best epoch is not the last

@@ -12,6 +12,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .config import TrainConfig, default_model
+from .doctor import diagnose_run, render_markdown
 from .evaluate import table_metrics
 
 TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
@@ -169,51 +170,9 @@ def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardD
     )
 
 
-def notes(config: TrainConfig, history: dict, metrics: dict) -> list[str]:
-    """Plain statements about the results that the Trainer's card would leave the reader to find."""
-    found = []
-    rows = history["rows"]
-    best = history.get("best")
-    if best and rows and best["step"] != rows[-1]["step"]:
-        last = rows[-1]
-        found.append(
-            f"The saved checkpoint is from epoch {fmt_epoch(best['epoch'])} (step {best['step']}), not the last "
-            f"evaluation (epoch {fmt_epoch(last['epoch'])}): {config.metric_for_best_model} was {fmt(best['value'])} there and "
-            f"{fmt(last.get(config.metric_for_best_model) if config.metric_for_best_model != 'loss' else last['validation_loss'])} "
-            "at the end."
-        )
-    if history.get("stopped_early"):
-        found.append(f"Training stopped early after {config.early_stopping_patience} evaluations without improvement.")
-    validation = metrics.get("validation")
-    baselines = list(metrics.get("baselines", {}).get("validation", {}).values())
-    key = "f1"
-    if validation and baselines:
-        strongest = max(baselines, key=lambda b: b.get(key) or 0.0)
-        if validation[key] <= (strongest.get(key) or 0.0) + 0.01:
-            found.append(
-                f"Validation {key} ({fmt(validation[key])}) is not clearly above the {strongest['strategy']} baseline "
-                f"({fmt(strongest[key])}): the model has learned little beyond it."
-            )
-    if validation and config.task == "token-classification" and validation.get("predicted_entities") == 0:
-        found.append("The saved model predicts no entities at all on the validation set (every word O): "
-                     "train longer, raise the learning rate for small models, or check the labels.")
-    if validation and config.task == "text-classification":
-        predicted = [label for label, r in validation["per_label"].items() if r.get("predicted")]
-        if len(predicted) == 1 and len(validation["per_label"]) > 1:
-            found.append(f"The saved model predicts only '{predicted[0]}' on the validation set: it has collapsed to "
-                         "one class.")
-    for split, data in metrics.get("data", {}).items():
-        if data.get("repaired"):
-            found.append(f"{data['repaired']} invalid tag sequences were repaired in the {split} split "
-                         "(an inside tag with no entity to continue starts a new one, as in conlleval).")
-        encoding = data.get("encoding", {})
-        if encoding.get("windowed_examples"):
-            found.append(f"{encoding['windowed_examples']} {split} examples were longer than max_length and were "
-                         f"split into {encoding['windows']} windows; every word is still scored once.")
-        if encoding.get("truncated_examples"):
-            found.append(f"{encoding['truncated_examples']} {split} texts were longer than max_length and were "
-                         "truncated (classification reads the first max_length subwords).")
-    return found
+def diagnosis(config: TrainConfig, history: dict, metrics: dict) -> str:
+    """The doctor's findings on this run (the same checks as `tunecard doctor RUN_DIR`)."""
+    return render_markdown(diagnose_run(history, metrics, config.model_dump()))
 
 
 def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) -> Path:
@@ -255,7 +214,9 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) 
         data_rows=data_rows(metrics["data"], task == "token-classification"),
         training=metrics["training"],
         environment=metrics["environment"],
-        notes=notes(config, history, metrics),
+        diagnosis=diagnosis(config, history, metrics),
+        stopped_early=history.get("stopped_early", False),
+        patience=config.early_stopping_patience,
         fmt=fmt,
     )
     card = ModelCard.from_template(card_data(config, metrics, model_name), template_path=str(TEMPLATE), **context)

@@ -195,6 +195,18 @@ def demo(
 
 
 @app.command()
+def doctor(
+    path: Path = typer.Argument(..., help="A run folder, a model folder with README.md, or a Markdown card."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    strict: bool = typer.Option(False, help="Exit 1 when an error-level finding is found."),
+):
+    """Diagnose a training run or audit any model card: findings with evidence and remedies."""
+    from .doctor import doctor_command
+
+    raise typer.Exit(doctor_command(path, as_json, strict))
+
+
+@app.command()
 def env():
     """Versions and hardware, for bug reports."""
     from .environment import describe, use_bf16

@@ -69,8 +69,12 @@ class RunFolder:
         staging.rename(self.path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+    def discard_scratch(self) -> None:
+        """Remove the Trainer's scratch folder, whether the run succeeded or not."""
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 def _apply_umask(folder: Path) -> None:

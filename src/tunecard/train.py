@@ -19,10 +19,12 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from . import environment
 from .batching import FeatureDataset, PadCollator
+from .card import write_card
 from .config import TrainConfig
 from .data import read_corpus
 from .data.example import Corpus
 from .data.validate import validate_splits
+from .doctor import leakage_counts
 from .encode import Encoder, EncodingStats
 from .errors import ConfigError
 from .evaluate import evaluate_features, table_metrics
@@ -82,6 +84,24 @@ def read_splits(config: TrainConfig) -> dict[str, Corpus]:
             corpora[split] = corpus
     validate_splits(corpora["train"], {k: v for k, v in corpora.items() if k != "train"})
     return corpora
+
+
+def _texts(corpus: Corpus) -> list:
+    if corpus.task == "token-classification":
+        return [ex.tokens for ex in corpus.examples]
+    return [ex.text if ex.text_pair is None else f"{ex.text} [SEP] {ex.text_pair}" for ex in corpus.examples]
+
+
+def data_report(corpora: dict[str, Corpus], encoding_stats: dict[str, dict]) -> dict:
+    """Per split: the reader's statistics, what encoding did, and examples duplicated from training."""
+    train_texts = _texts(corpora["train"])
+    report = {}
+    for split, corpus in corpora.items():
+        report[split] = {**corpus_stats(corpus), "encoding": encoding_stats[split], "path": corpus.path,
+                         "scheme": corpus.scheme, "repaired": corpus.repaired, "warnings": corpus.warnings}
+        if split != "train":
+            report[split]["leakage"] = leakage_counts(train_texts, _texts(corpus))
+    return report
 
 
 def compute_baselines(corpora: dict[str, Corpus], positive_label: str | None) -> dict:
@@ -190,6 +210,13 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
     """
     run_folder = RunFolder(config.output, overwrite=overwrite)
     run_folder.check()
+    try:
+        return _train(config, run_folder, console, progress)
+    finally:
+        run_folder.discard_scratch()
+
+
+def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool) -> RunResult:
     corpora = read_splits(config)
     train_corpus = corpora["train"]
     labels = label_names(train_corpus)
@@ -270,11 +297,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
         "validation": final.get("validation"),
         "test": final.get("test"),
         "baselines": compute_baselines(corpora, positive_label),
-        "data": {
-            split: {**corpus_stats(corpus), "encoding": encoding_stats[split], "path": corpus.path,
-                    "scheme": corpus.scheme, "repaired": corpus.repaired, "warnings": corpus.warnings}
-            for split, corpus in corpora.items()
-        },
+        "data": data_report(corpora, encoding_stats),
         "training": {
             "runtime_seconds": round(train_seconds, 2),
             "global_steps": trainer.state.global_step,
@@ -293,8 +316,6 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
         config.save(folder)
         _write_json(folder / "history.json", history)
         _write_json(folder / "metrics.json", metrics)
-        from .card import write_card
-
         write_card(folder, config, history, metrics)
     return RunResult(run_folder.path, history, metrics)
 

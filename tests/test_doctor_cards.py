@@ -1,0 +1,346 @@
+"""The doctor on Markdown cards: hand-made cards in tests/cards reproduce each pattern seen in the wild."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunecard.doctor import CODES, diagnose, diagnose_card, doctor_command, parse_card, render_markdown
+from tunecard.doctor.cardparse import parse_value
+from tunecard.doctor.findings import ERROR, INFO, WARNING
+
+CARDS = Path(__file__).parent / "cards"
+# The versions the hand-made Trainer cards list, so that the environment check is quiet unless a test wants it.
+TRAINER_VERSIONS = {"Transformers": "4.44.2", "Pytorch": "2.4.0", "Datasets": "2.21.0", "Tokenizers": "0.19.1"}
+TUNECARD_VERSIONS = {"Transformers": "5.23.0", "Pytorch": "2.13.0", "Datasets": "5.2.0", "Tokenizers": "0.23.3"}
+
+
+def card(name: str, installed=None):
+    return diagnose(CARDS / name, installed=installed or TRAINER_VERSIONS)
+
+
+def codes(report, *severities) -> set[str]:
+    return {f.code for f in report.findings if not severities or f.severity in severities}
+
+
+def only(report, code):
+    found = [f for f in report.findings if f.code == code]
+    assert len(found) == 1, [f.to_dict() for f in report.findings]
+    return found[0]
+
+
+# --- healthy cards --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, installed, rows", [
+    ("healthy_ner_trainer.md", TRAINER_VERSIONS, 3),
+    ("healthy_cls_trainer.md", TRAINER_VERSIONS, 4),
+    ("healthy_tunecard.md", TUNECARD_VERSIONS, 4),
+])
+def test_healthy_cards_have_no_error_or_warning(name, installed, rows):
+    report = card(name, installed)
+    assert report.source == "card"
+    assert not codes(report, ERROR, WARNING), [f.to_dict() for f in report.findings]
+    assert report.unparsed == []
+    assert report.read["results_rows"] == rows
+
+
+def test_tunecard_card_saved_row_is_explained_not_warned():
+    report = card("healthy_tunecard.md", TUNECARD_VERSIONS)
+    finding = only(report, "D501")
+    assert finding.severity == INFO and "epoch 3.0" in finding.title
+    parsed = parse_card((CARDS / "healthy_tunecard.md").read_text(encoding="utf-8"))
+    assert parsed.is_tunecard and parsed.table.marked == 2
+    assert parsed.task == "token-classification"
+    assert [b["predictor"] for b in parsed.baselines][:3] == ["this model", "this model", "all-O baseline"]
+    assert parsed.per_label["person"]["predicted"].value == 436
+    assert parsed.data_examples == {"train": 3394, "validation": 1009, "test": 1287}
+    assert parsed.versions["tunecard"] == "0.1.0"
+
+
+def test_healthy_card_has_its_parts_read():
+    parsed = parse_card((CARDS / "healthy_ner_trainer.md").read_text(encoding="utf-8"))
+    assert parsed.headline["f1"].value == 0.9424 and parsed.headline["loss"].value == 0.0611
+    assert parsed.hyperparameters["learning_rate"] == "2e-05"
+    assert parsed.hyper_float("learning_rate") == 2e-05
+    assert parsed.table.keys[:4] == ["training_loss", "epoch", "step", "validation_loss"]
+    assert parsed.model_index[0]["metrics"]["f1"].value == 0.9424
+    assert parsed.versions == {"Transformers": "4.44.2", "Pytorch": "2.4.0+cu121", "Datasets": "2.21.0",
+                               "Tokenizers": "0.19.1"}
+
+
+# --- each pattern, found with the right code ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, code, severity", [
+    ("collapse_frozen_f1.md", "D103", ERROR),
+    ("collapse_binary_recall1.md", "D101", ERROR),
+    ("ner_no_entities.md", "D102", ERROR),
+    ("loss_rising.md", "D302", ERROR),
+    ("loss_rising.md", "D304", WARNING),
+    ("nan_loss.md", "D301", ERROR),
+    ("batch_one.md", "D305", WARNING),
+    ("plain_table_overfit.md", "D401", WARNING),
+    ("plain_table_overfit.md", "D402", WARNING),
+    ("per_entity_columns.md", "D403", WARNING),
+    ("headline_other_epoch.md", "D501", WARNING),
+    ("headline_no_row.md", "D502", WARNING),
+    ("no_log.md", "D503", WARNING),
+    ("copied_column.md", "D504", ERROR),
+    ("f1_not_hm.md", "D505", WARNING),
+    ("out_of_range.md", "D506", ERROR),
+    ("identical_rows.md", "D508", WARNING),
+    ("no_log.md", "D601", WARNING),
+])
+def test_pattern_found_with_its_code(name, code, severity):
+    finding = only(card(name), code)
+    assert finding.severity == severity
+    assert finding.evidence and finding.remedy and finding.title
+    assert finding.name == CODES[code].name
+
+
+def test_frozen_f1_evidence_names_the_value_and_the_moving_loss():
+    finding = only(card("collapse_frozen_f1.md"), "D103")
+    assert "F1 0.9546" in finding.evidence and "every one of the 5 evaluations" in finding.evidence
+    assert "0.2977" in finding.evidence and finding.data["all_evaluations"] is True
+
+
+def test_binary_recall_one_is_collapse_at_the_headline():
+    finding = only(card("collapse_binary_recall1.md"), "D101")
+    assert "every example is predicted positive" in finding.evidence
+    assert "2 of 3 evaluations" in finding.evidence  # epoch 1 is not yet collapsed
+
+
+def test_headline_from_another_epoch_says_which():
+    finding = only(card("headline_other_epoch.md"), "D501")
+    assert "epoch 2.0" in finding.evidence and "epoch 4.0" in finding.evidence
+    assert finding.data["row"] == "epoch 2.0 (step 1756)"
+
+
+def test_copied_column_lists_rows_and_headline():
+    finding = only(card("copied_column.md"), "D504")
+    assert "row 1: Validation Loss = F1 = 0.8822" in finding.evidence
+    assert "headline: Loss = F1" in finding.evidence
+
+
+def test_no_log_training_loss():
+    finding = only(card("no_log.md"), "D503")
+    assert "3 of 3" in finding.evidence and "logging_strategy" in finding.remedy
+    tiny = only(card("no_log.md"), "D601")
+    assert tiny.data["examples"] == 400
+
+
+def test_f1_not_harmonic_mean_in_headline_and_rows():
+    finding = only(card("f1_not_hm.md"), "D505")
+    assert "headline" in finding.evidence and "row 3" in finding.evidence and "0.9424" in finding.evidence
+
+
+def test_plain_table_without_outer_pipes_is_read():
+    parsed = parse_card((CARDS / "plain_table_overfit.md").read_text(encoding="utf-8"))
+    assert len(parsed.table.rows) == 5
+    assert parsed.table.rows[1]["validation_loss"].value == 0.2853
+    finding = only(card("plain_table_overfit.md"), "D401")
+    assert "epoch 2.0" in finding.title and finding.data["min"] == 0.2853
+
+
+def test_per_entity_columns_and_dict_headline_are_read():
+    parsed = parse_card((CARDS / "per_entity_columns.md").read_text(encoding="utf-8"))
+    assert parsed.headline["loc_f1"].value == 0.9351 and parsed.headline["overall_f1"].value == 0.9046
+    assert parsed.headline["per_number"].value == 1842
+    assert {"loc_precision", "misc_f1", "overall_accuracy"} <= set(parsed.table.keys)
+    assert parsed.task == "token-classification"
+    report = card("per_entity_columns.md")
+    assert "D505" not in codes(report) and "D501" not in codes(report) and "D502" not in codes(report)
+
+
+def test_rising_training_loss_and_high_learning_rate():
+    report = card("loss_rising.md")
+    assert "1.0512 → 1.1893 → 1.3105 → 1.3872" in only(report, "D302").evidence
+    assert only(report, "D304").data["learning_rate"] == 0.001
+
+
+# --- smaller variations, inline ---------------------------------------------------------------------------------
+
+
+def _healthy_text() -> str:
+    return (CARDS / "healthy_ner_trainer.md").read_text(encoding="utf-8")
+
+
+def test_percent_metrics_are_rescaled_with_an_info():
+    text = _healthy_text()
+    for value in ("0.9011", "0.9264", "0.9136", "0.9818", "0.9287", "0.9431", "0.9358", "0.9852", "0.9352", "0.9498",
+                  "0.9424", "0.9861"):
+        text = text.replace(f" {value} ", f" {float(value) * 100:.2f} ").replace(f": {value}\n",
+                                                                                 f": {float(value) * 100:.2f}\n")
+    report = diagnose_card(text, installed=TRAINER_VERSIONS)
+    assert "D507" in codes(report, INFO)
+    assert not codes(report, ERROR), [f.to_dict() for f in report.findings]
+
+
+def test_model_index_disagreeing_with_headline():
+    text = _healthy_text().replace("      value: 0.9424", "      value: 0.9524")
+    assert "D509" in codes(diagnose_card(text, installed=TRAINER_VERSIONS), WARNING)
+
+
+def test_versions_differing_by_major_warn_and_by_minor_inform():
+    report = card("healthy_ner_trainer.md", {**TRAINER_VERSIONS, "Transformers": "5.1.0"})
+    assert only(report, "D701").severity == WARNING
+    report = card("healthy_ner_trainer.md", {**TRAINER_VERSIONS, "Transformers": "4.46.0"})
+    assert only(report, "D701").severity == INFO
+    report = card("healthy_ner_trainer.md", {**TRAINER_VERSIONS, "Tokenizers": "0.20.0"})  # 0.x: minor is major
+    assert only(report, "D701").severity == WARNING
+
+
+def test_macro_average_f1_below_harmonic_mean_is_only_info():
+    text = """---
+pipeline_tag: text-classification
+---
+It achieves the following results on the evaluation set:
+- Loss: 0.5
+- Accuracy: 0.8012
+- Precision: 0.7012
+- Recall: 0.6123
+- F1: 0.6234
+"""
+    assert only(diagnose_card(text, installed={}), "D505").severity == INFO
+
+
+def test_multiclass_macro_collapse_formula():
+    # 4 classes, the majority (40 %) predicted everywhere: macro recall 1/4, precision 0.4/4, F1 2·0.4/1.4/4.
+    text = """It achieves the following results on the evaluation set:
+- Loss: 1.31
+- Accuracy: 0.4
+- Precision: 0.1
+- Recall: 0.25
+- F1: 0.1429
+"""
+    assert "one class of 4" in only(diagnose_card(text, installed={}), "D101").evidence
+
+
+# --- cards the doctor cannot fully read: it says what, and does not crash ------------------------------------------
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("empty.md", "empty"),
+    ("garbage.md", "YAML header"),
+    ("no_table.md", "no table"),
+    ("missing_cells.md", "missing Accuracy, F1"),
+])
+def test_unreadable_parts_are_reported(name, expected):
+    report = card(name)
+    assert any(expected in item for item in report.unparsed), report.unparsed
+    assert not any(item.startswith("check ") for item in report.unparsed), report.unparsed
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_missing_cells_rows_still_checked():
+    parsed = parse_card((CARDS / "missing_cells.md").read_text(encoding="utf-8"))
+    assert len(parsed.table.rows) == 4
+    assert parsed.table.rows[1]["accuracy"].kind == "empty"
+
+
+@pytest.mark.parametrize("name", ["healthy_tunecard.md", "per_entity_columns.md", "plain_table_overfit.md"])
+def test_every_truncation_of_a_card_is_diagnosed_without_crashing(name):
+    text = (CARDS / name).read_text(encoding="utf-8")
+    for end in range(0, len(text), 97):
+        report = diagnose_card(text[:end], installed={})
+        assert not any(item.startswith("check ") for item in report.unparsed), (end, report.unparsed)
+
+
+@pytest.mark.parametrize("text", [
+    "\x00\x01binary", "| a | b |\n|---|---|\n| 1 |", "---\n- a list\n---\n", "---\nmodel-index: 3\n---\n",
+    "It achieves the following results on the evaluation set:\n- Loss: {'x': [1, 2]}\n- F1: 1e400\n",
+    "### Training results\n\n| Epoch | Step | Validation Loss |\n|---|---|---|\n| 1.0 | 10 | inf |\n| 2.0 | 20 | -1 |\n",
+])
+def test_odd_inputs(text):
+    report = diagnose_card(text, installed={})
+    assert not any(item.startswith("check ") for item in report.unparsed), report.unparsed
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("raw, kind, value", [
+    ("0.9546", "number", 0.9546), ("No log", "nolog", None), ("1e-05", "number", 1e-05), ("92.5%", "number", 0.925),
+    ("**0.95**", "number", 0.95), ("nan", "nan", None), ("", "empty", None), ("0.95 ± 0.01", "number", 0.95),
+    ("abc", "text", None), ("{'f1': 0.9}", "dict", None),
+])
+def test_parse_value(raw, kind, value):
+    cell = parse_value(raw)
+    assert cell.kind == kind
+    if value is not None:
+        assert cell.value == pytest.approx(value)
+
+
+# --- path handling, rendering, the command ------------------------------------------------------------------------
+
+
+def test_diagnose_a_model_folder_with_a_readme(tmp_path):
+    (tmp_path / "README.md").write_text((CARDS / "ner_no_entities.md").read_text(encoding="utf-8"), encoding="utf-8")
+    report = diagnose(tmp_path, installed=TRAINER_VERSIONS)
+    assert report.source == "card" and report.path.endswith("README.md")
+    assert "D102" in codes(report)
+
+
+def test_render_markdown_bullets_and_empty():
+    report = card("collapse_binary_recall1.md")
+    text = render_markdown(report.findings)
+    assert text.startswith("- **error D101 collapse-one-class**")
+    assert "*Remedy:*" in text and text.count("\n- ") == len(report.findings) - 1
+    empty = render_markdown([])
+    assert empty.startswith("No problems found by the checks:") and "collapse (D1xx)" in empty
+
+
+def test_render_console_prints(capsys):
+    from rich.console import Console
+
+    from tunecard.doctor import render_console
+
+    console = Console(record=True, width=100)
+    console.print(render_console(card("missing_cells.md")))
+    output = console.export_text()
+    assert "Could not read" in output and "missing Accuracy, F1" in output
+
+
+def test_doctor_command_json_and_strict(capsys):
+    code = doctor_command(CARDS / "collapse_binary_recall1.md", as_json=True, strict=True)
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert data["source"] == "card" and data["summary"]["error"] >= 1
+    assert data["findings"][0]["code"] == "D101" and data["findings"][0]["name"] == "collapse-one-class"
+    assert doctor_command(CARDS / "collapse_binary_recall1.md", as_json=True, strict=False) == 0
+    capsys.readouterr()
+
+
+def test_doctor_command_missing_path(tmp_path, capsys):
+    assert doctor_command(tmp_path / "nope", as_json=True, strict=False) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "E450"
+    assert doctor_command(tmp_path, as_json=False, strict=False) == 2  # a folder with nothing in it
+
+
+def test_every_code_is_documented():
+    doc = (Path(__file__).parents[1] / "docs" / "doctor.md").read_text(encoding="utf-8")
+    for code, info in CODES.items():
+        assert f"{code} {info.name}" in doc or f"{code}` `{info.name}" in doc or (code in doc and info.name in doc)
+
+
+def test_fuzzed_cards_never_break_a_check():
+    """Lines of real cards, shuffled, cut and mixed with noise: every check runs or reports what it could not read."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    pool = []
+    for path in sorted(CARDS.glob("*.md")):
+        pool += path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    noise = st.text(alphabet="|-:0123456789.eE+ nalogNLOG{}'#*x\t", max_size=40)
+    lines = st.lists(st.one_of(st.sampled_from(pool), noise), max_size=60)
+
+    @hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(lines)
+    def run(card_lines):
+        report = diagnose_card("\n".join(card_lines), installed=TRAINER_VERSIONS)
+        broken = [item for item in report.unparsed if item.startswith("check ") or "could not be read (" in item]
+        assert not broken, broken
+        json.dumps(report.to_dict(), allow_nan=False)
+
+    run()
