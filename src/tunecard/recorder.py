@@ -48,6 +48,7 @@ class RunRecorder(TrainerCallback):
         self.evaluations_without_improvement = 0
         self.stopped_early = False
         self._last_eval_step = 0
+        self.evaluation_seconds = 0.0  # time spent in evaluations during training (set by the trainer)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs and "eval_loss" not in logs:

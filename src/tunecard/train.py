@@ -152,12 +152,14 @@ class TunecardTrainer(Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         dataset: FeatureDataset = dataloader.dataset
+        started = time.perf_counter()
         details = evaluate_features(
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
             positive_label=self.positive_label,
         )
         self.recorder.details = details
+        self.recorder.evaluation_seconds += time.perf_counter() - started
         self.model.train()
         metrics = {f"{metric_key_prefix}_loss": details["loss"]}
         for key in table_metrics(self.task):
@@ -290,6 +292,9 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool) 
     }
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
     epochs_run = train_output.metrics.get("epoch", config.num_epochs)
+    # Throughput of training itself: the evaluations inside trainer.train() are timed and left out.
+    training_seconds = max(train_seconds - recorder.evaluation_seconds, 1e-9)
+    samples_seen = trainer.state.global_step * config.train_batch_size * config.gradient_accumulation_steps
     metrics = {
         "task": config.task,
         "labels": labels,
@@ -300,10 +305,11 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool) 
         "data": data_report(corpora, encoding_stats),
         "training": {
             "runtime_seconds": round(train_seconds, 2),
+            "evaluation_seconds": round(recorder.evaluation_seconds, 2),
             "global_steps": trainer.state.global_step,
             "epochs": epochs_run,
-            "samples_per_second": round(train_output.metrics.get("train_samples_per_second", float("nan")), 3),
-            "words_per_second": round(train_tokens * epochs_run / train_seconds, 1) if train_tokens else None,
+            "samples_per_second": round(min(samples_seen, len(train_corpus) * epochs_run) / training_seconds, 3),
+            "words_per_second": round(train_tokens * epochs_run / training_seconds, 1) if train_tokens else None,
             "final_step_loss": recorder.steps[-1]["loss"] if recorder.steps else None,
         },
         "environment": environment.describe(bf16),

@@ -1,0 +1,145 @@
+"""What every check family shares: task names, the thresholds, small number helpers and :class:`Eval`.
+
+Thresholds are the module constants below, so a reader can see exactly when a finding fires (docs/doctor.md
+lists them per code).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..findings import Finding
+
+
+NER = "token-classification"
+CLS = "text-classification"
+
+# --- thresholds ---------------------------------------------------------------------------------------------
+FROZEN_MIN_EVALS = 3  # a metric identical over this many consecutive evaluations while the loss moves
+LOSS_MOVED = 1e-4  # the loss "moves" when it changes by more than this over those evaluations
+COLLAPSE_TOLERANCE = 1e-3  # |printed - predicted by the one-class formula| for 4-decimal cards
+COLLAPSE_MAX_CLASSES = 50  # K tried in the macro-average one-class formula (recall = 1/K)
+BASELINE_MARGIN = 0.01  # "clearly above" the strongest baseline: by at least this much (absolute)
+LOSS_RISE_TOLERANCE = 0.02  # training loss ending more than 2 % above its first value diverged
+STEP_TAIL_SHARE = 0.1  # runs: the last 10 % of optimizer steps (at least one) are compared with the first
+TRAIN_RISE_MIN_EVALS = 2  # consecutive rises of the training loss at the end of training
+TRAIN_RISE_MIN_RELATIVE = 0.05  # ... that together add at least 5 %
+LR_HIGH = 1e-3  # encoders are fine-tuned with 1e-5 .. 1e-4; from 1e-3 they usually diverge or collapse
+SMALL_BATCH = 8  # effective batch (batch x gradient accumulation) below this is noisy ...
+SMALL_BATCH_MAX_LR = 5e-5  # ... and wants a learning rate at most this
+OVERFIT_RISE = 0.10  # validation loss 10 % above its minimum at the last evaluation
+OVERFIT_MIN_ABSOLUTE = 1e-3
+OVERFIT_METRIC_GAIN = 0.005  # the main metric still improving by this much makes D401 informational
+BEST_GAP = 0.01  # the best evaluation beats the last by at least this much (absolute metric)
+NOT_CONVERGED_DELTA = 0.01  # main metric gained at least this much at the last evaluation
+NOT_CONVERGED_LOSS_DROP = 0.05  # or (no metric) validation loss fell by 5 % at the last evaluation
+F1_TOLERANCE = 1e-3  # |F1 - 2PR/(P+R)| allowed for 4-decimal values (wider for fewer decimals)
+TINY_TRAIN = 500  # training examples
+TINY_EVAL = 100  # evaluation examples
+IMBALANCE_RATIO = 10  # most / least frequent training label
+RARE_LABEL_MIN = 10  # training examples (classes) or entities (NER types) below this are rare
+TRUNCATED_WARNING = 0.05  # share of classification texts truncated
+REPAIRED_WARNING = 0.05  # repaired tag sequences per example
+LEAKAGE_WARNING = 0.01  # share of evaluation examples also in training
+LEAKAGE_ERROR = 0.10
+LEAKAGE_MIN_WORDS = 3  # shorter texts ('Reuters', '-- END --') are not counted as leaked
+
+CHECKED_RUN = ["collapse (D1xx)", "baseline (D2xx)", "divergence (D3xx)", "overfitting / convergence (D4xx)",
+               "data (D6xx)"]
+CHECKED_CARD = ["collapse (D1xx)", "baseline (D2xx)", "divergence (D3xx)", "overfitting / convergence (D4xx)",
+                "card consistency (D5xx)", "data (D6xx)", "environment (D7xx)"]
+
+
+# --- small helpers ------------------------------------------------------------------------------------------
+
+
+def _num(value) -> float | None:
+    """A float for numbers (nan / inf kept), None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _finite(value) -> bool:
+    v = _num(value)
+    return v is not None and math.isfinite(v)
+
+
+def fmt(value, decimals: int = 4) -> str:
+    v = _num(value)
+    if v is None:
+        return "n/a" if value is None else str(value)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{decimals}f}"
+
+
+def fmt_epoch(epoch) -> str:
+    v = _num(epoch)
+    return str(round(v, 4)) if v is not None and math.isfinite(v) else str(epoch)
+
+
+TITLES = {"precision": "Precision", "recall": "Recall", "f1": "F1", "accuracy": "Accuracy", "loss": "Validation loss",
+          "training_loss": "Training loss", "validation_loss": "Validation loss"}
+
+
+def title(key: str) -> str:
+    return TITLES.get(key, key.replace("_", " ").title().replace("F1", "F1"))
+
+
+def _series(values: Iterable, limit: int = 8) -> str:
+    """'0.1 → 0.2 → 0.3' (with '…' in the middle when long)."""
+    items = [fmt(v) for v in values]
+    if len(items) > limit:
+        items = items[: limit // 2] + ["…"] + items[-(limit // 2):]
+    return " → ".join(items)
+
+
+@dataclass
+class Eval:
+    """One evaluation (a history row or a Training results row), in the checks' terms."""
+
+    where: str  # "epoch 2.0 (step 3512)"
+    epoch: float | None = None
+    step: int | None = None
+    training_loss: float | None = None  # None: not logged
+    training_nolog: bool = False
+    validation_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # precision / recall / f1 / accuracy
+
+
+def _where(epoch, step, index: int) -> str:
+    parts = []
+    epoch, step = _num(epoch), _num(step)
+    if epoch is not None and math.isfinite(epoch):
+        parts.append(f"epoch {fmt_epoch(epoch)}")
+    if step is not None and math.isfinite(step):
+        parts.append(f"step {int(step)}" if not parts else f"(step {int(step)})")
+    return " ".join(parts) if parts else f"row {index + 1}"
+
+
+def _score(e: Eval, main: str) -> float | None:
+    value = e.validation_loss if main == "loss" else e.metrics.get(main)
+    return value if _finite(value) else None
+
+
+def fmt_int(value) -> str:
+    v = _num(value)
+    return str(int(v)) if v is not None and math.isfinite(v) and v == int(v) else str(value)
+
+
+def guarded(checks: list[tuple[str, Callable[[], list[Finding]]]]) -> tuple[list[Finding], list[str]]:
+    """Run checks; one that raises (malformed input) is reported as not run instead of stopping the others."""
+    found, problems = [], []
+    for name, check in checks:
+        try:
+            found.extend(check() or [])
+        except Exception as error:  # the doctor must not crash on a half-written run or card
+            problems.append(f"check '{name}' could not run: {type(error).__name__}: {error}")
+    return found, problems

@@ -1,0 +1,210 @@
+"""D6xx data: tiny splits, imbalance, rare and unseen labels, long examples, repaired tags, leakage."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from ..cardparse import ParsedCard
+from ..findings import ERROR, INFO, WARNING, Finding, finding
+from .common import (
+    IMBALANCE_RATIO,
+    LEAKAGE_ERROR,
+    LEAKAGE_MIN_WORDS,
+    LEAKAGE_WARNING,
+    NER,
+    RARE_LABEL_MIN,
+    REPAIRED_WARNING,
+    TINY_EVAL,
+    TINY_TRAIN,
+    TRUNCATED_WARNING,
+    Eval,
+    _finite,
+    _num,
+    fmt_int,
+)
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+
+def _label_counts(split: dict, task: str | None) -> dict:
+    counts = split.get("entities") if task == NER else (split.get("classes") or split.get("labels"))
+    if not isinstance(counts, dict):
+        counts = split.get("entities") or split.get("classes") or split.get("labels") or {}
+    return {str(k): v for k, v in counts.items() if _finite(v)} if isinstance(counts, dict) else {}
+
+
+def check_run_data(task: str | None, data: dict) -> list[Finding]:
+    """D601-D608 from metrics.json's `data`."""
+    if not isinstance(data, dict):
+        return []
+    splits = {k: v for k, v in data.items() if isinstance(v, dict) and "examples" in v}
+    found = []
+    train = splits.get("train")
+    unit = "entities" if task == NER else "examples"
+    if train:
+        n = _num(train.get("examples"))
+        if n is not None and n < TINY_TRAIN:
+            found.append(tiny_train(f"{fmt_int(n)} training examples", n))
+        counts = _label_counts(train, task)
+        if len(counts) >= 2:
+            most = max(counts.items(), key=lambda item: item[1])
+            least = min(counts.items(), key=lambda item: item[1])
+            if least[1] > 0 and most[1] / least[1] >= IMBALANCE_RATIO:
+                found.append(finding(
+                    "D602", "Strong label imbalance in the training data",
+                    f"training {unit}: '{most[0]}' {fmt_int(most[1])} vs '{least[0]}' {fmt_int(least[1])} "
+                    f"({most[1] / least[1]:.0f}:1).",
+                    "Look at per-label results rather than the average; for classifiers use class weights or "
+                    "oversample the rare labels (train_sampling), and collect more examples of them.",
+                    severity=INFO if task == NER else WARNING, most=most, least=least))
+            rare = {k: v for k, v in counts.items() if v < RARE_LABEL_MIN}
+            if rare:
+                found.append(finding(
+                    "D603", f"Labels with fewer than {RARE_LABEL_MIN} training {unit}",
+                    ", ".join(f"{k} {fmt_int(v)}" for k, v in sorted(rare.items(), key=lambda kv: kv[1])) + ".",
+                    "Scores for these labels are unreliable (a handful of evaluation examples decide them): collect more "
+                    "examples or merge them with a related label.", labels=rare))
+        seen = set(counts)
+        unseen = []
+        for name, split in splits.items():
+            if name == "train" or not seen:
+                continue
+            missing = sorted(set(_label_counts(split, task)) - seen)
+            if missing:
+                unseen.append(f"{name}: {', '.join(missing)}")
+        if unseen:
+            found.append(finding(
+                "D604", "Evaluation labels never seen in training",
+                "; ".join(unseen) + ".",
+                "The model cannot predict these: add training examples for them, or drop / map them in the evaluation "
+                "data.", splits=unseen))
+    long_lines, warn_long, repaired, warn_repaired = [], False, [], False
+    for name, split in splits.items():
+        encoding = split.get("encoding") if isinstance(split.get("encoding"), dict) else {}
+        examples = _num(split.get("examples")) or 0
+        if _num(encoding.get("windowed_examples")):
+            long_lines.append(f"{name}: {fmt_int(encoding['windowed_examples'])} examples split into "
+                              f"{fmt_int(encoding.get('windows'))} windows")
+        if _num(encoding.get("truncated_examples")):
+            t = _num(encoding["truncated_examples"])
+            long_lines.append(f"{name}: {fmt_int(t)} of {fmt_int(examples)} texts truncated")
+            warn_long = warn_long or (task != NER and examples and t / examples > TRUNCATED_WARNING)
+        if _num(encoding.get("truncated_words")):
+            long_lines.append(f"{name}: {fmt_int(encoding['truncated_words'])} words longer than a window kept only "
+                              "their first subword")
+        r = _num(split.get("repaired"))
+        if r:
+            repaired.append(f"{name}: {fmt_int(r)} of {fmt_int(examples)} examples")
+            warn_repaired = warn_repaired or (examples and r / examples > REPAIRED_WARNING)
+    if long_lines:
+        found.append(finding(
+            "D605", "Examples longer than max_length",
+            "; ".join(long_lines) + ".",
+            "Windows keep every word scored (NER); truncated classification texts lose their end: raise max_length "
+            "(up to the model's limit) if the end of a text matters.",
+            severity=WARNING if warn_long else INFO, details=long_lines))
+    if repaired:
+        found.append(finding(
+            "D606", "Invalid tag sequences were repaired",
+            "; ".join(repaired) + " had an I- tag with no entity to continue (read as a new entity, as conlleval does).",
+            "Check the annotation or the tag scheme setting (IOB1 data read as IOB2 shows up this way).",
+            severity=WARNING if warn_repaired else INFO, details=repaired))
+    leak = data.get("leakage")
+    leaks = [("validation", leak)] if isinstance(leak, dict) else []
+    leaks += [(name, split.get("leakage")) for name, split in splits.items() if isinstance(split.get("leakage"), dict)]
+    for name, value in leaks:
+        f = leakage_finding(value.get("duplicates"), value.get("eval_examples"), name)
+        if f:
+            found.append(f)
+    small_eval = [f"{name}: {fmt_int(split.get('examples'))} examples" for name, split in splits.items()
+                  if name != "train" and _finite(split.get("examples")) and split["examples"] < TINY_EVAL]
+    if small_eval:
+        found.append(tiny_eval(small_eval))
+    return found
+
+
+def tiny_train(what: str, n: float) -> Finding:
+    return finding(
+        "D601", "A tiny training set",
+        f"{what} (fewer than {TINY_TRAIN}).",
+        "Fine-tuning this few examples gives unstable results (seed-dependent): collect more data, train several "
+        "seeds and report the spread, or start from a model already fine-tuned on a related task.",
+        examples=n)
+
+
+def tiny_eval(lines: list[str]) -> Finding:
+    return finding(
+        "D608", "A very small evaluation set",
+        "; ".join(lines) + f" (under {TINY_EVAL}: one example moves accuracy by more than {1 / TINY_EVAL:.0%}).",
+        "Scores this small are noisy: evaluate on a few hundred examples or more, or report a confidence interval.",
+        splits=lines)
+
+
+def _normal_text(text) -> str:
+    if isinstance(text, (list, tuple)):
+        text = " ".join(str(t) for t in text)
+    return " ".join(str(text).split()).casefold()
+
+
+def leakage_counts(train_texts: Iterable, eval_texts: Iterable) -> dict:
+    """{"duplicates": n, "eval_examples": m}: evaluation examples whose text (whitespace- and case-normalized) is in
+    training. Texts of fewer than LEAKAGE_MIN_WORDS words are not counted as duplicates. Texts may be strings or
+    word lists."""
+    train = {_normal_text(t) for t in train_texts}
+    duplicates = total = 0
+    for text in eval_texts:
+        total += 1
+        normal = _normal_text(text)
+        if len(normal.split()) >= LEAKAGE_MIN_WORDS and normal in train:
+            duplicates += 1
+    return {"duplicates": duplicates, "eval_examples": total}
+
+
+def leakage_finding(duplicates, eval_examples, split: str = "validation") -> Finding | None:
+    """D607 from counts (as stored in metrics.json data.leakage)."""
+    n, m = _num(duplicates), _num(eval_examples)
+    if not n or not m or n <= 0:
+        return None
+    share = n / m
+    severity = ERROR if share >= LEAKAGE_ERROR else WARNING if share >= LEAKAGE_WARNING else INFO
+    return finding(
+        "D607", "Evaluation examples that are also in the training data",
+        f"{split}: {fmt_int(n)} of {fmt_int(m)} examples ({share:.1%}) appear verbatim in the training split.",
+        "The score overstates performance on new text: remove the duplicates from the evaluation split (or from "
+        "training) and evaluate again.", severity=severity, duplicates=n, eval_examples=m, split=split)
+
+
+def leakage(train_texts: Iterable, eval_texts: Iterable, split: str = "validation") -> Finding | None:
+    """D607 for duplicate texts between training and evaluation, or None when there are none."""
+    counts = leakage_counts(train_texts, eval_texts)
+    return leakage_finding(counts["duplicates"], counts["eval_examples"], split)
+
+
+def check_card_data(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
+    """D601 from steps per epoch x batch size; tunecard cards also from their data table (via baselines' splits)."""
+    found = []
+    total = card.hyper_float("total_train_batch_size")
+    batch = card.hyper_float("train_batch_size")
+    accumulation = card.hyper_float("gradient_accumulation_steps") or 1
+    effective = total or (batch * accumulation if batch else None)
+    if card.data_examples:
+        n = card.data_examples.get("train")
+        if n is not None and n < TINY_TRAIN:
+            found.append(tiny_train(f"{fmt_int(n)} training examples (data table)", n))
+        small = [f"{split}: {fmt_int(n)} examples" for split, n in card.data_examples.items()
+                 if split != "train" and n < TINY_EVAL]
+        if small:
+            found.append(tiny_eval(small))
+        return found
+    candidates = [e for e in evals if e.epoch and e.step and e.epoch > 0]
+    if effective and candidates:
+        e = candidates[-1]
+        per_epoch = math.ceil(e.step / e.epoch - 1e-6)
+        examples = per_epoch * effective
+        if examples < TINY_TRAIN:
+            found.append(tiny_train(
+                f"{e.where}: about {per_epoch} steps per epoch × batch {fmt_int(effective)} = at most "
+                f"{fmt_int(examples)} training examples", examples))
+    return found
