@@ -59,6 +59,7 @@ def train(
     encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
     quiet: bool = typer.Option(False, help="No progress bar or per-epoch rows."),
+    trust_pickle: bool = typer.Option(False, help="Allow a base model with pickle weights only (runs code)."),
 ):
     """Fine-tune a model, evaluate every epoch, keep the best checkpoint and write its card."""
     from .config import build_config
@@ -69,7 +70,8 @@ def train(
                  eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
                  format=format, scheme=scheme, encoding=encoding)
     config = build_config(config_file, flags, set_)
-    result = run_training(config, overwrite=overwrite, console=None if quiet else console, progress=not quiet)
+    result = run_training(config, overwrite=overwrite, console=None if quiet else console, progress=not quiet,
+                          trust_pickle=trust_pickle)
     _print_summary(result)
 
 
@@ -90,6 +92,7 @@ def predict(
     file: Optional[Path] = typer.Option(None, help="A file with one text per line."),
     batch_size: int = typer.Option(32, help="Texts per forward pass."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text."""
     from .inference import load
@@ -100,7 +103,7 @@ def predict(
         texts = file.read_text(encoding="utf-8").splitlines()
     else:
         texts = [line.rstrip("\n") for line in sys.stdin]
-    predictor = load(model_dir, batch_size=batch_size, precision=precision)
+    predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle)
     for source, prediction in zip(texts, predictor.predict(texts)):
         key = "entities" if predictor.is_ner else "prediction"
         out.print_json(json.dumps({"text": source, key: prediction}, ensure_ascii=False), indent=None)

@@ -201,7 +201,8 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_v
     )
 
 
-def train(config: TrainConfig, *, overwrite: bool = False, console=None, progress: bool = True) -> RunResult:
+def train(config: TrainConfig, *, overwrite: bool = False, console=None, progress: bool = True,
+          trust_pickle: bool = False) -> RunResult:
     """Run a whole fine-tuning job and write its folder.
 
     Args:
@@ -209,16 +210,17 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
         overwrite: replace a non-empty output folder (otherwise that is an error, checked before training).
         console: a rich Console for the per-evaluation rows (None: quiet).
         progress: show a progress bar.
+        trust_pickle: allow a base model folder that has only pickle weights (can run code: trusted sources only).
     """
     run_folder = RunFolder(config.output, overwrite=overwrite)
     run_folder.check()
     try:
-        return _train(config, run_folder, console, progress)
+        return _train(config, run_folder, console, progress, trust_pickle)
     finally:
         run_folder.discard_scratch()
 
 
-def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool) -> RunResult:
+def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, trust_pickle: bool) -> RunResult:
     corpora = read_splits(config)
     train_corpus = corpora["train"]
     labels = label_names(train_corpus)
@@ -229,7 +231,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool) 
 
     set_seed(config.seed)  # before the model: the new head's initialisation depends on it
     tokenizer = load_tokenizer(config.model)
-    model = load_model(config.model, config.task, id2label)
+    model = load_model(config.model, config.task, id2label, trust_pickle=trust_pickle)
     max_length = min(config.max_length, environment.model_max_length(tokenizer, model))
     encoder = Encoder(tokenizer, label2id, max_length, label_all_subwords=config.subword_labels == "all")
 
