@@ -96,6 +96,14 @@ def test_card_has_the_trainer_fields_and_more(ner_run):
         assert text in card, text
 
 
+def test_card_shows_its_plots(ner_run):
+    card = (ner_run.output / "README.md").read_text()
+    for name in ("loss", "metrics", "per_label", "confusion", "learning_rate"):
+        path = ner_run.output / "plots" / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"](plots/{name}.png)" in card
+
+
 def test_training_loss_falls_and_history_is_complete(ner_run):
     rows = ner_run.history["rows"]
     assert rows[0]["step"] == 0 and rows[0]["training_loss"] is None

@@ -175,8 +175,18 @@ def diagnosis(config: TrainConfig, history: dict, metrics: dict) -> str:
     return render_markdown(diagnose_run(history, metrics, config.model_dump()))
 
 
-def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) -> Path:
-    """Render README.md into the run folder and return its path."""
+PLOT_TITLES = {"loss": "Training and validation loss", "metrics": "Validation metrics per epoch (saved epoch marked)",
+               "per_label": "F1 per label, with support", "confusion": "Confusion (gold × predicted)",
+               "learning_rate": "Learning-rate schedule"}
+
+
+def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
+               plots: dict[str, str] | None = None) -> Path:
+    """Render README.md into the run folder and return its path.
+
+    Args:
+        plots: {name: relative path} of the PNGs written by `tunecard.plots.write_plots`.
+    """
     folder = Path(folder)
     model_name = Path(config.output).name
     task = config.task
@@ -216,6 +226,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict) 
         environment=metrics["environment"],
         diagnosis=diagnosis(config, history, metrics),
         stopped_early=history.get("stopped_early", False),
+        plots=[(PLOT_TITLES.get(name, name), path) for name, path in (plots or {}).items()],
         patience=config.early_stopping_patience,
         fmt=fmt,
     )

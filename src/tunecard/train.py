@@ -20,6 +20,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from . import environment
 from .batching import FeatureDataset, PadCollator
 from .card import write_card
+from .plots import write_plots
 from .config import TrainConfig
 from .data import read_corpus
 from .data.example import Corpus
@@ -324,7 +325,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
         config.save(folder)
         _write_json(folder / "history.json", history)
         _write_json(folder / "metrics.json", metrics)
-        write_card(folder, config, history, metrics)
+        plots = write_plots(folder, history, metrics, config.task)
+        write_card(folder, config, history, metrics, plots)
     return RunResult(run_folder.path, history, metrics)
 
 
