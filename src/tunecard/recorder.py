@@ -7,6 +7,7 @@ Trainer's log strings, so every number in the card can be traced to history.json
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import torch
@@ -116,7 +117,8 @@ class ProgressBar(TrainerCallback):
         self._steps_done = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.enabled and state.is_world_process_zero:
+        # Only on a terminal: redirected to a file, a live bar is thousands of carriage-return updates.
+        if self.enabled and state.is_world_process_zero and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=state.max_steps, desc="train", unit="step", dynamic_ncols=True, leave=False)
