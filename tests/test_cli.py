@@ -46,6 +46,13 @@ def test_train_predict_evaluate_from_the_command_line(tiny_bert_cased, tmp_path)
     line = json.loads(result.stdout.strip().splitlines()[0])
     assert line["text"] == "Taylor Swift sings in Seattle ." and isinstance(line["entities"], list)
 
+    many = tmp_path / "many.txt"
+    many.write_text("\n".join(f"Line {i} mentions Seattle ." for i in range(1500)) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["predict", str(output), "--file", str(many)])
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [p["text"] for p in printed] == [f"Line {i} mentions Seattle ." for i in range(1500)]  # order kept across chunks
+
     result = runner.invoke(app, ["evaluate", str(output), "--data", str(WNUT_SAMPLE / "dev.conll"), "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)

@@ -25,6 +25,7 @@ console = Console(stderr=True)
 out = Console()
 
 SAMPLES = Path(__file__).parent / "samples"
+PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard predict`
 
 
 def _read_options(format, scheme, encoding, tag_column=None, text_column=None, label_column=None, header=None):
@@ -89,24 +90,28 @@ def _print_summary(result) -> None:
 def predict(
     model_dir: Path = typer.Argument(..., help="A trained run folder."),
     text: list[str] = typer.Option([], "--text", help="Text to label (repeatable)."),
-    file: Optional[Path] = typer.Option(None, help="A file with one text per line."),
+    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="A UTF-8 file, one text per line."),
     batch_size: int = typer.Option(32, help="Texts per forward pass."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text."""
+    from itertools import islice
+
     from .inference import load
 
     if text:
-        texts = list(text)
+        lines = iter(text)
     elif file is not None:
-        texts = file.read_text(encoding="utf-8").splitlines()
+        lines = (line.rstrip("\r\n") for line in file.open(encoding="utf-8"))
     else:
-        texts = [line.rstrip("\n") for line in sys.stdin]
+        lines = (line.rstrip("\r\n") for line in sys.stdin)
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle)
-    for source, prediction in zip(texts, predictor.predict(texts)):
-        key = "entities" if predictor.is_ner else "prediction"
-        out.print_json(json.dumps({"text": source, key: prediction}, ensure_ascii=False), indent=None)
+    key = "entities" if predictor.is_ner else "prediction"
+    # Chunks of PREDICT_CHUNK lines: a large file streams through in bounded memory, output as it goes.
+    while chunk := list(islice(lines, PREDICT_CHUNK)):
+        for source, prediction in zip(chunk, predictor.predict(chunk)):
+            out.print_json(json.dumps({"text": source, key: prediction}, ensure_ascii=False), indent=None)
 
 
 @app.command()
