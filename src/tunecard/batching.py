@@ -15,10 +15,12 @@ from .encode import IGNORE_INDEX, Feature
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """Features as a map-style dataset of model-input dicts (what the Trainer's dataloader expects)."""
+    """Features as a map-style dataset of model-input dicts (what the Trainer's dataloader expects), with the
+    examples they were encoded from (their gold labels are what evaluation scores against)."""
 
-    def __init__(self, features: list[Feature]):
+    def __init__(self, features: list[Feature], examples: list | None = None):
         self.features = features
+        self.examples = examples if examples is not None else []
 
     def __len__(self) -> int:
         return len(self.features)

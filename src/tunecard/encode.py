@@ -215,21 +215,3 @@ class Encoder:
             features.append(Feature(inputs, label, i))
         stats.features += len(features)
         return features
-
-
-def words_from_predictions(features: list[Feature], predicted_ids_per_feature, n_words_per_example: list[int]):
-    """Merge per-subword predictions of (windowed) features back to one value per word.
-
-    Args:
-        features: the features, in the order their predictions are given.
-        predicted_ids_per_feature: per feature, a sequence indexed by subword position.
-        n_words_per_example: number of words of each example.
-    Returns:
-        per example, a list with one predicted value per word.
-    """
-    merged = [[None] * n for n in n_words_per_example]
-    for feature, predicted in zip(features, predicted_ids_per_feature):
-        row = merged[feature.example_index]
-        for pos, word in feature.word_positions:
-            row[word] = predicted[pos]
-    return merged

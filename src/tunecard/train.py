@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import EvalLoopOutput
 
@@ -223,6 +224,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
 
 def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, trust_pickle: bool) -> RunResult:
     corpora = read_splits(config)
+    if console is not None:  # reader warnings (BOM, CRLF, guessed header, subsets) are shown, not only stored
+        for split, corpus in corpora.items():
+            for warning in corpus.warnings:
+                console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
     train_corpus = corpora["train"]
     labels = label_names(train_corpus)
     check_positive_label(config.positive_label, labels, config.is_ner)
@@ -243,9 +248,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
             features = encoder.encode_tokens(corpus.examples, stats)
         else:
             features = encoder.encode_texts(corpus.examples, stats)
-        dataset = FeatureDataset(features)
-        dataset.examples = corpus.examples
-        datasets[split] = dataset
+        datasets[split] = FeatureDataset(features, corpus.examples)
         encoding_stats[split] = stats.to_dict()
 
     positive_label = config.positive_label
