@@ -98,6 +98,9 @@ class TrainConfig(BaseModel):
     max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
     max_eval_examples: int | None = Field(None, ge=1, description="use the first N validation/test examples")
 
+    # --- tracking: passed to the Trainer's report_to (e.g. [tensorboard], [mlflow]); logs go under the run folder
+    report_to: list[str] = Field(default_factory=list, description="Trainer integrations: tensorboard, mlflow, ...")
+
     # --- card
     language: str | None = None
     license: str | None = None

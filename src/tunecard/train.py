@@ -195,7 +195,7 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_v
         save_strategy="no",  # the best weights are kept by RunRecorder; nothing half-written on disk
         logging_strategy="steps",
         logging_steps=1,  # every step's loss is recorded: epoch means are exact, plots have every point
-        report_to="none",
+        report_to=config.report_to or "none",
         seed=config.seed,
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -204,7 +204,7 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_v
 
 
 def train(config: TrainConfig, *, overwrite: bool = False, console=None, progress: bool = True,
-          trust_pickle: bool = False) -> RunResult:
+          trust_pickle: bool = False, callbacks: list | None = None) -> RunResult:
     """Run a whole fine-tuning job and write its folder.
 
     Args:
@@ -213,16 +213,18 @@ def train(config: TrainConfig, *, overwrite: bool = False, console=None, progres
         console: a rich Console for the per-evaluation rows (None: quiet).
         progress: show a progress bar.
         trust_pickle: allow a base model folder that has only pickle weights (can run code: trusted sources only).
+        callbacks: extra TrainerCallbacks (e.g. a search's pruning callback); they run after the recorder's.
     """
     run_folder = RunFolder(config.output, overwrite=overwrite)
     run_folder.check()
     try:
-        return _train(config, run_folder, console, progress, trust_pickle)
+        return _train(config, run_folder, console, progress, trust_pickle, callbacks or [])
     finally:
         run_folder.discard_scratch()
 
 
-def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, trust_pickle: bool) -> RunResult:
+def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, trust_pickle: bool,
+           callbacks: list) -> RunResult:
     corpora = read_splits(config)
     if console is not None:  # reader warnings (BOM, CRLF, guessed header, subsets) are shown, not only stored
         for split, corpus in corpora.items():
@@ -264,7 +266,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
         eval_dataset=datasets.get("validation"),
         processing_class=tokenizer,
         optimizer_cls_and_kwargs=_plain_adam(config),
-        callbacks=[recorder, ProgressBar(config.train_batch_size * config.gradient_accumulation_steps, progress)],
+        callbacks=[recorder, ProgressBar(config.train_batch_size * config.gradient_accumulation_steps, progress),
+                   *callbacks],
         recorder=recorder,
         task=config.task,
         id2label=id2label,
