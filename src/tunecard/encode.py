@@ -46,6 +46,7 @@ class EncodingStats:
     windows: int = 0  # NER: features created from those sentences
     truncated_examples: int = 0  # classification: texts cut at max_length
     truncated_words: int = 0  # NER: words whose own subwords exceed a whole window (tail subwords cut)
+    unknown_words: int = 0  # NER: words the tokenizer drops entirely (zero-width, control chars): fed as unk
     subwords: list[int] = field(default_factory=list)  # per example, special tokens included
 
     def to_dict(self) -> dict:
@@ -59,6 +60,7 @@ class EncodingStats:
             "windows": self.windows,
             "truncated_examples": self.truncated_examples,
             "truncated_words": self.truncated_words,
+            "unknown_words": self.unknown_words,
             "subwords_min": min(lengths),
             "subwords_median": statistics.median(lengths),
             "subwords_max": max(lengths),
@@ -173,12 +175,21 @@ class Encoder:
                 features.append(self._token_feature(inputs, word_ids, tags, index, range(0), 0))
                 stats.subwords.append(len(word_ids))
                 continue
-            inputs, word_ids = self._encode_words(ex.tokens)
+            words = ex.tokens
+            inputs, word_ids = self._encode_words(words)
+            dropped = set(range(len(words))) - set(word_ids)
+            if dropped:
+                # A word the tokenizer turns into nothing (U+200B, soft hyphen, control characters) would have
+                # no position to carry its label: it could neither be trained nor scored. It becomes unk.
+                unk = self.tokenizer.unk_token or "?"
+                words = [unk if i in dropped else word for i, word in enumerate(words)]
+                stats.unknown_words += len(dropped)
+                inputs, word_ids = self._encode_words(words)
             stats.subwords.append(len(word_ids))
             if len(word_ids) <= self.max_length:
-                features.append(self._token_feature(inputs, word_ids, tags, index, range(len(ex.tokens)), 0))
+                features.append(self._token_feature(inputs, word_ids, tags, index, range(len(words)), 0))
                 continue
-            word_lengths = [0] * len(ex.tokens)
+            word_lengths = [0] * len(words)
             for w in word_ids:
                 if w is not None:
                     word_lengths[w] += 1
@@ -188,7 +199,7 @@ class Encoder:
             stats.windows += len(windows)
             for left, start, end, right in windows:
                 enc = self.tokenizer(
-                    ex.tokens[left:right], is_split_into_words=True, truncation=True, max_length=self.max_length
+                    words[left:right], is_split_into_words=True, truncation=True, max_length=self.max_length
                 )
                 win_inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
                 features.append(self._token_feature(win_inputs, enc.word_ids(), tags, index, range(start, end), left))

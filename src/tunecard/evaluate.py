@@ -1,7 +1,8 @@
 """Score a model on encoded examples: loss plus every metric of the scoring layer, streamed batch by batch.
 
-Only argmax ids are kept (one int per word for NER), never full logits, so memory stays bounded. The loss is
-the plain cross-entropy averaged over every scored position (subwords for NER, examples for classification),
+Only argmax ids are kept, never full logits, and each example is scored as soon as its last window is
+predicted, so memory does not grow with the number of examples (tests/test_bounded_memory.py). The loss is the
+plain cross-entropy averaged over every scored position (subwords for NER, examples for classification),
 without label smoothing, so it is comparable between runs whatever their training loss was.
 """
 
@@ -40,44 +41,94 @@ def evaluate_features(
         bf16: run the forward pass under bf16 autocast.
         positive_label: binary classification: the label precision/recall/F1 refer to.
     """
-    is_ner = task == "token-classification"
-    loss_sum, loss_count = 0.0, 0
-    if is_ner:
-        word_predictions = [[None] * len(ex.tokens) for ex in examples]
-    else:
-        predicted_labels: list[str | None] = [None] * len(examples)
-    for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16):
-        labels = batch["labels"]
-        flat_logits = logits.reshape(-1, logits.shape[-1])
-        flat_labels = labels.reshape(-1).to(flat_logits.device)
-        scored = flat_labels != IGNORE_INDEX
-        if scored.any():
-            loss_sum += F.cross_entropy(flat_logits[scored], flat_labels[scored], reduction="sum").item()
-            loss_count += int(scored.sum())
-        predicted = logits.argmax(dim=-1).cpu().tolist()
-        for row, feature_index in zip(predicted, indices):
-            feature = features[feature_index]
-            if is_ner:
-                words = word_predictions[feature.example_index]
+    evaluation = Evaluation(task, id2label, positive_label)
+    evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16)
+    return evaluation.result()
+
+
+class Evaluation:
+    """Scores accumulated over any number of chunks of examples, so a caller can encode and evaluate a large
+    file a chunk at a time. Each example is scored as soon as its last window is predicted: what is kept
+    between batches is the scorers' counts and the words of sentences whose windows are not all done.
+
+    Args:
+        task: "token-classification" or "text-classification".
+        id2label: the model's label map.
+        positive_label: binary classification: the label precision/recall/F1 refer to.
+    """
+
+    def __init__(self, task: str, id2label: dict[int, str], positive_label: str | None = None):
+        self.is_ner = task == "token-classification"
+        self.id2label = id2label
+        self.scorer = EntityScorer() if self.is_ner else ClassificationScorer(
+            labels=[id2label[i] for i in sorted(id2label)], positive_label=positive_label)
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.examples = 0
+
+    def add(self, model: torch.nn.Module, features: list[Feature], examples: list, *, collator: PadCollator,
+            batch_size: int = 64, bf16: bool = False) -> None:
+        """Predict and score `examples`.
+
+        Args:
+            model: a token or sequence classification model.
+            features: the encoded examples, as the Encoder makes them (the windows of a sentence consecutive).
+            examples: the examples the features' `example_index` refers to; each is scored once.
+            collator: pads batches.
+            batch_size: evaluation batch size.
+            bf16: run the forward pass under bf16 autocast.
+        """
+        windows_left = _windows_per_example(features)  # only examples with several windows
+        partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
+        scored = 0
+        for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16):
+            labels = batch["labels"]
+            flat_logits = logits.reshape(-1, logits.shape[-1])
+            flat_labels = labels.reshape(-1).to(flat_logits.device)
+            mask = flat_labels != IGNORE_INDEX
+            if mask.any():
+                self.loss_sum += F.cross_entropy(flat_logits[mask], flat_labels[mask], reduction="sum").item()
+                self.loss_count += int(mask.sum())
+            predicted = logits.argmax(dim=-1).cpu().tolist()
+            if not self.is_ner:
+                self.scorer.update([examples[features[i].example_index].label for i in indices],
+                                   [self.id2label[row] for row in predicted])
+                scored += len(indices)
+                continue
+            for row, feature_index in zip(predicted, indices):
+                feature = features[feature_index]
+                example = examples[feature.example_index]
+                words = partial.get(feature.example_index) or [None] * len(example.tokens)
                 for position, word in feature.word_positions:
-                    words[word] = id2label[row[position]]
-            else:
-                predicted_labels[feature.example_index] = id2label[row]
-    if is_ner:
-        scorer = EntityScorer()
-        for example, predicted_tags in zip(examples, word_predictions):
-            missing = [i for i, tag in enumerate(predicted_tags) if tag is None]
-            if missing:  # would mean a window bug: fail loudly rather than score a partial sentence
-                raise RuntimeError(f"no prediction for words {missing[:5]} of example at line {example.line}")
-            scorer.update(example.tags, predicted_tags)
-        result = scorer.result()
-    else:
-        label_names = [id2label[i] for i in sorted(id2label)]
-        scorer = ClassificationScorer(labels=label_names, positive_label=positive_label)
-        scorer.update([ex.label for ex in examples], predicted_labels)
-        result = scorer.result()
-    result["loss"] = loss_sum / loss_count if loss_count else float("nan")
-    return result
+                    words[word] = self.id2label[row[position]]
+                left = windows_left.get(feature.example_index, 1) - 1
+                if left:
+                    windows_left[feature.example_index] = left
+                    partial[feature.example_index] = words
+                    continue
+                partial.pop(feature.example_index, None)
+                missing = [i for i, tag in enumerate(words) if tag is None]
+                if missing:  # would mean a window bug: fail loudly rather than score a partial sentence
+                    raise RuntimeError(f"no prediction for words {missing[:5]} of example at line {example.line}")
+                self.scorer.update(example.tags, words)
+                scored += 1
+        if scored != len(examples):
+            raise RuntimeError(f"{len(examples) - scored} of {len(examples)} examples got no prediction")
+        self.examples += scored
+
+    def result(self) -> dict:
+        """The scorer's full result plus `loss` (NaN when nothing was scored)."""
+        result = self.scorer.result()
+        result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
+        return result
+
+
+def _windows_per_example(features: list[Feature]) -> dict[int, int]:
+    """Feature counts of the examples that have several (their windows are consecutive features)."""
+    counts: dict[int, int] = {}
+    for previous, feature in zip(features, features[1:]):
+        if feature.example_index == previous.example_index:
+            counts[feature.example_index] = counts.get(feature.example_index, 1) + 1
+    return counts
 
 
 # Scalar metrics copied into history rows and the card's results table, in this order.

@@ -14,7 +14,7 @@ from tunecard.data.conll import DOCSTART, read_conll
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
 from tunecard.data.hf import is_saved_dataset, read_hf
 from tunecard.data.jsonl import iter_json_records, read_span_jsonl, read_token_jsonl
-from tunecard.data.textfile import read_text_file
+from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
 from tunecard.schemes import parse_tag
 
@@ -142,7 +142,8 @@ def _sniff_json(text_file) -> str:
             return "jsonl"
         if "text" in record or "sentence" in record or "label" in record:
             return "text-jsonl"
-        raise DataError("E108", f"cannot tell the JSON format from the keys {sorted(record)}", path=text_file.path,
+        raise DataError("E108", f"cannot tell the JSON format from the keys {preview(sorted(record), 200)}",
+                        path=text_file.path,
                         fix='use "tokens"+"tags" (NER), "text"+"spans" (NER) or "text"+"label", or ' + _FORMAT_FIX)
     raise DataError("E103", "empty split: no JSON records", path=text_file.path, fix="point to the right file.")
 

@@ -24,13 +24,14 @@ from pathlib import Path
 
 from tunecard.data.example import TEXT_TASK, Corpus, ReadOptions, TextExample
 from tunecard.data.jsonl import iter_json_records
-from tunecard.data.textfile import TextFile, read_text_file
+from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
 LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "intent", "y")
 TEXT_NAMES = ("text", "sentence", "sentence1", "text_a", "content", "review", "question", "document", "question1")
 PAIR_NAMES = ("text_pair", "sentence2", "text_b", "question2", "hypothesis")
 _KNOWN_NAMES = {name.lower() for name in LABEL_NAMES + TEXT_NAMES + PAIR_NAMES}
+_FIELD_LIMIT = 2**31 - 1  # csv.field_size_limit takes a C long: this fits on every platform
 _COLUMN_FIX = "name the columns: --text-column, --label-column (a header name or a 0-based index)."
 
 
@@ -79,14 +80,25 @@ def _read_delimited(path: str | Path, options: ReadOptions, delimiter: str, fmt:
     reader = csv.reader(io.StringIO(text_file.text, newline=""), delimiter=delimiter, quoting=quoting)
     rows: list[tuple[int, list[str]]] = []
     previous_end = 0
+    limit = csv.field_size_limit(_FIELD_LIMIT)  # a long text is data: the default limit is 128 KiB per field
     try:
         for cells in reader:
             start, previous_end = previous_end + 1, reader.line_num
             if any(cell.strip() for cell in cells):
                 rows.append((start, cells))
+        unclosed = _unclosed_quote_line(text_file.text, delimiter) if delimiter == "," else None
     except csv.Error as error:
         raise DataError("E104", f"malformed {fmt.upper()}: {error}", path=text_file.path, line=reader.line_num,
                         fix="check the quotes on this row.") from None
+    finally:
+        csv.field_size_limit(limit)
+    if unclosed is not None:
+        raise DataError("E104", "malformed CSV: a quoted field opened on this line is never closed, so the rest "
+                        "of the file would be one field", path=text_file.path, line=unclosed,
+                        fix='close the quote (a " inside a quoted field is written "").')
+    if not rows:
+        raise DataError("E103", "empty split: the file has no rows with text", path=text_file.path,
+                        fix="point to the right file.")
     _check_column_counts(text_file.path, rows)
     warnings = list(text_file.warnings)
     label, text, pair, header = _choose_columns(text_file.path, rows, options, warnings)
@@ -99,6 +111,22 @@ def _read_delimited(path: str | Path, options: ReadOptions, delimiter: str, fmt:
         examples.append(_example(text_file.path, line, cells[text], cells[label],
                                  cells[pair] if pair is not None else None))
     return _finish(text_file, fmt, examples, warnings)
+
+
+def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
+    """The line where a quoted field that is never closed starts, or None.
+
+    Unless strict, the csv module silently ends such a field at the end of the file, turning everything after
+    the stray quote into one field; a strict pass finds it (it stops at other strict-only errors: not ours).
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for _ in reader:
+            start = reader.line_num + 1
+    except csv.Error as error:
+        return start if "unexpected end of data" in str(error) else None
+    return None
 
 
 def _check_column_counts(path: str, rows: list[tuple[int, list[str]]]) -> None:
@@ -185,7 +213,8 @@ def _resolve(path: str, spec: str | int | None, names: list[str] | None, n_colum
         return spec
     found = _find_name(names or [], (spec,))
     if found is None:
-        raise DataError("E114", f"{what} column {spec!r} not found; header is {names}", path=path, fix=_COLUMN_FIX)
+        raise DataError("E114", f"{what} column {spec!r} not found; header is {preview(names, 200)}", path=path,
+                        fix=_COLUMN_FIX)
     return found
 
 
@@ -215,7 +244,7 @@ def read_label_text(path: str | Path, options: ReadOptions | None = None) -> Cor
             continue
         parts = line.strip().split(None, 1)
         if len(parts) < 2:
-            raise DataError("E104", f"line has a label ({parts[0]!r}) but no text", path=text_file.path,
+            raise DataError("E104", f"line has a label ({preview(parts[0])}) but no text", path=text_file.path,
                             line=number, fix="write the label, a space, then the text.")
         examples.append(_example(text_file.path, number, parts[1], parts[0], None))
     return _finish(text_file, "label-text", examples, list(text_file.warnings))
@@ -246,7 +275,7 @@ def read_text_jsonl(path: str | Path, options: ReadOptions | None = None) -> Cor
             raise DataError("E111", "the text must be a string", path=text_file.path, line=line,
                             fix=f'write "{text_key}": "..." on every line.')
         if label is None or isinstance(label, (list, dict)):
-            raise DataError("E104", f"label {label!r} is not a class name or id", path=text_file.path, line=line,
+            raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path, line=line,
                             fix="give every example one label (a name or an integer id).")
         examples.append(_example(text_file.path, line, text, str(label), pair))
     return _finish(text_file, "text-jsonl", examples, list(text_file.warnings))
@@ -258,8 +287,8 @@ def _key(path: str, line: int, keys: list[str], spec: str | int | None, defaults
                         line=line, fix=_COLUMN_FIX)
     found = _find_key(keys, (spec,) if spec is not None else defaults)
     if found is None:
-        raise DataError("E114", f"no {what} key ({spec or ' / '.join(defaults)}); keys are {keys}", path=path,
-                        line=line, fix=_COLUMN_FIX)
+        raise DataError("E114", f"no {what} key ({spec or ' / '.join(defaults)}); keys are {preview(keys, 200)}",
+                        path=path, line=line, fix=_COLUMN_FIX)
     return found
 
 

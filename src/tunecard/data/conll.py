@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunecard.data.example import TOKEN_TASK, Corpus, ReadOptions, TokenExample
-from tunecard.data.textfile import read_text_file
+from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
 from tunecard.schemes import REPAIR_RULE_SHORT, check_prefix, detect_scheme, normalize_scheme, parse_tag, to_iob2
 
@@ -77,9 +77,11 @@ def read_conll(path: str | Path, options: ReadOptions | None = None) -> Corpus:
 
 
 def _line_kind(line: str) -> str:
-    stripped = line.strip(" \t")
+    # Any whitespace only line is blank: WNUT-17 separates sentences with a single tab, and a stray CR (or
+    # form feed, NBSP) alone on a line carries no token either.
+    stripped = line.strip()
     if not stripped:
-        return "blank"  # WNUT-17 separates sentences with lines holding a single tab
+        return "blank"
     if stripped.split(None, 1)[0] == DOCSTART:
         return "docstart"
     return "token"
@@ -162,9 +164,9 @@ def make_token_corpus(
         try:
             parse_tag(tag)
         except DataError:
-            raise DataError("E105", f"{tag!r}{where} is not a tag (expected O, or B-/I-/E-/S-/M-/L-/U- and a type)",
-                            path=path, line=line, fix="check the tag column (--tag-column) and that every token "
-                            "line has a tag; integer tag ids need their names (use a datasets folder).") from None
+            raise DataError("E105", f"{preview(tag)}{where} is not a tag (expected O, or B-/I-/E-/S-/M-/L-/U- and a "
+                            "type)", path=path, line=line, fix="check the tag column (--tag-column) and that every "
+                            "token line has a tag; integer tag ids need their names (use a datasets folder).") from None
     if options.scheme:
         scheme = normalize_scheme(options.scheme)
     else:

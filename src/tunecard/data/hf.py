@@ -13,6 +13,7 @@ from pathlib import Path
 from tunecard.data.classification import LABEL_NAMES, PAIR_NAMES, TEXT_NAMES
 from tunecard.data.conll import make_token_corpus
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
+from tunecard.data.textfile import preview
 from tunecard.errors import DataError
 
 SAVED_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
@@ -121,12 +122,25 @@ def _token_corpus(where: str, dataset, tag_column: str, options: ReadOptions) ->
     data = dataset.select_columns(["tokens", tag_column]).to_dict()
     examples = []
     for row, (tokens, tags) in enumerate(zip(data["tokens"], data[tag_column]), start=1):
+        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+            raise DataError("E104", f"'tokens' must be a list of strings, found {preview(tokens)}", path=where,
+                            line=row, fix="store the words of each row as a list of strings.")
+        if not isinstance(tags, list):
+            raise DataError("E104", f"{tag_column!r} must be a list of tags, found {preview(tags)}", path=where,
+                            line=row, fix="store one tag per token as a list.")
         if names is not None:
+            bad = next((tag for tag in tags if not (isinstance(tag, int) and 0 <= tag < len(names))), None)
+            if bad is not None or None in tags:  # a -1 would silently index the last name
+                raise DataError("E105", f"tag id {bad!r} has no name in {preview(names, 200)}", path=where, line=row,
+                                fix="give every token a tag id of the column's ClassLabel.")
             tags = [names[tag] for tag in tags]
-        elif any(not isinstance(tag, str) for tag in tags):
+        elif any(isinstance(tag, int) for tag in tags):
             raise DataError("E105", f"column {tag_column!r} holds integer ids without ClassLabel names",
                             path=where, line=row, fix="cast the column to Sequence(ClassLabel(names=[...])) "
                             "before save_to_disk, or export tag names.")
+        elif not all(isinstance(tag, str) for tag in tags):
+            raise DataError("E105", f"tags must be strings, found {preview(tags)}", path=where, line=row,
+                            fix="give every token a tag name (O, B-PER, ...).")
         if len(tags) != len(tokens):
             raise DataError("E109", f"{len(tokens)} tokens but {len(tags)} tags", path=where, line=row,
                             fix="give exactly one tag per token.")
@@ -146,6 +160,13 @@ def _text_corpus(where: str, dataset, columns: list[str], options: ReadOptions) 
         if names is not None and isinstance(value, int) and not 0 <= value < len(names):
             raise DataError("E104", f"label id {value} has no name (-1 marks an unlabelled example, as in GLUE "
                             "test splits)", path=where, line=row, fix="use a labelled split.")
+        if value is None or isinstance(value, (list, dict)) or not str(value).strip():
+            raise DataError("E104", f"label {preview(value)} is not a class name or id", path=where, line=row,
+                            fix="give every example one label (a name or an integer id).")
+        for column in (text, pair):
+            if column and not isinstance(data[column][row - 1], str):
+                raise DataError("E104", f"column {column!r} must hold text, found {preview(data[column][row - 1])}",
+                                path=where, line=row, fix="store the text as a string in every row.")
         name = names[value] if names is not None and isinstance(value, int) else str(value)
         examples.append(TextExample(text=str(data[text][row - 1]), label=name,
                                     text_pair=str(data[pair][row - 1]) if pair else None, line=row))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunecard.data.conll import make_token_corpus
 from tunecard.data.example import TOKEN_TASK, Corpus, ReadOptions, TokenExample
-from tunecard.data.textfile import TextFile, read_text_file
+from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 from tunecard.schemes import Span, spans_to_tags
 
@@ -99,7 +99,7 @@ def read_token_jsonl(path: str | Path, options: ReadOptions | None = None) -> Co
         tokens = _string_list(record, "tokens", text_file.path, line)
         tag_key = next((key for key in TAG_KEYS if key in record), None)
         if tag_key is None:
-            raise DataError("E111", f"missing key 'tags' (or 'ner_tags'); keys are {sorted(record)}",
+            raise DataError("E111", f"missing key 'tags' (or 'ner_tags'); keys are {preview(sorted(record), 200)}",
                             path=text_file.path, line=line, fix='give each object "tokens" and "tags" lists.')
         tags = record[tag_key]
         if not isinstance(tags, list):
@@ -107,7 +107,7 @@ def read_token_jsonl(path: str | Path, options: ReadOptions | None = None) -> Co
                             fix='write "tags": ["B-PER", "O", ...].')
         for tag in tags:
             if not isinstance(tag, str):
-                raise DataError("E105", f"tag {tag!r} is not a string: integer tag ids need their names",
+                raise DataError("E105", f"tag {preview(tag)} is not a string: integer tag ids need their names",
                                 path=text_file.path, line=line,
                                 fix="write tag names (B-PER, O, ...), or save the data with datasets and a "
                                 "ClassLabel feature and read that folder.")
@@ -122,7 +122,7 @@ def read_token_jsonl(path: str | Path, options: ReadOptions | None = None) -> Co
 
 def _string_list(record: dict, key: str, path: str, line: int) -> list[str]:
     if key not in record:
-        raise DataError("E111", f"missing key {key!r}; keys are {sorted(record)}", path=path, line=line,
+        raise DataError("E111", f"missing key {key!r}; keys are {preview(sorted(record), 200)}", path=path, line=line,
                         fix='give each object "tokens" and "tags" lists.')
     value = record[key]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -159,8 +159,8 @@ def read_span_jsonl(path: str | Path, options: ReadOptions | None = None) -> Cor
             first = next((i for i, (s, _) in enumerate(offsets) if s >= start), None)
             last = next((i for i in range(len(offsets) - 1, -1, -1) if offsets[i][1] <= end), None)
             if first is None or last is None or first > last:
-                raise DataError("E110", f"span {start}-{end} ({label}) {text[start:end]!r} covers no token "
-                                "(only whitespace)", path=text_file.path, line=line,
+                raise DataError("E110", f"span {start}-{end} ({preview(label)}) {preview(text[start:end])} covers no "
+                                "token (only whitespace)", path=text_file.path, line=line,
                                 fix="move the span onto the words it labels.")
             token_spans.append(Span(first, last + 1, label))
         examples.append(TokenExample(
@@ -192,7 +192,7 @@ def _checked_spans(raw_spans: object, text: str, path: str, line: int) -> list[t
             start = end = label = None
         valid_ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
         if not valid_ints or not isinstance(label, str) or not label:
-            raise DataError("E110", f"span {raw!r} needs integer 'start', 'end' and a non-empty 'label'",
+            raise DataError("E110", f"span {preview(raw)} needs integer 'start', 'end' and a non-empty 'label'",
                             path=path, line=line, fix='write {"start": 0, "end": 4, "label": "PER"}.')
         if not 0 <= start < end <= len(text):
             raise DataError("E110", f"span {start}-{end} ({label}) is empty or outside the text "

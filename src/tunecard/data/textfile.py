@@ -1,8 +1,9 @@
 """Open a data file as text: encoding, BOM, line endings, binary and empty files.
 
 Every reader goes through :func:`read_text_file` so that these problems give the same error everywhere.
-Lines are split on ``\\n`` only (after turning CRLF into LF): ``str.splitlines`` would also split on form
-feeds, ``\\x1c``-``\\x1e``, NEL and U+2028, which can occur inside tokens and would shift line numbers.
+Lines are split on ``\\n`` only (after turning CRLF, or CR in a file without LF, into LF): ``str.splitlines``
+would also split on form feeds, ``\\x1c``-``\\x1e``, NEL and U+2028, which can occur inside tokens and would
+shift line numbers.
 """
 
 from __future__ import annotations
@@ -69,10 +70,26 @@ def read_text_file(path: str | Path, encoding: str | None = None) -> TextFile:
     if "\r\n" in text:
         text = text.replace("\r\n", "\n")
         warnings.append(f"{path}: has Windows (CRLF) line endings; they were read as LF.")
+    elif "\r" in text and "\n" not in text:
+        # Classic Mac line endings: read as one huge line, every sentence would merge into one.
+        text = text.replace("\r", "\n")
+        warnings.append(f"{path}: has old Mac (CR) line endings; they were read as LF.")
     if not text.strip():
         raise DataError("E103", "empty split: the file has no examples (it is empty or only blank lines)", path=path,
                         fix="point to the right file, or leave this split out.")
     return TextFile(path=str(path), text=text, encoding=encoding or "utf-8", warnings=warnings)
+
+
+def preview(value: object, limit: int = 80) -> str:
+    """``repr`` of a value read from a file, cut to ``limit`` characters: a 1 MB line must not become a 1 MB
+    error message.
+
+    Args:
+        value: a token, tag, label, JSON value or list of names.
+        limit: most characters kept.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"
 
 
 def _reject_binary(path: Path, data: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tunecard.data.example import TOKEN_TASK, Corpus
+from tunecard.data.textfile import preview
 from tunecard.errors import DataError
 
 
@@ -58,11 +59,12 @@ def validate_splits(train: Corpus, others: dict[str, Corpus]) -> None:
             others_text = f" (also {', '.join(map(repr, list(unseen)[1:]))})" if len(unseen) > 1 else ""
             raise DataError(
                 "E106",
-                f"{what} {label!r} in the {name} split never occurs in the training file {train.path}"
+                f"{what} {preview(label)} in the {name} split never occurs in the training file {train.path}"
                 f"{others_text}; first in the example at line {line}",
                 path=corpus.path,
                 line=line,
-                fix=f"add {label!r} examples to the training data, or remove or relabel them in the {name} file.",
+                fix=f"add {preview(label)} examples to the training data, or remove or relabel them in the {name} "
+                "file.",
             )
 
 
