@@ -72,13 +72,23 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     """The Trainer card's hyperparameter list, in its order and wording, then tunecard's additions."""
     items = [
         ("learning_rate", f"{config.learning_rate:g}" if config.learning_rate < 1e-3 else str(config.learning_rate)),
+    ]
+    if config.head_learning_rate is not None and config.head_learning_rate != config.learning_rate:
+        items.append(("head_learning_rate", f"{config.head_learning_rate:g}"))  # tunecard's, right beside the body's
+    items += [
         ("train_batch_size", str(config.train_batch_size)),
         ("eval_batch_size", str(config.eval_batch_size)),
         ("seed", str(config.seed)),
     ]
+    # The Trainer card's distributed lines: processes, then the batch per optimizer step over all of them.
+    world = metrics.get("training", {}).get("world_size") or 1
+    if world > 1:
+        items.append(("distributed_type", f"multi-{'GPU' if metrics['environment']['device'].startswith('cuda') else 'CPU'}"))
+        items.append(("num_devices", str(world)))
     if config.gradient_accumulation_steps > 1:
         items.append(("gradient_accumulation_steps", str(config.gradient_accumulation_steps)))
-        items.append(("total_train_batch_size", str(config.train_batch_size * config.gradient_accumulation_steps)))
+    if config.gradient_accumulation_steps > 1 or world > 1:
+        items.append(("total_train_batch_size", str(config.train_batch_size * config.gradient_accumulation_steps * world)))
     name = "AdamW" if config.optimizer == "adamw" else "Adam"
     items.append(("optimizer", f"{name} with betas=({config.adam_beta1},{config.adam_beta2}) and "
                                f"epsilon={config.adam_epsilon:g}"))

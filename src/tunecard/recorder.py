@@ -51,6 +51,32 @@ class RunRecorder(TrainerCallback):
         self._last_eval_step = 0
         self.evaluation_seconds = 0.0  # time spent in evaluations during training (set by the trainer)
 
+    def history(self) -> dict:
+        """history.json: every evaluation row, every step's loss, and which evaluation was kept."""
+        best = None
+        if self.best_row is not None:
+            best = {"epoch": self.best_row["epoch"], "step": self.best_row["step"], "metric": self.metric,
+                    "value": self.best_value}
+        return {"rows": self.rows, "steps": self.steps, "best": best, "stopped_early": self.stopped_early}
+
+    def state_dict(self) -> dict:
+        """Everything but the weights, as JSON: a resumed run continues the same history (see checkpoint.py)."""
+        best_index = next((i for i, row in enumerate(self.rows) if row is self.best_row), None)
+        return {"steps": self.steps, "rows": self.rows, "best_index": best_index, "best_value": self.best_value,
+                "evaluations_without_improvement": self.evaluations_without_improvement,
+                "stopped_early": self.stopped_early, "last_eval_step": self._last_eval_step,
+                "evaluation_seconds": self.evaluation_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self.rows = state["rows"]
+        self.best_row = None if state["best_index"] is None else self.rows[state["best_index"]]
+        self.best_value = state["best_value"]
+        self.evaluations_without_improvement = state["evaluations_without_improvement"]
+        self.stopped_early = state["stopped_early"]
+        self._last_eval_step = state["last_eval_step"]
+        self.evaluation_seconds = state["evaluation_seconds"]
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs and "eval_loss" not in logs:
             self.steps.append(
@@ -107,7 +133,12 @@ class RunRecorder(TrainerCallback):
 
 
 class ProgressBar(TrainerCallback):
-    """A tqdm bar over optimizer steps showing the running loss and training throughput."""
+    """A tqdm bar over optimizer steps showing the running loss and training throughput.
+
+    Args:
+        samples_per_step: examples per optimizer step over all processes (batch x accumulation x world size).
+        enabled: show the bar (on a terminal, main process only).
+    """
 
     def __init__(self, samples_per_step: int, enabled: bool = True):
         self.samples_per_step = samples_per_step
@@ -121,7 +152,7 @@ class ProgressBar(TrainerCallback):
         if self.enabled and state.is_world_process_zero and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", dynamic_ncols=True, leave=False)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True, leave=False)
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):

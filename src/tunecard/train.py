@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.markup import escape
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerState, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
 from . import environment
 from .batching import FeatureDataset, PadCollator
 from .card import write_card
+from .checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
+from .distributed import backend, broadcast_from_main, is_main_process, world_size
 from .plots import write_plots
 from .config import TrainConfig
 from .data import read_corpus
@@ -45,6 +49,7 @@ class RunResult:
     output: Path
     history: dict
     metrics: dict
+    main_process: bool = True  # False in the other ranks of a distributed run: they write nothing
 
 
 def label_names(corpus: Corpus) -> list[str]:
@@ -133,8 +138,10 @@ class TunecardTrainer(Trainer):
     """The Trainer with tunecard's evaluation: length-sorted, streamed, scored on words with the project's scorers."""
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
-                 positive_label: str | None, train_sampling: str = "random", **kwargs):
+                 positive_label: str | None, train_sampling: str = "random", head_learning_rate: float | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
         self.recorder = recorder
         self.task = task
@@ -144,6 +151,29 @@ class TunecardTrainer(Trainer):
         self.positive_label = positive_label
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the new classification head in groups of their own at `head_learning_rate`.
+
+        The head starts from random weights while the encoder is pre-trained: a short run at the encoder's small
+        learning rate leaves the head under-trained (measured in docs/training.md).
+        """
+        optimizer = super().create_optimizer(model)
+        if self.head_learning_rate is None or self.head_learning_rate == self.args.learning_rate:
+            return optimizer
+        opt_model = self.model if model is None else model
+        body_prefix = opt_model.base_model_prefix + "."
+        head_ids = {id(p) for name, p in opt_model.named_parameters() if not name.startswith(body_prefix)}
+        head_groups = []
+        for group in optimizer.param_groups:  # the optimizer has no state yet: regrouping is safe
+            head = [p for p in group["params"] if id(p) in head_ids]
+            group["params"] = [p for p in group["params"] if id(p) not in head_ids]
+            if head:
+                head_groups.append({**group, "params": head, "lr": self.head_learning_rate})
+        optimizer.param_groups = [group for group in optimizer.param_groups if group["params"]]
+        for group in head_groups:
+            optimizer.add_param_group(group)
+        return optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         if self.train_sampling == "bucketed":
@@ -160,6 +190,7 @@ class TunecardTrainer(Trainer):
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
             positive_label=self.positive_label,
         )
+        details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details
         self.recorder.evaluation_seconds += time.perf_counter() - started
         self.model.train()
@@ -169,10 +200,11 @@ class TunecardTrainer(Trainer):
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=len(dataset))
 
 
-def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_validation: bool) -> TrainingArguments:
+def training_arguments(config: TrainConfig, output_dir: Path, bf16: bool, has_validation: bool,
+                       resuming: bool = False) -> TrainingArguments:
     warmup = config.warmup_ratio if config.warmup_ratio else config.warmup_steps
     return TrainingArguments(
-        output_dir=str(scratch_dir),
+        output_dir=str(output_dir),
         per_device_train_batch_size=config.train_batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         learning_rate=config.learning_rate,
@@ -191,8 +223,11 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_v
         use_cpu=not torch.cuda.is_available(),
         eval_strategy=(config.eval_strategy if has_validation else "no"),
         eval_steps=config.eval_steps,
-        eval_on_start=config.eval_on_start and has_validation,
-        save_strategy="no",  # the best weights are kept by RunRecorder; nothing half-written on disk
+        eval_on_start=config.eval_on_start and has_validation and not resuming,  # the step-0 row is in the history
+        # Resume checkpoints only: the best weights are kept by RunRecorder, and CheckpointKeeper (not
+        # save_total_limit) removes older checkpoints once a newer one is complete.
+        save_strategy=config.save_strategy,
+        save_steps=config.save_steps,
         logging_strategy="steps",
         logging_steps=1,  # every step's loss is recorded: epoch means are exact, plots have every point
         report_to=config.report_to or "none",
@@ -203,28 +238,39 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, bf16: bool, has_v
     )
 
 
-def train(config: TrainConfig, *, overwrite: bool = False, console=None, progress: bool = True,
+def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False, console=None, progress: bool = True,
           trust_pickle: bool = False, callbacks: list | None = None) -> RunResult:
     """Run a whole fine-tuning job and write its folder.
 
     Args:
         config: the validated configuration.
         overwrite: replace a non-empty output folder (otherwise that is an error, checked before training).
+        resume: continue from the last checkpoint, an error if there is none. Without it a run still continues
+            from checkpoints left beside the output by a killed run with the same configuration.
         console: a rich Console for the per-evaluation rows (None: quiet).
         progress: show a progress bar.
         trust_pickle: allow a base model folder that has only pickle weights (can run code: trusted sources only).
         callbacks: extra TrainerCallbacks (e.g. a search's pruning callback); they run after the recorder's.
     """
     run_folder = RunFolder(config.output, overwrite=overwrite)
-    run_folder.check()
+    start = find_resume(config, run_folder.checkpoints, resume=resume, overwrite=overwrite)
+    run_folder.check(resuming=start is not None)
+    main = is_main_process()  # in a distributed run only rank 0 prints and writes
+    if main and config.save_strategy != "no":
+        prepare_folder(run_folder.checkpoints, config, start)
+    finished = False
     try:
-        return _train(config, run_folder, console, progress, trust_pickle, callbacks or [])
+        result = _train(config, run_folder, start, console if main else None, progress, trust_pickle, callbacks or [])
+        finished = True
+        return result
     finally:
         run_folder.discard_scratch()
+        if main and (finished or last_checkpoint(run_folder.checkpoints) is None):
+            run_folder.discard_checkpoints()  # kept after a failure only when there is something to resume
 
 
-def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, trust_pickle: bool,
-           callbacks: list) -> RunResult:
+def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, console, progress: bool,
+           trust_pickle: bool, callbacks: list) -> RunResult:
     corpora = read_splits(config)
     if console is not None:  # reader warnings (BOM, CRLF, guessed header, subsets) are shown, not only stored
         for split, corpus in corpora.items():
@@ -257,7 +303,15 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     collator = PadCollator(tokenizer.pad_token_id)
     has_validation = "validation" in datasets
-    args = training_arguments(config, run_folder.scratch, bf16, has_validation)
+    saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
+    if saved and console is not None:
+        console.print(f"resuming from {start} ({len(recorder.rows)} evaluations done)", highlight=False)
+    keeper = None
+    if config.save_strategy != "no":
+        keeper = CheckpointKeeper(run_folder.checkpoints, recorder, saved.get("elapsed_seconds", 0.0))
+    output_dir = run_folder.checkpoints if keeper else run_folder.scratch
+    args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
+    total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
     trainer = TunecardTrainer(
         model=model,
         args=args,
@@ -266,8 +320,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
         eval_dataset=datasets.get("validation"),
         processing_class=tokenizer,
         optimizer_cls_and_kwargs=_plain_adam(config),
-        callbacks=[recorder, ProgressBar(config.train_batch_size * config.gradient_accumulation_steps, progress),
-                   *callbacks],
+        callbacks=[recorder, *([keeper] if keeper else []), ProgressBar(total_batch, progress), *callbacks],
         recorder=recorder,
         task=config.task,
         id2label=id2label,
@@ -275,10 +328,20 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
         bf16=bf16,
         positive_label=positive_label,
         train_sampling=config.train_sampling,
+        head_learning_rate=config.head_learning_rate,
     )
     started = time.perf_counter()
-    train_output = trainer.train()
-    train_seconds = time.perf_counter() - started
+    if start is not None and recorder.stopped_early:  # killed after it had stopped early: nothing left to train
+        trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
+        epochs_run = trainer.state.epoch
+    else:
+        train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+        epochs_run = train_output.metrics.get("epoch", config.num_epochs)
+    train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
+    history = recorder.history()
+    if not trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()  # return once rank 0 has written the run
+        return RunResult(run_folder.path, history, {}, main_process=False)
 
     if recorder.best_state is not None:
         model.load_state_dict(recorder.best_state)
@@ -290,20 +353,10 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
                 collator=collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
             )
 
-    history = {
-        "rows": recorder.rows,
-        "steps": recorder.steps,
-        "best": None if recorder.best_row is None else {
-            "epoch": recorder.best_row["epoch"], "step": recorder.best_row["step"],
-            "metric": config.metric_for_best_model, "value": recorder.best_value,
-        },
-        "stopped_early": recorder.stopped_early,
-    }
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
-    epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     # Throughput of training itself: the evaluations inside trainer.train() are timed and left out.
     training_seconds = max(train_seconds - recorder.evaluation_seconds, 1e-9)
-    samples_seen = trainer.state.global_step * config.train_batch_size * config.gradient_accumulation_steps
+    samples_seen = trainer.state.global_step * total_batch
     metrics = {
         "task": config.task,
         "labels": labels,
@@ -320,6 +373,10 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
             "samples_per_second": round(min(samples_seen, len(train_corpus) * epochs_run) / training_seconds, 3),
             "words_per_second": round(train_tokens * epochs_run / training_seconds, 1) if train_tokens else None,
             "final_step_loss": recorder.steps[-1]["loss"] if recorder.steps else None,
+            "world_size": args.world_size,
+            "distributed_backend": backend(),
+            "total_train_batch_size": total_batch,
+            "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),
         "max_length": max_length,
@@ -333,7 +390,20 @@ def _train(config: TrainConfig, run_folder: RunFolder, console, progress: bool, 
         _write_json(folder / "metrics.json", metrics)
         plots = write_plots(folder, history, metrics, config.task)
         write_card(folder, config, history, metrics, plots)
+        _keep_tensorboard_logs(Path(args.output_dir), folder)
+    trainer.accelerator.wait_for_everyone()
     return RunResult(run_folder.path, history, metrics)
+
+
+TENSORBOARD_FOLDER = "tensorboard"
+
+
+def _keep_tensorboard_logs(output_dir: Path, folder: Path) -> None:
+    """report_to tensorboard writes under the Trainer's output_dir/runs/ (a scratch folder removed at the end):
+    keep its event files in the run, so `tensorboard --logdir RUN_DIR` finds them."""
+    logs = output_dir / "runs"
+    if logs.is_dir():
+        shutil.copytree(logs, folder / TENSORBOARD_FOLDER)
 
 
 def _plain_adam(config: TrainConfig):

@@ -1,0 +1,168 @@
+"""Resumable runs: the Trainer's checkpoints, completed with tunecard's own state, in a hidden folder beside the output.
+
+A checkpoint is `.<output>.checkpoints/checkpoint-<step>/`: the Trainer writes the weights (safetensors),
+optimizer, scheduler, RNG states and trainer_state.json (the data position); `CheckpointKeeper` then adds the
+recorder's history and best weights and, last, `tunecard_state.json`. Only a folder with that file is complete,
+so a run killed while saving resumes from the previous checkpoint. The folder holds the run's config, and a
+resume with another config is refused. The finished run folder still appears only by one rename at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .config import CONFIG_FILE, TrainConfig
+from .distributed import world_size
+from .errors import ConfigError
+from .recorder import RunRecorder
+
+STATE_FILE = "tunecard_state.json"  # written last: its presence marks a complete checkpoint
+BEST_WEIGHTS = "best_model.safetensors"
+
+
+def _step(folder: Path) -> int:
+    suffix = folder.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    if not folder.is_dir():
+        return None
+    complete = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / STATE_FILE).is_file() and _step(p) >= 0]
+    return max(complete, key=_step, default=None)
+
+
+def config_differences(saved: Path, config: TrainConfig) -> list[str]:
+    """Keys whose values differ between the config saved with the checkpoints and this one."""
+    try:
+        old = TrainConfig(**(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})).model_dump()
+    except (OSError, yaml.YAMLError, ValueError):
+        return ["(the saved config cannot be read)"]
+    new = config.model_dump()
+    # `output` is left out: the checkpoint folder's place already ties it to the output (runs/x = ./runs/x).
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in new
+            if key != "output" and old.get(key) != new.get(key)]
+
+
+def find_resume(config: TrainConfig, folder: Path, *, resume: bool, overwrite: bool) -> Path | None:
+    """Decide where a run starts. Read-only, so every process of a distributed run decides alike.
+
+    Args:
+        config: the new run's configuration.
+        folder: the output's checkpoint folder.
+        resume: the user asked to resume (an error if there is nothing to resume).
+        overwrite: the user allows replacing things: checkpoints of another configuration are discarded.
+    Returns:
+        the checkpoint to resume from, or None to start afresh.
+    Raises:
+        ConfigError: nothing to resume with `resume`, or the checkpoints belong to another config or world size.
+    """
+    checkpoint = last_checkpoint(folder)
+    if checkpoint is None:
+        if resume:
+            raise ConfigError("E220", "--resume: there is no complete checkpoint to resume from.", path=folder,
+                              fix="run without --resume to start afresh.")
+        return None
+    differences = config_differences(folder / CONFIG_FILE, config)
+    if differences:
+        if overwrite and not resume:
+            return None  # start over: the main process clears the folder
+        raise ConfigError(
+            "E221", f"the checkpoints here were made with another configuration ({'; '.join(differences[:8])}).",
+            path=folder, fix="re-run with the same configuration to resume, or pass --overwrite (without --resume) "
+                             f"to discard the checkpoints, or delete {folder}.")
+    saved_world = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")).get("world_size", 1)
+    if saved_world != world_size():
+        raise ConfigError(
+            "E222", f"the checkpoint was made by {saved_world} process(es); this run has {world_size()}: the data "
+                    "order and random states would not continue.", path=checkpoint,
+            fix=f"resume with --nproc_per_node (x nodes) = {saved_world}, or delete {folder} to start afresh.")
+    return checkpoint
+
+
+def prepare_folder(folder: Path, config: TrainConfig, checkpoint: Path | None) -> None:
+    """Main process only: a fresh run gets an empty folder with its config; a resumed one loses unfinished saves."""
+    if checkpoint is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        config.save(folder)
+        return
+    for other in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if other != checkpoint:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def restore(checkpoint: Path, recorder: RunRecorder) -> dict:
+    """Load the recorder's history and best weights from a checkpoint; return the saved state."""
+    state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    recorder.load_state_dict(state["recorder"])
+    if (checkpoint / BEST_WEIGHTS).is_file():
+        recorder.best_state = load_file(checkpoint / BEST_WEIGHTS)
+    return state
+
+
+class CheckpointKeeper(TrainerCallback):
+    """Completes each Trainer checkpoint with the recorder's state, then removes the older checkpoints.
+
+    Args:
+        folder: the checkpoint folder (the Trainer's output_dir).
+        recorder: the run's recorder (history rows, step losses, best weights).
+        elapsed_seconds: training time before this process started (from the resumed checkpoint).
+    """
+
+    def __init__(self, folder: Path, recorder: RunRecorder, elapsed_seconds: float = 0.0):
+        self.folder = Path(folder)
+        self.recorder = recorder
+        self.prior_seconds = elapsed_seconds
+        self._started = time.perf_counter()
+        self._best_file: Path | None = None
+        self._best_step: int | None = None
+
+    def elapsed(self) -> float:
+        """Training time of the whole run, this process's part included."""
+        return self.prior_seconds + time.perf_counter() - self._started
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:  # every rank's RNG file must be on disk before the checkpoint is marked complete
+            import torch.distributed as dist
+
+            dist.barrier()
+        if not state.is_world_process_zero:
+            return
+        target = self.folder / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        best = self.recorder.best_row
+        if self.recorder.best_state is not None:
+            best_file = target / BEST_WEIGHTS
+            if not (self._best_step == best["step"] and _link(self._best_file, best_file)):
+                save_file(self.recorder.best_state, best_file)
+            self._best_file, self._best_step = best_file, best["step"]
+        data = {"global_step": state.global_step, "world_size": args.world_size, "elapsed_seconds": self.elapsed(),
+                "recorder": self.recorder.state_dict()}
+        partial = target / (STATE_FILE + ".tmp")
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, target / STATE_FILE)  # atomic: the checkpoint is complete from here on
+        for other in self.folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            if other != target:
+                shutil.rmtree(other, ignore_errors=True)
+
+
+def _link(source: Path | None, target: Path) -> bool:
+    """Hard-link unchanged best weights into the new checkpoint instead of writing them again."""
+    try:
+        os.link(source, target)
+        return True
+    except (OSError, TypeError):  # no earlier file, or a filesystem without hard links
+        return False

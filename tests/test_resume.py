@@ -1,0 +1,186 @@
+"""Resume after a kill, the rules for resuming, and run folders that are never half-written or lost."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import WNUT_SAMPLE
+from tunecard.checkpoint import STATE_FILE, find_resume
+from tunecard.config import build_config
+from tunecard.errors import ConfigError, OutputError
+from tunecard.outputs import RunFolder
+from tunecard.train import train
+
+# 32 examples in batches of 8: 4 optimizer steps per epoch, 8 in all.
+SMALL = dict(task="ner", train=str(WNUT_SAMPLE / "train.conll"), validation=str(WNUT_SAMPLE / "dev.conll"),
+             num_epochs=2, max_train_examples=32, max_eval_examples=24, train_batch_size=8, learning_rate=1e-3,
+             precision="fp32")
+
+
+def _values(model: Path, output: Path, **overrides) -> dict:
+    return {**SMALL, "model": str(model), "output": str(output), **overrides}
+
+
+def _fake_checkpoint(folder: Path, config, step: int, complete: bool = True, world_size: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save(folder)
+    checkpoint = folder / f"checkpoint-{step}"
+    checkpoint.mkdir()
+    if complete:
+        (checkpoint / STATE_FILE).write_text(json.dumps({"world_size": world_size}))
+    return checkpoint
+
+
+def test_resume_point_is_the_last_complete_checkpoint(tmp_path):
+    config = build_config(None, _values(tmp_path / "model", tmp_path / "run"))
+    folder = RunFolder(config.output).checkpoints
+    assert find_resume(config, folder, resume=False, overwrite=False) is None
+    with pytest.raises(ConfigError) as error:
+        find_resume(config, folder, resume=True, overwrite=False)
+    assert error.value.code == "E220"
+    done = _fake_checkpoint(folder, config, 3)
+    _fake_checkpoint(folder, config, 6, complete=False)  # killed while saving: not a resume point
+    assert find_resume(config, folder, resume=False, overwrite=False) == done
+    assert find_resume(config, folder, resume=True, overwrite=True) == done
+
+
+def test_resume_refuses_another_config_or_world_size(tmp_path, monkeypatch):
+    config = build_config(None, _values(tmp_path / "model", tmp_path / "run"))
+    folder = RunFolder(config.output).checkpoints
+    _fake_checkpoint(folder, config, 3)
+    changed = build_config(None, _values(tmp_path / "model", tmp_path / "run", learning_rate=3e-5))
+    with pytest.raises(ConfigError) as error:
+        find_resume(changed, folder, resume=False, overwrite=False)
+    assert error.value.code == "E221" and "learning_rate: 0.001 -> 3e-05" in error.value.message
+    with pytest.raises(ConfigError):  # --resume never silently starts over
+        find_resume(changed, folder, resume=True, overwrite=True)
+    assert find_resume(changed, folder, resume=False, overwrite=True) is None  # --overwrite: start afresh
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as error:
+        find_resume(config, folder, resume=False, overwrite=False)
+    assert error.value.code == "E222"
+
+
+def test_resume_flag_without_checkpoints_fails_before_reading_data(tmp_path):
+    config = build_config(None, _values(tmp_path / "model", tmp_path / "run", train=str(tmp_path / "missing.conll")))
+    with pytest.raises(ConfigError) as error:
+        train(config, resume=True, progress=False)
+    assert error.value.code == "E220"
+
+
+def test_failed_rename_restores_the_old_output(tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "old.txt").write_text("keep me")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".run.partial-"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OutputError) as error:
+        with RunFolder(output, overwrite=True).writing() as folder:
+            (folder / "new.txt").write_text("new")
+    assert error.value.code == "E404"
+    assert (output / "old.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "a temporary folder was left behind"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write in read-only folders")
+def test_unwritable_parent_fails_before_training(tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        config = build_config(None, _values(tmp_path / "model", parent / "run"))
+        with pytest.raises(OutputError) as error:
+            train(config, progress=False)
+        assert error.value.code == "E403"
+    finally:
+        parent.chmod(0o755)
+
+
+def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, tmp_path, monkeypatch):
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "old.txt").write_text("keep me")
+    config = build_config(None, _values(tiny_bert_cased, output, num_epochs=1))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("tunecard.train.write_card", disk_full)
+    with pytest.raises(OutputError) as error:
+        train(config, overwrite=True, progress=False)
+    assert error.value.code == "E404" and "No space left on device" in error.value.message
+    assert sorted(p.name for p in output.iterdir()) == ["old.txt"]
+    checkpoints = RunFolder(output).checkpoints
+    assert (checkpoints / "checkpoint-4" / STATE_FILE).is_file(), "the finished training is kept for a re-run"
+
+    monkeypatch.undo()
+    # Re-running the same command continues from the checkpoint (no --resume, no --overwrite needed): the
+    # training is not redone, the run is written, and the checkpoints go.
+    result = train(config, progress=False)
+    assert result.metrics["training"]["resumed_from_step"] == 4
+    assert result.metrics["training"]["global_steps"] == 4 and len(result.history["steps"]) == 4
+    assert (output / "README.md").is_file() and not (output / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def _set_flags(values: dict) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_history(tiny_bert_cased, tmp_path):
+    # Checkpoints every 3 steps: the kill comes after step 3, in the middle of the first epoch.
+    values = _values(tiny_bert_cased, tmp_path / "killed", save_strategy="steps", save_steps=3, eval_on_start=True)
+    reference = train(build_config(None, {**values, "output": str(tmp_path / "reference")}), progress=False)
+
+    output = tmp_path / "killed"
+    command = [sys.executable, "-m", "tunecard", "train", "--quiet", *_set_flags(values)]
+    log = (tmp_path / "killed.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    checkpoints = RunFolder(output).checkpoints
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob(f"checkpoint-*/{STATE_FILE}")):
+        assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output.exists(), "a killed run left a folder that looks like a finished run"
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = json.loads((output / "history.json").read_text())
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["training"]["resumed_from_step"] in (3, 6)
+    assert "resumed from the checkpoint at step" in (output / "README.md").read_text()
+    assert not checkpoints.exists()
+
+    expected = reference.history
+    assert [s["step"] for s in history["steps"]] == [s["step"] for s in expected["steps"]] == list(range(1, 9))
+    for got, want in zip(history["steps"], expected["steps"]):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+        assert got["learning_rate"] == pytest.approx(want["learning_rate"], rel=1e-6)
+    assert [r["step"] for r in history["rows"]] == [r["step"] for r in expected["rows"]] == [0, 4, 8]
+    for got, want in zip(history["rows"], expected["rows"]):
+        for key in ("training_loss", "validation_loss", "precision", "recall", "f1", "accuracy"):
+            if want[key] is None:  # the step-0 row has no training loss yet
+                assert got[key] is None, key
+            else:
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+    assert history["best"]["step"] == expected["best"]["step"]
+    assert metrics["validation"]["loss"] == pytest.approx(reference.metrics["validation"]["loss"], rel=1e-4)
