@@ -1,6 +1,7 @@
 """Side by side on one machine: the plain Hugging Face recipe vs `tunecard train`, and pipeline vs predict.
 
     .venv/bin/python benchmarks/compare_hf.py [--task ner|sst2] [--train-sentences 3000] [--eval-sentences 1000]
+    .venv/bin/python benchmarks/compare_hf.py --inference-only RUN_DIR   # predict variants only (torch, ONNX, int8)
 
 (ref) follows examples/pytorch/token-classification/run_ner.py: Trainer, fp32, DataCollatorForTokenClassification
 (dynamic padding), random sampler, first-subword labels, seqeval metrics, lr 5e-5, batch 16, seed 42, 1 epoch.
@@ -155,28 +156,48 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
                "peak_rss_mb": _peak_rss_mb()})
 
 
+# tunecard predict variants: torch fp32, torch at its default precision, and (with onnxruntime installed) the
+# ONNX export in fp32 and int8, each also scored (F1) on the same validation sentences.
+PREDICT_VARIANTS = {"fp32": dict(precision="fp32"), "auto": dict(precision="auto"),
+                    "onnx": dict(backend="onnx"), "onnx-int8": dict(backend="onnx", quantized=True)}
+
+
 def inference(run_dir: str, n_eval: int, queue) -> None:
-    """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts, fp32 and default precision."""
+    """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts (PREDICT_VARIANTS)."""
+    import importlib.util
+
     import transformers
     from transformers import pipeline
 
+    from tunecard.evaluate import evaluate_features
     from tunecard.inference import Predictor
 
     transformers.logging.set_verbosity_error()
-    texts = [" ".join(ex.tokens) for ex in _data("ner", 1, n_eval)[1]]
+    dev = _data("ner", 1, n_eval)[1]
+    texts = [" ".join(ex.tokens) for ex in dev]
+    variants = dict(PREDICT_VARIANTS)
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
+        from tunecard.export import export_onnx
+
+        export_onnx(run_dir, quantize="int8")
+    else:
+        variants = {k: v for k, v in variants.items() if "backend" not in v}
     ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device="cpu")
     started = time.perf_counter()
     reference_entities = ner(texts, batch_size=16)
     pipeline_seconds = time.perf_counter() - started
     found = {}
-    for precision in ("fp32", "auto"):
-        predictor = Predictor(run_dir, batch_size=64, precision=precision)
+    for name, options in variants.items():
+        predictor = Predictor(run_dir, batch_size=64, **options)
         started = time.perf_counter()
         ours = predictor.predict(texts)
         seconds = time.perf_counter() - started
         same = sum({(e["entity_group"], e["start"], e["end"]) for e in ref} == {(e["label"], e["start"], e["end"]) for e in mine}
                    for ref, mine in zip(reference_entities, ours))
-        found[precision] = {"sentences_per_s": len(texts) / seconds, "identical_sentences": same}
+        scores = evaluate_features(predictor.model, predictor.encoder.encode_tokens(dev), dev, task=predictor.task,
+                                   id2label=predictor.id2label, collator=predictor.collator, batch_size=64,
+                                   bf16=predictor.bf16)
+        found[name] = {"sentences_per_s": len(texts) / seconds, "identical_sentences": same, "f1": scores["f1"]}
     queue.put({"pipeline_sentences_per_s": len(texts) / pipeline_seconds, "sentences": len(texts), **found})
 
 
@@ -195,7 +216,12 @@ def main() -> None:
     parser.add_argument("--task", choices=["ner", "sst2"], default="ner")
     parser.add_argument("--train-sentences", type=int, default=3000)
     parser.add_argument("--eval-sentences", type=int, default=1000)
+    parser.add_argument("--inference-only", metavar="RUN_DIR",
+                        help="Skip training: only the inference comparison, on this trained CoNLL-2003 NER folder.")
     args = parser.parse_args()
+    if args.inference_only:
+        _print_inference(_run(inference, args.inference_only, args.eval_sentences))
+        return
     scratch = tempfile.mkdtemp(prefix="tunecard-bench-")
     run_dir = str(Path(scratch) / "run")
     rows = [_run(reference, args.task, args.train_sentences, args.eval_sentences),
@@ -207,17 +233,21 @@ def main() -> None:
         print(f"{key:24}" + "".join(f"{r[key]:12.3f}" for r in rows) + f"{ratio:12.2f}")
     print(json.dumps(rows))
     if args.task == "ner":
-        found = _run(inference, run_dir, args.eval_sentences)
-        print(f"inference on {found['sentences']} sentences: pipeline {found['pipeline_sentences_per_s']:.1f}/s")
-        for precision in ("fp32", "auto"):
-            r = found[precision]
-            print(f"  tunecard predict ({precision}): {r['sentences_per_s']:.1f}/s "
-                  f"({r['sentences_per_s'] / found['pipeline_sentences_per_s']:.2f}x), identical entities in "
-                  f"{r['identical_sentences']}/{found['sentences']} sentences")
-        print(json.dumps(found))
+        _print_inference(_run(inference, run_dir, args.eval_sentences))
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _print_inference(found: dict) -> None:
+    print(f"inference on {found['sentences']} sentences: pipeline {found['pipeline_sentences_per_s']:.1f}/s")
+    for name in PREDICT_VARIANTS:
+        if name in found:
+            r = found[name]
+            print(f"  tunecard predict ({name}): {r['sentences_per_s']:.1f}/s "
+                  f"({r['sentences_per_s'] / found['pipeline_sentences_per_s']:.2f}x), identical entities in "
+                  f"{r['identical_sentences']}/{found['sentences']} sentences, F1 {r['f1']:.4f}")
+    print(json.dumps(found))
 
 
 if __name__ == "__main__":

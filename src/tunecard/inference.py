@@ -21,6 +21,10 @@ from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
 
+# Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
+# whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
+CHUNK_SIZE = 4096
+
 
 def task_of(folder: Path) -> str:
     config_path = folder / "config.json"
@@ -70,17 +74,31 @@ class Predictor:
     Args:
         folder: a run folder from `tunecard train` (or any save_pretrained token/sequence classifier).
         batch_size: inputs per forward pass.
-        precision: "auto", "bf16" or "fp32".
+        precision: "auto", "bf16" or "fp32" (torch backend; ONNX Runtime runs the exported graph as it is).
         trust_pickle: allow pickle weights.
+        backend: "torch", or "onnx" for the folder's ONNX export (`tunecard export DIR --onnx`) run by ONNX Runtime.
+        onnx_file: onnx backend: the .onnx file to run. Defaults to DIR/onnx/model.onnx.
+        quantized: onnx backend: run the int8 export (model.int8.onnx) instead.
     """
 
-    def __init__(self, folder: str | Path, batch_size: int = 32, precision: str = "auto", trust_pickle: bool = False):
+    def __init__(self, folder: str | Path, batch_size: int = 32, precision: str = "auto", trust_pickle: bool = False,
+                 backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False):
+        from .export import BACKENDS, check_choice, load_onnx_model
+
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ModelError("E308", "model folder not found.", path=self.folder, fix="check the path.")
+        check_choice(backend, BACKENDS, "backend")
+        if backend != "onnx" and (onnx_file is not None or quantized):
+            raise ModelError("E324", "an ONNX file or the quantized model was asked for with the torch backend.",
+                             fix="add --backend onnx.")
         self.task = task_of(self.folder)
+        self.backend = backend
         self.tokenizer = load_tokenizer(str(self.folder))
-        self.model = load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle)
+        if backend == "onnx":  # same interface as the torch model: batching and word assembly below are shared
+            self.model = load_onnx_model(self.folder, onnx_file, quantized)
+        else:
+            self.model = load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle)
         self.model.eval()
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         label2id = {v: k for k, v in self.id2label.items()}
@@ -89,7 +107,7 @@ class Predictor:
         self.encoder = Encoder(self.tokenizer, label2id, self.max_length)
         self.collator = PadCollator(self.tokenizer.pad_token_id)
         self.batch_size = batch_size
-        self.bf16 = environment.use_bf16(precision)
+        self.bf16 = backend == "torch" and environment.use_bf16(precision)
 
     @property
     def is_ner(self) -> bool:
@@ -99,7 +117,11 @@ class Predictor:
         """Entities (NER) or label and probabilities (classification) for each text."""
         if isinstance(texts, str):
             texts = [texts]
-        return self._predict_entities(texts) if self.is_ner else self._predict_labels(texts)
+        predict_chunk = self._predict_entities if self.is_ner else self._predict_labels
+        results: list = []
+        for start in range(0, len(texts), CHUNK_SIZE):  # only one chunk's features exist at a time
+            results.extend(predict_chunk(texts[start:start + CHUNK_SIZE]))
+        return results
 
     def predict_words(self, words_per_example: list[list[str]]) -> list[list[tuple[str, float]]]:
         """NER on pre-split words: (tag, probability) per word."""
@@ -152,23 +174,28 @@ def load(folder: str | Path, **kwargs) -> Predictor:
 
 
 def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_size: int = 64,
-                    precision: str = "auto") -> dict:
-    """Score a saved model on any readable file (labels must be ones the model knows)."""
+                    precision: str = "auto", **predictor_options) -> dict:
+    """Score a saved model on any readable file (labels must be ones the model knows).
+
+    `predictor_options` go to Predictor (backend, onnx_file, quantized, trust_pickle).
+    """
     from .data import read_corpus
-    from .evaluate import evaluate_features
+    from .evaluate import Evaluation
     from .errors import DataError
 
-    predictor = Predictor(folder, batch_size=batch_size, precision=precision)
+    predictor = Predictor(folder, batch_size=batch_size, precision=precision, **predictor_options)
     corpus = read_corpus(data, options, task=predictor.task)
     known = set(predictor.id2label.values())
     unknown = sorted(set(corpus.labels) - known)
     if unknown:
         raise DataError("E150", f"labels {unknown[:10]} are not in the model's label map {sorted(known)}.",
                         path=corpus.path, fix="evaluate on data with the model's label set.")
-    features = (predictor.encoder.encode_tokens(corpus.examples) if predictor.is_ner
-                else predictor.encoder.encode_texts(corpus.examples))
-    result = evaluate_features(predictor.model, features, corpus.examples, task=predictor.task,
-                               id2label=predictor.id2label, collator=predictor.collator, batch_size=batch_size,
-                               bf16=predictor.bf16)
+    evaluation = Evaluation(predictor.task, predictor.id2label)
+    encode = predictor.encoder.encode_tokens if predictor.is_ner else predictor.encoder.encode_texts
+    for start in range(0, len(corpus.examples), CHUNK_SIZE):  # one chunk's features at a time: bounded memory
+        chunk = corpus.examples[start:start + CHUNK_SIZE]
+        evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
+                       bf16=predictor.bf16)
+    result = evaluation.result()
     result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme, "repaired": corpus.repaired}
     return result
