@@ -1,0 +1,168 @@
+"""`tunecard compare RUN_DIR...`: runs side by side, the hyperparameters that differ and the saved checkpoints' scores.
+
+One column per run. Only the config keys whose values differ between the runs are shown (the output folder is
+the column's name, so it is left out); then each run's validation scores (metrics.json: the saved checkpoint),
+best epoch, steps and training time. The best run is the one with the best validation score on the runs'
+`metric_for_best_model` (lower is better for loss, as when the checkpoint was chosen); ties are all marked.
+
+    from tunecard.compare import compare_runs
+    print(compare_runs(["runs/lr-3e-5", "runs/lr-5e-5"]).to_markdown())
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TunecardError
+from .report import Run, read_run
+
+IGNORED_KEYS = ("output",)  # always differs: it is the run's name, already the column header
+METRIC_ORDER = ("loss", "precision", "recall", "f1", "accuracy")
+BEST_MARK = "★ best"
+
+
+@dataclass
+class Comparison:
+    """Runs side by side.
+
+    Attributes:
+        names: one column name per run (the folder's name; its path where two names collide).
+        hyperparameters: config key -> one value per run, only for keys whose values differ.
+        metrics: row title -> one value per run (None: not recorded), in display order.
+        metric: the validation metric that ranks the runs (their metric_for_best_model).
+        best: indexes of the best run(s); empty when no run has that metric.
+        notes: what the reader should know (identical configs, disagreeing selection metrics, ...).
+    """
+
+    names: list[str]
+    hyperparameters: dict[str, list]
+    metrics: dict[str, list]
+    metric: str
+    best: list[int]
+    notes: list[str] = field(default_factory=list)
+
+    def header(self) -> list[str]:
+        return [f"{name} {BEST_MARK}" if i in self.best else name for i, name in enumerate(self.names)]
+
+    def rows(self) -> list[tuple[str, str, list[str]]]:
+        """(section, row title, one formatted cell per run) for every row, hyperparameters first."""
+        rows = [("hyperparameters", key, [show(v) for v in values]) for key, values in self.hyperparameters.items()]
+        rows += [("metrics", key, [show(v, metric=key.startswith(("validation ", "test "))) for v in values])
+                 for key, values in self.metrics.items()]
+        return rows
+
+    def to_markdown(self) -> str:
+        """A pipe table (runs as columns, the best run's header marked) followed by the notes."""
+        def cell(text: str) -> str:
+            return text.replace("|", "\\|")
+
+        header = ["", *(f"**{h}**" if i in self.best else h for i, h in enumerate(self.header()))]
+        lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+                 "|:--|" + "--:|" * len(self.names)]
+        lines += ["| " + " | ".join([cell(title), *(cell(c) for c in cells)]) + " |" for _, title, cells in self.rows()]
+        text = "\n".join(lines)
+        if self.notes:
+            text += "\n\n" + "\n".join(f"- {note}" for note in self.notes)
+        return text + "\n"
+
+    def to_rich(self):
+        """A rich renderable: the table (best column in bold green), then the notes."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="tunecard compare", show_lines=False)
+        table.add_column("", style="bold", no_wrap=True)
+        for i, name in enumerate(self.header()):
+            table.add_column(name, justify="right", style="bold green" if i in self.best else None,
+                             header_style="bold green" if i in self.best else "bold")
+        section = None
+        for part, title, cells in self.rows():
+            if section is not None and part != section:
+                table.add_section()
+            section = part
+            table.add_row(Text(title), *(Text(c) for c in cells))
+        return Group(table, *(Text(f"- {note}", style="yellow") for note in self.notes))
+
+    def to_dict(self) -> dict:
+        return {"names": self.names, "hyperparameters": self.hyperparameters, "metrics": self.metrics,
+                "metric": self.metric, "best": [self.names[i] for i in self.best], "notes": self.notes}
+
+
+def show(value, metric: bool = False) -> str:
+    """One table cell: '-' for nothing, 4 decimals for scores, numbers as written in a config."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4f}" if metric else f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    return str(value)
+
+
+def _names(runs: list[Run]) -> list[str]:
+    names = [run.name for run in runs]
+    return [str(run.path) if names.count(run.name) > 1 else run.name for run in runs]
+
+
+def differing_hyperparameters(configs: list[dict]) -> dict[str, list]:
+    """Config keys whose values are not the same in every run (a key missing from a run counts as None)."""
+    keys: list[str] = []
+    for config in configs:
+        keys += [key for key in config if key not in keys and key not in IGNORED_KEYS]
+    return {key: [config.get(key) for config in configs] for key in keys
+            if any(config.get(key) != configs[0].get(key) for config in configs)}
+
+
+def _selection_metric(runs: list[Run], notes: list[str]) -> str:
+    chosen = [run.config.get("metric_for_best_model") or (run.history.get("best") or {}).get("metric") or "f1"
+              for run in runs]
+    if len(set(chosen)) > 1:
+        notes.append(f"the runs chose their checkpoints by different metrics ({', '.join(sorted(set(chosen)))}); "
+                     f"the best run is marked by {chosen[0]} (the first run's).")
+    return chosen[0]
+
+
+def _best(values: list, lower_is_better: bool) -> list[int]:
+    scored = [(i, v) for i, v in enumerate(values) if isinstance(v, (int, float))]
+    if not scored:
+        return []
+    target = (min if lower_is_better else max)(v for _, v in scored)
+    return [i for i, v in scored if v == target]
+
+
+def compare_runs(folders: list[str | Path]) -> Comparison:
+    """Read the run folders and line them up.
+
+    Raises:
+        TunecardError: E464 fewer than two runs; E460 / E461 a folder is not a readable run (see `read_run`).
+    """
+    if len(folders) < 2:
+        raise TunecardError("E464", f"compare needs at least two run folders, got {len(folders)}.",
+                            fix="e.g. tunecard compare runs/a runs/b (or runs/*).")
+    runs = [read_run(folder) for folder in folders]
+    notes: list[str] = []
+    hyperparameters = differing_hyperparameters([run.config for run in runs])
+    if not hyperparameters:
+        notes.append("the runs' configurations are identical (apart from the output folder).")
+    metric = _selection_metric(runs, notes)
+    validation = [run.metrics.get("validation") or {} for run in runs]
+    keys = [key for key in METRIC_ORDER if any(key in v for v in validation)]
+    if metric not in keys:
+        keys.append(metric)
+    metrics = {f"validation {key}": [v.get(key) for v in validation] for key in keys}
+    if any(run.metrics.get("test") for run in runs):
+        metrics[f"test {metric}"] = [(run.metrics.get("test") or {}).get(metric) for run in runs]
+    metrics["best epoch"] = [(run.history.get("best") or {}).get("epoch") for run in runs]
+    metrics["steps"] = [(run.metrics.get("training") or {}).get("global_steps") for run in runs]
+    metrics["training seconds"] = [(run.metrics.get("training") or {}).get("runtime_seconds") for run in runs]
+    best = _best(metrics[f"validation {metric}"], lower_is_better=metric == "loss")
+    if not best:
+        notes.append(f"no run has a validation {metric}: none is marked best.")
+    tasks = {run.task for run in runs}
+    if len(tasks) > 1:
+        notes.append(f"the runs are of different tasks ({', '.join(sorted(tasks))}): their scores are not comparable.")
+    return Comparison(_names(runs), hyperparameters, metrics, metric, best, notes)

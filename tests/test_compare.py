@@ -1,0 +1,118 @@
+"""`tunecard compare`: only the differing hyperparameters, the runs' scores from metrics.json, the best run marked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import WNUT_SAMPLE
+from tunecard.cli import app
+from tunecard.compare import BEST_MARK, compare_runs
+from tunecard.config import CONFIG_FILE, build_config
+from tunecard.errors import TunecardError
+from tunecard.train import train
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_bert_cased, tmp_path_factory) -> list[Path]:
+    """Two tiny runs that differ only in learning rate; the checkpoint is chosen by validation loss."""
+    parent = tmp_path_factory.mktemp("runs")
+    folders = []
+    for name, learning_rate in (("lr-1e-3", 1e-3), ("lr-1e-4", 1e-4)):
+        config = build_config(None, dict(
+            task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
+            validation=str(WNUT_SAMPLE / "dev.conll"), output=str(parent / name), num_epochs=1,
+            max_train_examples=16, max_eval_examples=8, train_batch_size=8, learning_rate=learning_rate,
+            precision="fp32", metric_for_best_model="loss",
+        ))
+        folders.append(train(config, progress=False).output)
+    return folders
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def _edit(folder: Path, name: str, change) -> None:
+    path = folder / name
+    if name.endswith(".json"):
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+    else:
+        data = yaml.safe_load(path.read_text())
+        change(data)
+        path.write_text(yaml.safe_dump(data))
+
+
+def test_only_differing_hyperparameters_and_the_lower_loss_marked(runs):
+    comparison = compare_runs(runs)
+    assert comparison.names == ["lr-1e-3", "lr-1e-4"]
+    assert comparison.hyperparameters == {"learning_rate": [1e-3, 1e-4]}  # output differs too, but is the name
+    losses = [_metrics(folder)["validation"]["loss"] for folder in runs]
+    assert comparison.metrics["validation loss"] == losses
+    assert comparison.metric == "loss"
+    assert comparison.best == [losses.index(min(losses))]
+    assert comparison.metrics["steps"] == [2, 2]
+
+
+def test_markdown_table_marks_the_best_column(runs):
+    comparison = compare_runs(runs)
+    lines = comparison.to_markdown().splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    best = comparison.best[0]
+    assert header[1 + best] == f"**{comparison.names[best]} {BEST_MARK}**"
+    assert BEST_MARK not in header[2 - best]
+    rows = {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:] if line.startswith("|"))}
+    assert rows["learning_rate"] == ["0.001", "0.0001"]
+    assert rows["validation f1"] == [f"{_metrics(folder)['validation']['f1']:.4f}" for folder in runs]
+
+
+def test_best_by_f1_with_ties_and_same_named_folders(runs, tmp_path):
+    copies = []
+    for i, f1 in enumerate((0.3, 0.7, 0.7)):
+        copy = tmp_path / f"copy{i}" / "run"  # three folders all named "run"
+        shutil.copytree(runs[0], copy)
+        _edit(copy, "metrics.json", lambda m, f1=f1: m["validation"].update(f1=f1))
+        _edit(copy, CONFIG_FILE, lambda c: c.update(metric_for_best_model="f1"))
+        copies.append(copy)
+    comparison = compare_runs(copies)
+    assert comparison.best == [1, 2]
+    assert comparison.names == [str(c) for c in copies]
+    assert comparison.hyperparameters == {}
+    assert any("identical" in note for note in comparison.notes)
+
+
+def test_disagreeing_selection_metrics_are_noted(runs, tmp_path):
+    copy = tmp_path / "by-f1"
+    shutil.copytree(runs[1], copy)
+    _edit(copy, CONFIG_FILE, lambda c: c.update(metric_for_best_model="f1"))
+    comparison = compare_runs([runs[0], copy])
+    assert comparison.metric == "loss"
+    assert comparison.hyperparameters["metric_for_best_model"] == ["loss", "f1"]
+    assert any("different metrics" in note for note in comparison.notes)
+
+
+def test_not_a_run_and_too_few_runs_are_clear_errors(runs, tmp_path):
+    with pytest.raises(TunecardError) as caught:
+        compare_runs([runs[0]])
+    assert caught.value.code == "E464"
+    with pytest.raises(TunecardError) as caught:
+        compare_runs([runs[0], tmp_path])
+    assert caught.value.code == "E460" and caught.value.path == str(tmp_path)
+
+
+def test_cli_compare_terminal_and_markdown(runs):
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", *map(str, runs), "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == compare_runs(runs).to_markdown()
+    result = runner.invoke(app, ["compare", *map(str, runs)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "learning_rate" in result.stdout and BEST_MARK in result.stdout
