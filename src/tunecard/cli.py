@@ -26,6 +26,9 @@ out = Console()
 
 SAMPLES = Path(__file__).parent / "samples"
 PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard predict`
+BACKEND_HELP = "torch, or onnx: the folder's ONNX export (`tunecard export DIR`) run by ONNX Runtime."
+ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/model.onnx)."
+QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
 
 
 def _read_options(format, scheme, encoding, tag_column=None, text_column=None, label_column=None, header=None):
@@ -59,6 +62,7 @@ def train(
     scheme: Optional[str] = typer.Option(None, help="Tag scheme: IOB1, IOB2, IOBES, BMES, BILOU (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint (error if none)."),
     quiet: bool = typer.Option(False, help="No progress bar or per-epoch rows."),
     trust_pickle: bool = typer.Option(False, help="Allow a base model with pickle weights only (runs code)."),
 ):
@@ -71,9 +75,10 @@ def train(
                  eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
                  format=format, scheme=scheme, encoding=encoding)
     config = build_config(config_file, flags, set_)
-    result = run_training(config, overwrite=overwrite, console=None if quiet else console, progress=not quiet,
-                          trust_pickle=trust_pickle)
-    _print_summary(result)
+    result = run_training(config, overwrite=overwrite, resume=resume, console=None if quiet else console,
+                          progress=not quiet, trust_pickle=trust_pickle)
+    if result.main_process:  # torchrun / accelerate launch: one summary, from rank 0
+        _print_summary(result)
 
 
 def _print_summary(result) -> None:
@@ -94,6 +99,9 @@ def predict(
     batch_size: int = typer.Option(32, help="Texts per forward pass."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
+    quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text."""
     from itertools import islice
@@ -106,7 +114,8 @@ def predict(
         lines = (line.rstrip("\r\n") for line in file.open(encoding="utf-8"))
     else:
         lines = (line.rstrip("\r\n") for line in sys.stdin)
-    predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle)
+    predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
+                     backend=backend, onnx_file=onnx_file, quantized=quantized)
     key = "entities" if predictor.is_ner else "prediction"
     # Chunks of PREDICT_CHUNK lines: a large file streams through in bounded memory, output as it goes.
     while chunk := list(islice(lines, PREDICT_CHUNK)):
@@ -122,11 +131,15 @@ def evaluate(
     scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
+    quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
 ):
     """Score a saved model on any readable labelled file."""
     from .inference import evaluate_folder
 
-    result = evaluate_folder(model_dir, data, _read_options(format, scheme, encoding))
+    result = evaluate_folder(model_dir, data, _read_options(format, scheme, encoding), backend=backend,
+                             onnx_file=onnx_file, quantized=quantized)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return
@@ -140,6 +153,21 @@ def evaluate(
     table.add_row("[bold]overall[/]", f"{result['precision']:.4f}", f"{result['recall']:.4f}", f"{result['f1']:.4f}", "")
     out.print(table)
     out.print(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}")
+
+
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="A trained run folder."),
+    onnx: bool = typer.Option(True, "--onnx", help="Export to ONNX (the one format for now)."),
+    quantize: Optional[str] = typer.Option(None, help="int8: also write model.int8.onnx (dynamic quantization)."),
+    output: Optional[Path] = typer.Option(None, help="The .onnx file to write (default DIR/onnx/model.onnx)."),
+    opset: int = typer.Option(18, help="ONNX opset (17 or later)."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
+):
+    """Export a trained folder to ONNX, checked against torch; run it with `predict --backend onnx`."""
+    from .export import export_onnx
+
+    export_onnx(model_dir, output=output, quantize=quantize, opset=opset, trust_pickle=trust_pickle, console=console)
 
 
 @data_app.command("stats")
@@ -182,7 +210,7 @@ def demo(
     output: str = typer.Option("runs/demo-wnut17", help="Run folder to write."),
     epochs: float = typer.Option(3, help="Epochs."),
 ):
-    """Train the embedded MiniLM on the shipped WNUT-17 sample, write its card, and predict a sentence."""
+    """Train the embedded MiniLM on the shipped WNUT-17 sample, write its card and report, and predict a sentence."""
     from .config import CONFIG_FILE, build_config
     from .inference import load
     from .train import train as run_training
@@ -199,7 +227,10 @@ def demo(
     sentence = "Heading to Seattle with Taylor Swift to watch the new Star Wars movie on Netflix"
     entities = load(result.output).predict([sentence])[0]
     out.print_json(json.dumps({"text": sentence, "entities": entities}, ensure_ascii=False), indent=None)
+    from .report import write_report
+
     console.print(f"card: {result.output / 'README.md'}")
+    console.print(f"report: {write_report(result.output)}")
 
 
 @app.command()
@@ -212,6 +243,109 @@ def doctor(
     from .doctor import doctor_command
 
     raise typer.Exit(doctor_command(path, as_json, strict))
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `tunecard train`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file. Default: RUN_DIR/report.html."),
+    open_: bool = typer.Option(False, "--open", help="Open the page in the web browser."),
+    overwrite: bool = typer.Option(False, help="Replace an existing file that is not a tunecard report."),
+):
+    """One self-contained HTML page of a run: scores, diagnosis, per-epoch and per-label tables, plots, data, config."""
+    from .report import write_report
+
+    path = write_report(run_dir, output, overwrite=overwrite)
+    console.print(f"[bold green]wrote[/] {_escape(str(path))}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run folders."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Runs side by side: the hyperparameters that differ, their scores, the best run marked."""
+    from .compare import compare_runs
+
+    comparison = compare_runs(run_dirs)
+    if markdown:
+        typer.echo(comparison.to_markdown(), nl=False)
+    elif as_json:
+        out.print_json(json.dumps(comparison.to_dict(), ensure_ascii=False, default=str))
+    else:
+        out.print(comparison.to_rich())
+
+
+@app.command()
+def init(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe to write (see --list)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write. Default: RECIPE.yaml here."),
+    list_: bool = typer.Option(False, "--list", help="List the recipes and what they reproduce."),
+    force: bool = typer.Option(False, help="Replace an existing file."),
+):
+    """Write a ready recipe (a published card's hyperparameters) as a starting config, or list them."""
+    from .recipes import list_recipes, write_recipe
+
+    if list_ or recipe is None:
+        from rich import box
+        from rich.measure import Measurement
+        from rich.table import Table
+
+        table = Table(title="recipes (tunecard init NAME -o FILE)", box=box.SIMPLE_HEAD)
+        for column in ("name", "task", "model", "dataset", "published"):
+            table.add_column(column, no_wrap=True)
+        for r in list_recipes():
+            table.add_row(r.name, r.task, r.model, r.dataset, r.published or "-")
+        # Never cut a cell to fit a narrow terminal or a pipe: a truncated name cannot be typed back.
+        needed = Measurement.get(out, out.options.update_width(1000), table).maximum
+        Console(width=max(out.width, needed)).print(table)  # out.print clamps to the terminal's width
+        return
+    path = write_recipe(recipe, output, force=force)
+    console.print(f"[bold green]wrote[/] {path}: edit its data paths, then: tunecard train {path}"
+                  " (add --set model=embedded to run offline with the packaged MiniLM)")
+
+
+@app.command()
+def search(
+    config_file: Optional[Path] = typer.Argument(None, help="Training config: the base of every trial."),
+    trials: int = typer.Option(..., help="Finished trials wanted; re-running continues the study up to this count."),
+    metric: Optional[str] = typer.Option(None, help="Validation metric to optimise (default: metric_for_best_model)."),
+    space: Optional[Path] = typer.Option(None, help="Search space YAML (default: see docs/search.md)."),
+    output: Optional[str] = typer.Option(None, help="Search folder: study.db, trial-NNN/, leaderboard, best_config."),
+    set_: list[str] = typer.Option([], "--set", help="Override a base config key (repeatable)."),
+    pruning: bool = typer.Option(True, help="Stop trials below the median of earlier ones at the same evaluation."),
+    pruner_startup_trials: int = typer.Option(3, help="Finished trials before any pruning."),
+    pruner_warmup_evaluations: int = typer.Option(0, help="Evaluations of a trial before it can be pruned."),
+    quiet: bool = typer.Option(False, help="No per-evaluation rows."),
+    trust_pickle: bool = typer.Option(False, help="Allow a base model with pickle weights only (runs code)."),
+):
+    """Search hyperparameters with Optuna; every trial is a run folder, the study resumes from OUTPUT/study.db."""
+    import optuna
+    from rich.measure import Measurement
+
+    from .config import build_config
+    from .search import load_space, render_leaderboard, search as run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints its own lines per trial
+    config = build_config(config_file, {"output": output}, set_)
+    result = run_search(config, trials=trials, metric=metric, space=load_space(space) if space else None,
+                        pruning=pruning, pruner_startup_trials=pruner_startup_trials,
+                        pruner_warmup_evaluations=pruner_warmup_evaluations, console=None if quiet else console,
+                        progress=not quiet, trust_pickle=trust_pickle)
+    table = render_leaderboard(result.leaderboard, metric or config.metric_for_best_model,
+                               title=f"{result.output} ({result.study.study_name})")
+    # As wide as the table needs: values and key names are never cut to fit a narrow terminal or a pipe.
+    needed = Measurement.get(out, out.options.update_width(1000), table).maximum
+    Console(width=max(out.width, needed)).print(table)
+    if result.best_config is not None:
+        console.print(f"[bold green]wrote[/] {result.best_config}, leaderboard.md and leaderboard.json")
+    else:
+        console.print("[yellow]no trial completed[/] (all pruned or failed): no best_config.yaml; see leaderboard.md")
 
 
 @app.command()
@@ -235,7 +369,7 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if len(sys.argv) > 1 and sys.argv[1] in ("train", "predict", "evaluate", "demo"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("train", "predict", "evaluate", "demo", "search", "export"):
         _quiet_libraries()
     try:
         app()
