@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import WNUT_SAMPLE
@@ -57,3 +58,17 @@ def test_train_predict_evaluate_from_the_command_line(tiny_bert_cased, tmp_path)
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
     assert scores["sentences"] == 400 and 0.0 <= scores["f1"] <= 1.0
+
+
+def test_every_public_name_resolves_even_after_its_submodule_is_imported():
+    import tunecard
+    import tunecard.search
+    import tunecard.train
+
+    for name in tunecard.__all__:
+        assert getattr(tunecard, name) is not None, name
+    from tunecard import search, train
+
+    assert callable(train) and callable(search) and train.__module__ == "tunecard.train"
+    with pytest.raises(AttributeError):
+        tunecard.no_such_name

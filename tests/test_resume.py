@@ -120,7 +120,7 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("tunecard.train.write_card", disk_full)
+    monkeypatch.setattr(sys.modules["tunecard.train"], "write_card", disk_full)  # tunecard.train is the function
     with pytest.raises(OutputError) as error:
         train(config, overwrite=True, progress=False)
     assert error.value.code == "E404" and "No space left on device" in error.value.message

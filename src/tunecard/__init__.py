@@ -2,36 +2,52 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
+from types import ModuleType
 
 try:
     __version__ = metadata.version("tunecard")
 except metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__", "load", "train", "evaluate_folder", "TrainConfig", "build_config", "TunecardError"]
+# Public name -> module that defines it. Imported on first use: `import tunecard` stays fast (no torch import)
+# for the CLI's --help and the data tools.
+_EXPORTS = {
+    "train": "train",
+    "load": "inference",
+    "evaluate_folder": "inference",
+    "TrainConfig": "config",
+    "build_config": "config",
+    "search": "search",
+    "export_onnx": "export",
+    "write_report": "report",
+    "compare_runs": "compare",
+    "diagnose_run": "doctor",
+    "read_corpus": "data",
+    "TunecardError": "errors",
+}
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    # Lazy: `import tunecard` stays fast (no torch import) for the CLI's --help and the data tools.
-    if name == "load":
-        from .inference import load
+    if name in _EXPORTS:
+        from importlib import import_module
 
-        return load
-    if name == "evaluate_folder":
-        from .inference import evaluate_folder
-
-        return evaluate_folder
-    if name == "train":
-        from .train import train
-
-        return train
-    if name in ("TrainConfig", "build_config"):
-        from . import config
-
-        return getattr(config, name)
-    if name == "TunecardError":
-        from .errors import TunecardError
-
-        return TunecardError
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'tunecard' has no attribute {name!r}")
+
+
+class _Package(ModuleType):
+    """Importing the submodules `tunecard.train` / `tunecard.search` must not replace the functions of the same
+    name on the package (Python sets a loaded submodule as an attribute of its parent)."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
