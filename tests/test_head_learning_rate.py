@@ -22,11 +22,11 @@ class LearningRates(TrainerCallback):
         self.group_sizes = [len(group["params"]) for group in optimizer.param_groups]
 
 
-def _run(model, output, **overrides):
+def _run(model, output, set_pairs=(), **overrides):
     config = build_config(None, dict(
         task="ner", model=str(model), train=str(WNUT_SAMPLE / "train.conll"), output=str(output),
         max_train_examples=64, train_batch_size=16, max_steps=4, precision="fp32", learning_rate=1e-4,
-        **overrides))
+        **overrides), list(set_pairs))
     rates = LearningRates()
     train(config, progress=False, callbacks=[rates])
     return rates
@@ -45,7 +45,7 @@ def test_head_gets_its_own_learning_rate_on_the_same_schedule(tiny_bert_cased, t
 
 
 def test_null_trains_the_head_at_the_encoders_rate(tiny_bert_cased, tmp_path):
-    rates = _run(tiny_bert_cased, tmp_path / "run", head_learning_rate=None)
+    rates = _run(tiny_bert_cased, tmp_path / "run", set_pairs=["head_learning_rate=null"])  # as documented
     assert len(set(rates.per_step[0])) == 1
 
 
