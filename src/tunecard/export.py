@@ -194,17 +194,6 @@ def _compare(predictor, reference: OnnxModel | torch.nn.Module, candidate: OnnxM
             "compared_unit": "tokens" if predictor.is_ner else "texts"}
 
 
-def _check_features(predictor, texts: list[str]):
-    from .data.example import TextExample, TokenExample
-    from .inference import words_with_offsets
-
-    if predictor.is_ner:
-        examples = [TokenExample(tokens=[w for w, _, _ in words_with_offsets(predictor.tokenizer, t)], tags=[])
-                    for t in texts]
-        return predictor.encoder.encode_tokens(examples)
-    return predictor.encoder.encode_texts([TextExample(text=t, label="") for t in texts], labelled=False)
-
-
 def export_onnx(folder: str | Path, output: str | Path | None = None, quantize: str | None = None,
                 opset: int = DEFAULT_OPSET, check_texts: list[str] | None = None, trust_pickle: bool = False,
                 console=None) -> list[Path]:
@@ -236,7 +225,7 @@ def export_onnx(folder: str | Path, output: str | Path | None = None, quantize: 
     target = Path(output) if output is not None else folder / ONNX_DIR / ONNX_FILE
     int8_target = target.with_name(target.name.removesuffix(".onnx") + ".int8.onnx")
     predictor = Predictor(folder, batch_size=8, precision="fp32", trust_pickle=trust_pickle)
-    features = _check_features(predictor, check_texts or CHECK_TEXTS)
+    features = predictor.encode(check_texts or CHECK_TEXTS)
     # Two inputs of different lengths, padded: the traced graph sees a real batch with a padding mask.
     sample = predictor.collator([dict(f.inputs) for f in sorted(features, key=len)[:2]])
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -52,20 +52,28 @@ def saved_max_length(folder: Path) -> int | None:
 
 def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
     """Split raw text into the tokenizer's words, with character offsets into `text`."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    spans: dict[int, list[int]] = {}
-    for word, (start, end) in zip(enc.word_ids(), enc["offset_mapping"]):
-        if word is None or end <= start:
-            continue
-        span = spans.setdefault(word, [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
-    words = []
-    for start, end in (spans[w] for w in sorted(spans)):
-        # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
-        while start < end and text[start].isspace():
-            start += 1
-        words.append((text[start:end], start, end))
-    return words
+    return split_words(tokenizer, [text])[0]
+
+
+def split_words(tokenizer, texts: list[str]) -> list[list[tuple[str, int, int]]]:
+    """`words_with_offsets` for many texts in one batched tokenizer call (the fast tokenizer runs it in Rust)."""
+    encoding = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    result = []
+    for index, text in enumerate(texts):
+        spans: dict[int, list[int]] = {}
+        for word, (start, end) in zip(encoding.word_ids(index), encoding["offset_mapping"][index]):
+            if word is None or end <= start:
+                continue
+            span = spans.setdefault(word, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+        words = []
+        for start, end in (spans[w] for w in sorted(spans)):
+            # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
+            while start < end and text[start].isspace():
+                start += 1
+            words.append((text[start:end], start, end))
+        result.append(words)
+    return result
 
 
 class Predictor:
@@ -123,10 +131,18 @@ class Predictor:
             results.extend(predict_chunk(texts[start:start + CHUNK_SIZE]))
         return results
 
+    def encode(self, texts: list[str]) -> list:
+        """The model inputs for raw texts: NER texts split into the tokenizer's words, then windowed."""
+        if self.is_ner:
+            return self._encode_words([[w for w, _, _ in ws] for ws in split_words(self.tokenizer, texts)])
+        return self.encoder.encode_texts([TextExample(text=t, label="") for t in texts], labelled=False)
+
+    def _encode_words(self, words_per_example: list[list[str]]) -> list:
+        return self.encoder.encode_tokens([TokenExample(tokens=list(words), tags=[]) for words in words_per_example])
+
     def predict_words(self, words_per_example: list[list[str]]) -> list[list[tuple[str, float]]]:
         """NER on pre-split words: (tag, probability) per word."""
-        examples = [TokenExample(tokens=list(words), tags=[]) for words in words_per_example]
-        features = self.encoder.encode_tokens(examples)
+        features = self._encode_words(words_per_example)
         out: list[list] = [[None] * len(words) for words in words_per_example]
         for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
                                                   with_labels=False):
@@ -140,7 +156,7 @@ class Predictor:
         return out
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
-        words = [words_with_offsets(self.tokenizer, text) for text in texts]
+        words = split_words(self.tokenizer, texts)
         tagged = self.predict_words([[w for w, _, _ in ws] for ws in words])
         results = []
         for text, word_spans, word_tags in zip(texts, words, tagged):
@@ -154,8 +170,7 @@ class Predictor:
         return results
 
     def _predict_labels(self, texts: list[str]) -> list[dict]:
-        examples = [TextExample(text=t, label="") for t in texts]
-        features = self.encoder.encode_texts(examples, labelled=False)
+        features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
         for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
                                                   with_labels=False):
