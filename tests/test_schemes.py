@@ -193,3 +193,15 @@ def test_unknown_scheme_name():
 def test_spans_to_tags_rejects_overlaps():
     with pytest.raises(ValueError):
         spans_to_tags([Span(0, 2, "A"), Span(1, 3, "B")], 3, "IOB2")
+
+
+def test_a_huge_bad_tag_is_shortened_in_the_message():
+    from tunecard.errors import DataError
+    from tunecard.schemes import check_prefix, parse_tag
+
+    huge = "X-" + "y" * 1_000_000
+    for call in (lambda: parse_tag(huge[2:]), lambda: check_prefix("E-" + huge, "IOB2")):
+        with pytest.raises(DataError) as caught:
+            call()
+        assert len(str(caught.value)) < 500
+        assert "characters)" in str(caught.value)

@@ -78,6 +78,14 @@ def normalize_scheme(name: str) -> str:
     return upper
 
 
+MESSAGE_TAG_CHARS = 60  # a malformed "tag" can be a whole line or a 1 MB field: messages show its start
+
+
+def _shown(tag: object) -> str:
+    text = repr(tag)
+    return text if len(text) <= MESSAGE_TAG_CHARS else f"{text[:MESSAGE_TAG_CHARS]}... ({len(text)} characters)"
+
+
 def parse_tag(tag: object, *, path: str | None = None, line: int | None = None) -> tuple[str, str | None]:
     """Split a tag into ``(prefix, entity_type)``; ``"O"`` gives ``("O", None)``.
 
@@ -95,7 +103,7 @@ def parse_tag(tag: object, *, path: str | None = None, line: int | None = None) 
     parsed = _split_tag(tag) if isinstance(tag, str) else None
     if parsed is not None:
         return parsed
-    raise DataError("E105", f"{tag!r} is not a tag (unknown prefix or empty type)", path=path, line=line, fix=_TAG_FIX)
+    raise DataError("E105", f"{_shown(tag)} is not a tag (unknown prefix or empty type)", path=path, line=line, fix=_TAG_FIX)
 
 
 @lru_cache(maxsize=8192)  # corpora use few distinct tags; this keeps long files fast
@@ -122,7 +130,7 @@ def check_prefix(tag: str, scheme: str, *, path: str | None = None, line: int | 
         allowed = ", ".join(sorted(_ROLES[scheme]))
         raise DataError(
             "E105",
-            f"tag {tag!r} has prefix {prefix!r}, which scheme {scheme} does not use (it uses {allowed} and O)",
+            f"tag {_shown(tag)} has prefix {prefix!r}, which scheme {scheme} does not use (it uses {allowed} and O)",
             path=path,
             line=line,
             fix="pass the right scheme (--scheme) or leave it out to detect it from the tags.",
