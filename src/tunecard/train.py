@@ -38,6 +38,7 @@ from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
 from .recorder import ProgressBar, RunRecorder
+from .packing import packed_collator_for, packing_matches
 from .sampling import BucketedRandomSampler
 from .stats import corpus_stats
 
@@ -269,6 +270,19 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             run_folder.discard_checkpoints()  # kept after a failure only when there is something to resume
 
 
+PACKING_CHECK_FEATURES = 16
+
+
+def choose_train_collator(config: TrainConfig, model, train: FeatureDataset, padded: PadCollator, pad_token_id):
+    """Packed rows for NER training when the model is shown to give the same outputs packed; padding otherwise."""
+    if config.packing == "off" or not config.is_ner:
+        return padded
+    packed = packed_collator_for(model, pad_token_id)
+    if packing_matches(model, train.features[:PACKING_CHECK_FEATURES], packed, padded):
+        return packed
+    return padded
+
+
 def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, console, progress: bool,
            trust_pickle: bool, callbacks: list) -> RunResult:
     corpora = read_splits(config)
@@ -302,6 +316,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     positive_label = config.positive_label
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     collator = PadCollator(tokenizer.pad_token_id)
+    train_collator = choose_train_collator(config, model, datasets["train"], collator, tokenizer.pad_token_id)
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
@@ -315,7 +330,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     trainer = TunecardTrainer(
         model=model,
         args=args,
-        data_collator=collator,
+        data_collator=train_collator,
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("validation"),
         processing_class=tokenizer,
@@ -376,6 +391,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "world_size": args.world_size,
             "distributed_backend": backend(),
             "total_train_batch_size": total_batch,
+            "batches": "packed" if train_collator is not collator else "padded",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),

@@ -1,0 +1,135 @@
+"""Padding-free training batches for token classification: several sentences share one row.
+
+A random batch of 16 CoNLL-2003 sentences pads to its longest (about three times the average length), so
+most of a padded step computes on padding. Packing puts the batch's sentences end to end in as few rows as
+fit the longest one, gives each its own position ids, and masks attention block by block so no sentence
+sees another. The model computes the same function on the same batch: same loss, same gradients (up to
+float rounding), same optimizer steps; only the padding is gone. Batch composition (the sampler) is
+untouched, unlike length bucketing. transformers packs only for flash-attention on GPUs
+(DataCollatorWithFlattening); the block mask here works with SDPA and eager attention on any device.
+
+Packing is used only after `packing_matches` has checked, on real training features, that the packed
+forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
+back to padding instead of training on wrong inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .batching import PAD_TO_MULTIPLE_OF, PadCollator
+from .encode import IGNORE_INDEX, Feature
+
+# Model types whose position ids start after the padding index (RoBERTa's learned positions).
+POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
+PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences are ~1e-6
+
+
+def position_offset(model) -> int:
+    config = model.config
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        return (config.pad_token_id or 0) + 1
+    return 0
+
+
+def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Item indices grouped into rows of at most `capacity` tokens, longest first (first-fit decreasing)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for row, free in enumerate(room):
+            if lengths[index] <= free:
+                rows[row].append(index)
+                room[row] -= lengths[index]
+                break
+        else:
+            rows.append([index])
+            room.append(capacity - lengths[index])
+    return rows
+
+
+class PackedCollator:
+    """Packs token-classification items into rows as long as the batch's longest item.
+
+    Output: input_ids, token_type_ids (if the items have them), position_ids and labels of shape [rows, T],
+    and a boolean attention mask [rows, 1, T, T] (True = may attend) that is block-diagonal per item.
+    Padding positions attend only to themselves, so softmax never sees an empty row.
+    """
+
+    def __init__(self, pad_token_id: int | None, position_offset: int = 0, additive_mask_dtype=None,
+                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF):
+        self.pad_token_id = pad_token_id if pad_token_id is not None else 0
+        self.position_offset = position_offset
+        # eager attention adds the mask to its scores: it needs 0 / -inf-like floats, not booleans
+        self.additive_mask_dtype = additive_mask_dtype
+        self.multiple = max(1, pad_to_multiple_of)
+
+    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(item["input_ids"]) for item in items]
+        rows = first_fit_rows(lengths, max(lengths))
+        width = -(-max(lengths) // self.multiple) * self.multiple
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        segment = torch.full((len(rows), width), -1, dtype=torch.long)  # which item each token belongs to
+        token_types = torch.zeros((len(rows), width), dtype=torch.long) if "token_type_ids" in items[0] else None
+        for row, members in enumerate(rows):
+            start = 0
+            for index in members:
+                item, end = items[index], start + lengths[index]
+                input_ids[row, start:end] = torch.tensor(item["input_ids"])
+                labels[row, start:end] = torch.tensor(item["labels"])
+                positions[row, start:end] = torch.arange(lengths[index]) + self.position_offset
+                segment[row, start:end] = index
+                if token_types is not None:
+                    token_types[row, start:end] = torch.tensor(item["token_type_ids"])
+                start = end
+        same_item = segment[:, :, None] == segment[:, None, :]
+        is_token = (segment >= 0)[:, :, None]
+        mask = (same_item & is_token) | torch.eye(width, dtype=torch.bool)
+        mask = mask[:, None]
+        if self.additive_mask_dtype is not None:
+            mask = torch.zeros(mask.shape, dtype=self.additive_mask_dtype).masked_fill(
+                ~mask, torch.finfo(self.additive_mask_dtype).min)
+        batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
+        if token_types is not None:
+            batch["token_type_ids"] = token_types
+        return batch
+
+
+def packed_collator_for(model, pad_token_id: int | None) -> PackedCollator:
+    eager = getattr(model.config, "_attn_implementation", "eager") not in ("sdpa", "flex_attention")
+    return PackedCollator(pad_token_id, position_offset(model), torch.float32 if eager else None)
+
+
+@torch.no_grad()
+def packing_matches(model, features: list[Feature], packed: PackedCollator, padded: PadCollator) -> bool:
+    """Whether the packed forward pass gives the padded one's logits for these features (fp32, eval mode)."""
+    items = [feature.model_inputs() for feature in features]
+    if len(items) < 2:
+        return False
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        padded_batch = padded(items)
+        reference = model(**{k: v.to(device) for k, v in padded_batch.items() if k != "labels"}).logits.float()
+        packed_batch = packed(items)
+        logits = model(**{k: v.to(device) for k, v in packed_batch.items() if k != "labels"}).logits.float()
+    except (TypeError, ValueError, RuntimeError, IndexError):  # the model does not take position ids or masks so
+        return False
+    finally:
+        model.train(was_training)
+    lengths = [len(item["input_ids"]) for item in items]
+    rows = first_fit_rows(lengths, max(lengths))
+    worst = 0.0
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            end = start + lengths[index]
+            difference = logits[row, start:end] - reference[index, : lengths[index]]
+            worst = max(worst, difference.abs().max().item())
+            start = end
+    return worst <= PARITY_TOLERANCE

@@ -1,0 +1,137 @@
+"""Packed NER training batches: the same model outputs, the same training steps, and a fallback when they differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import WNUT_SAMPLE, _vocab
+from tunecard.batching import PadCollator
+from tunecard.config import build_config
+from tunecard.encode import Encoder
+from tunecard.data import read_corpus
+from tunecard.modeling import load_model, load_tokenizer
+from tunecard.packing import PackedCollator, first_fit_rows, packed_collator_for, packing_matches
+from tunecard.train import train
+
+
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=40))
+def test_rows_hold_every_item_once_within_capacity(lengths):
+    rows = first_fit_rows(lengths, max(lengths))
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= max(lengths) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bert(tmp_path_factory) -> Path:
+    """A tiny random BERT without dropout, so packed and padded training can be compared step by step."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    torch.manual_seed(0)
+    tokenizer = BertTokenizer(vocab=str(_vocab("bert-base-cased")), do_lower_case=False)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _features(model_folder: Path, count: int = 16):
+    tokenizer = load_tokenizer(str(model_folder))
+    corpus = read_corpus(WNUT_SAMPLE / "train.conll", task="ner")
+    labels = sorted({tag for example in corpus.examples for tag in example.tags})
+    label2id = {label: i for i, label in enumerate(labels)}
+    model = load_model(str(model_folder), "token-classification", dict(enumerate(labels)))
+    features = Encoder(tokenizer, label2id, 128).encode_tokens(corpus.examples[:count])
+    return model, tokenizer, features
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert, attention):
+    model, tokenizer, features = _features(no_dropout_bert)
+    model.config._attn_implementation = attention
+    items = [f.model_inputs() for f in features]
+    padded = PadCollator(tokenizer.pad_token_id)(items)
+    packed_collator = packed_collator_for(model, tokenizer.pad_token_id)
+    packed = packed_collator(items)
+    assert packed["input_ids"].shape[0] < len(items), "16 short sentences should share rows"
+    assert (packed["labels"] != -100).sum() == (padded["labels"] != -100).sum()
+
+    model.train()
+    padded_loss = model(**padded).loss
+    padded_loss.backward()
+    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    packed_loss = model(**packed).loss
+    packed_loss.backward()
+    assert packed_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
+    for name, param in model.named_parameters():
+        if name in padded_grads:
+            torch.testing.assert_close(param.grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert packing_matches(model, features, packed_collator, PadCollator(tokenizer.pad_token_id))
+
+
+def test_wrong_positions_fail_the_check(no_dropout_bert):
+    model, tokenizer, features = _features(no_dropout_bert)
+    wrong = PackedCollator(tokenizer.pad_token_id, position_offset=3)
+    assert not packing_matches(model, features, wrong, PadCollator(tokenizer.pad_token_id))
+
+
+def _run(model: Path, output: Path, **overrides):
+    values = dict(task="ner", model=str(model), train=str(WNUT_SAMPLE / "train.conll"), output=str(output),
+                  validation=str(WNUT_SAMPLE / "dev.conll"), num_epochs=1, max_train_examples=64,
+                  max_eval_examples=32, train_batch_size=16, learning_rate=1e-3, precision="fp32",
+                  **overrides)
+    return train(build_config(None, values), progress=False)
+
+
+def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path):
+    packed = _run(no_dropout_bert, tmp_path / "packed")
+    padded = _run(no_dropout_bert, tmp_path / "padded", packing="off")
+    assert packed.metrics["training"]["batches"] == "packed"
+    assert padded.metrics["training"]["batches"] == "padded"
+    packed_losses = [step["loss"] for step in packed.history["steps"]]
+    padded_losses = [step["loss"] for step in padded.history["steps"]]
+    assert len(packed_losses) == len(padded_losses) == 4
+    assert packed_losses == pytest.approx(padded_losses, abs=1e-4)
+    assert packed.metrics["validation"]["f1"] == pytest.approx(padded.metrics["validation"]["f1"], abs=1e-6)
+    card = (packed.output / "README.md").read_text()
+    assert "Batches: packed" in card
+    assert "Batches: packed" not in (padded.output / "README.md").read_text()
+
+
+class _Feature:
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+
+    def model_inputs(self) -> dict:
+        return {"input_ids": self.ids, "attention_mask": [1] * len(self.ids), "labels": [0] * len(self.ids)}
+
+
+@pytest.mark.parametrize("family, packs", [("bert", True), ("roberta", True), ("distilbert", True),
+                                           ("deberta-v2", False)])
+def test_each_model_family_packs_or_falls_back(family, packs):
+    """RoBERTa's positions start after the padding index; DeBERTa's relative attention does not take the block
+    mask, and the check sends it back to padding instead of training it on wrong inputs."""
+    import transformers
+
+    generator = torch.Generator().manual_seed(0)
+    features = [_Feature([5, *torch.randint(10, 900, (int(n),), generator=generator).tolist(), 6])
+                for n in torch.randint(1, 30, (16,), generator=generator)]
+    small = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 num_labels=3)
+    config = {
+        "bert": lambda: transformers.BertConfig(**small),
+        "roberta": lambda: transformers.RobertaConfig(**small, pad_token_id=1),
+        "distilbert": lambda: transformers.DistilBertConfig(vocab_size=1000, dim=32, n_layers=2, n_heads=2,
+                                                            hidden_dim=64, num_labels=3),
+        "deberta-v2": lambda: transformers.DebertaV2Config(**small),
+    }[family]()
+    model = transformers.AutoModelForTokenClassification.from_config(config)
+    pad = config.pad_token_id if config.pad_token_id is not None else 0
+    assert packing_matches(model, features, packed_collator_for(model, pad), PadCollator(pad)) is packs
