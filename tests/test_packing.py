@@ -92,7 +92,7 @@ def _run(model: Path, output: Path, **overrides):
 
 def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path):
     packed = _run(no_dropout_bert, tmp_path / "packed")
-    padded = _run(no_dropout_bert, tmp_path / "padded", packing="off")
+    padded = _run(no_dropout_bert, tmp_path / "padded", packing=False)
     assert packed.metrics["training"]["batches"] == "packed"
     assert padded.metrics["training"]["batches"] == "padded"
     packed_losses = [step["loss"] for step in packed.history["steps"]]

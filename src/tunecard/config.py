@@ -92,9 +92,9 @@ class TrainConfig(BaseModel):
 
     train_sampling: Literal["random", "bucketed"] = Field(
         "random", description="bucketed: batches of similar length in random order (less padding, faster)")
-    packing: Literal["auto", "off"] = Field(
-        "auto", description="auto: NER training batches are packed into rows without padding (same batches, same "
-        "results, faster) when a check shows the model gives the same outputs packed; off: always pad")
+    packing: bool = Field(
+        True, description="NER training batches packed into rows without padding (same batches, same results, "
+        "faster), used when a check shows the model gives the same outputs packed; false: always pad")
 
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"

@@ -275,7 +275,7 @@ PACKING_CHECK_FEATURES = 16
 
 def choose_train_collator(config: TrainConfig, model, train: FeatureDataset, padded: PadCollator, pad_token_id):
     """Packed rows for NER training when the model is shown to give the same outputs packed; padding otherwise."""
-    if config.packing == "off" or not config.is_ner:
+    if not config.packing or not config.is_ner:
         return padded
     packed = packed_collator_for(model, pad_token_id)
     if packing_matches(model, train.features[:PACKING_CHECK_FEATURES], packed, padded):
