@@ -118,7 +118,7 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
         reference = model(**{k: v.to(device) for k, v in padded_batch.items() if k != "labels"}).logits.float()
         packed_batch = packed(items)
         logits = model(**{k: v.to(device) for k, v in packed_batch.items() if k != "labels"}).logits.float()
-    except (TypeError, ValueError, RuntimeError, IndexError):  # the model does not take position ids or masks so
+    except (TypeError, ValueError, RuntimeError, IndexError):  # no position ids or 4-D masks in this model
         return False
     finally:
         model.train(was_training)
