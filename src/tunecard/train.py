@@ -37,8 +37,8 @@ from .evaluate import evaluate_features, table_metrics
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .recorder import ProgressBar, RunRecorder
 from .packing import packed_collator_for, packing_matches
+from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
 from .stats import corpus_stats
 
@@ -317,6 +317,11 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     collator = PadCollator(tokenizer.pad_token_id)
     train_collator = choose_train_collator(config, model, datasets["train"], collator, tokenizer.pad_token_id)
+    packing_refused = config.packing and config.is_ner and train_collator is collator
+    if packing_refused and console is not None:
+        console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
+                      "(position ids or attention mask work differently); training with padded batches.",
+                      highlight=False)
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
@@ -391,7 +396,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "world_size": args.world_size,
             "distributed_backend": backend(),
             "total_train_batch_size": total_batch,
-            "batches": "packed" if train_collator is not collator else "padded",
+            "batches": ("packed" if train_collator is not collator
+                        else "padded (the packing check failed for this model)" if packing_refused else "padded"),
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),
