@@ -140,8 +140,8 @@ def test_each_model_family_packs_or_falls_back(family, packs):
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
     import importlib
 
-    train_module = importlib.import_module("tunecard.train")  # `tunecard.train` is the function
-    monkeypatch.setattr(train_module, "packing_matches", lambda *args: False)
+    packing_module = importlib.import_module("tunecard.packing")
+    monkeypatch.setattr(packing_module, "packing_matches", lambda *args: False)
     result = _run(no_dropout_bert, tmp_path / "refused")
     assert result.metrics["training"]["batches"] == "padded (the packing check failed for this model)"
     assert "Batches: packed" not in (result.output / "README.md").read_text()

@@ -37,6 +37,10 @@ class FeatureDataset(torch.utils.data.Dataset):
 PAD_TO_MULTIPLE_OF = 16
 
 
+def round_up(length: int, multiple: int) -> int:
+    return -(-length // multiple) * multiple
+
+
 class PadCollator:
     """Pads a list of model-input dicts to the longest in the batch (labels with -100 for NER)."""
 
@@ -46,7 +50,7 @@ class PadCollator:
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         longest = max(len(item["input_ids"]) for item in items)
-        longest = -(-longest // self.multiple) * self.multiple
+        longest = round_up(longest, self.multiple)
         batch: dict[str, torch.Tensor] = {}
         for key in items[0]:
             if key == "labels" and not isinstance(items[0]["labels"], list):

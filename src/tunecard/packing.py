@@ -19,12 +19,14 @@ from collections.abc import Sequence
 
 import torch
 
-from .batching import PAD_TO_MULTIPLE_OF, PadCollator
+from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from .encode import IGNORE_INDEX, Feature
 
 # Model types whose position ids start after the padding index (RoBERTa's learned positions).
 POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
 PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences are ~1e-6
+CHECK_FEATURES = 16  # training features run both ways before packing is trusted
+PACKED, REFUSED = "packed", "padded (the packing check failed for this model)"
 
 
 def position_offset(model) -> int:
@@ -50,6 +52,18 @@ def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def placements(lengths: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+    """Where each item goes: the number of rows, and (row, first column) per item in input order."""
+    where: list[tuple[int, int]] = [(0, 0)] * len(lengths)
+    rows = first_fit_rows(lengths, max(lengths))
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            where[index] = (row, start)
+            start += lengths[index]
+    return len(rows), where
+
+
 class PackedCollator:
     """Packs token-classification items into rows as long as the batch's longest item.
 
@@ -68,27 +82,24 @@ class PackedCollator:
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(item["input_ids"]) for item in items]
-        rows = first_fit_rows(lengths, max(lengths))
-        width = -(-max(lengths) // self.multiple) * self.multiple
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        positions = torch.zeros((len(rows), width), dtype=torch.long)
-        segment = torch.full((len(rows), width), -1, dtype=torch.long)  # which item each token belongs to
-        token_types = torch.zeros((len(rows), width), dtype=torch.long) if "token_type_ids" in items[0] else None
-        for row, members in enumerate(rows):
-            start = 0
-            for index in members:
-                item, end = items[index], start + lengths[index]
-                input_ids[row, start:end] = torch.tensor(item["input_ids"])
-                labels[row, start:end] = torch.tensor(item["labels"])
-                positions[row, start:end] = torch.arange(lengths[index]) + self.position_offset
-                segment[row, start:end] = index
-                if token_types is not None:
-                    token_types[row, start:end] = torch.tensor(item["token_type_ids"])
-                start = end
+        row_count, where = placements(lengths)
+        shape = (row_count, round_up(max(lengths), self.multiple))
+        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
+        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+        positions = torch.zeros(shape, dtype=torch.long)
+        segment = torch.full(shape, -1, dtype=torch.long)  # which item each token belongs to
+        token_types = torch.zeros(shape, dtype=torch.long) if "token_type_ids" in items[0] else None
+        for index, (item, length, (row, start)) in enumerate(zip(items, lengths, where)):
+            span = slice(start, start + length)
+            input_ids[row, span] = torch.tensor(item["input_ids"])
+            labels[row, span] = torch.tensor(item["labels"])
+            positions[row, span] = torch.arange(length) + self.position_offset
+            segment[row, span] = index
+            if token_types is not None:
+                token_types[row, span] = torch.tensor(item["token_type_ids"])
         same_item = segment[:, :, None] == segment[:, None, :]
         is_token = (segment >= 0)[:, :, None]
-        mask = (same_item & is_token) | torch.eye(width, dtype=torch.bool)
+        mask = (same_item & is_token) | torch.eye(shape[1], dtype=torch.bool)
         mask = mask[:, None]
         if self.additive_mask_dtype is not None:
             mask = torch.zeros(mask.shape, dtype=self.additive_mask_dtype).masked_fill(
@@ -123,13 +134,18 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
     finally:
         model.train(was_training)
     lengths = [len(item["input_ids"]) for item in items]
-    rows = first_fit_rows(lengths, max(lengths))
     worst = 0.0
-    for row, members in enumerate(rows):
-        start = 0
-        for index in members:
-            end = start + lengths[index]
-            difference = logits[row, start:end] - reference[index, : lengths[index]]
-            worst = max(worst, difference.abs().max().item())
-            start = end
+    for index, (length, (row, start)) in enumerate(zip(lengths, placements(lengths)[1])):
+        difference = logits[row, start:start + length] - reference[index, :length]
+        worst = max(worst, difference.abs().max().item())
     return worst <= PARITY_TOLERANCE
+
+
+def choose_train_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None):
+    """(collator, what metrics.json records): packed rows if the model gives the same outputs packed."""
+    if len(features) < 2:  # one example: nothing shares a row, and nothing to check
+        return padded, "padded"
+    packed = packed_collator_for(model, pad_token_id)
+    if packing_matches(model, features[:CHECK_FEATURES], packed, padded):
+        return packed, PACKED
+    return padded, REFUSED

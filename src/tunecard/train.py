@@ -37,7 +37,7 @@ from .evaluate import evaluate_features, table_metrics
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import packed_collator_for, packing_matches
+from .packing import REFUSED, choose_train_collator
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
 from .stats import corpus_stats
@@ -270,19 +270,6 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             run_folder.discard_checkpoints()  # kept after a failure only when there is something to resume
 
 
-PACKING_CHECK_FEATURES = 16
-
-
-def choose_train_collator(config: TrainConfig, model, train: FeatureDataset, padded: PadCollator, pad_token_id):
-    """Packed rows for NER training when the model is shown to give the same outputs packed; padding otherwise."""
-    if not config.packing or not config.is_ner:
-        return padded
-    packed = packed_collator_for(model, pad_token_id)
-    if packing_matches(model, train.features[:PACKING_CHECK_FEATURES], packed, padded):
-        return packed
-    return padded
-
-
 def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, console, progress: bool,
            trust_pickle: bool, callbacks: list) -> RunResult:
     corpora = read_splits(config)
@@ -316,9 +303,11 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     positive_label = config.positive_label
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     collator = PadCollator(tokenizer.pad_token_id)
-    train_collator = choose_train_collator(config, model, datasets["train"], collator, tokenizer.pad_token_id)
-    packing_refused = config.packing and config.is_ner and train_collator is collator
-    if packing_refused and console is not None:
+    train_collator, batches = collator, "padded"
+    if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
+        train_collator, batches = choose_train_collator(model, datasets["train"].features, collator,
+                                                        tokenizer.pad_token_id)
+    if batches == REFUSED and console is not None:
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
                       "(position ids or attention mask work differently); training with padded batches.",
                       highlight=False)
@@ -396,8 +385,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "world_size": args.world_size,
             "distributed_backend": backend(),
             "total_train_batch_size": total_batch,
-            "batches": ("packed" if train_collator is not collator
-                        else "padded (the packing check failed for this model)" if packing_refused else "padded"),
+            "batches": batches,
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),
