@@ -63,6 +63,30 @@ def test_long_sentences_are_windowed_and_every_label_kept(short_tokenizer):
             assert labelled == [p for p, _ in f.word_positions]
 
 
+def test_batched_encoding_equals_one_sentence_at_a_time(short_tokenizer):
+    """Sentences are tokenized 1024 to a call: across chunk boundaries, windows, empty sentences and words the
+    tokenizer drops, every feature is the one a call per sentence gives."""
+    encoder = Encoder(short_tokenizer, LABELS, max_length=32)
+    examples = []
+    for i in range(2100):
+        kind = i % 5
+        if kind == 0:
+            examples.append(TokenExample(tokens=[], tags=[]))
+        elif kind == 1:
+            examples.append(_long_example(20 + i % 30))
+        elif kind == 2:
+            examples.append(TokenExample(tokens=["a", "\u200b", f"w{i}"], tags=["O", "O", "B-PER"]))
+        else:
+            examples.append(_long_example(1 + i % 6))
+    together = encoder.encode_tokens(examples)
+    alone = []
+    for index, example in enumerate(examples):
+        for feature in encoder.encode_tokens([example]):
+            feature.example_index = index
+            alone.append(feature)
+    assert [vars(f) for f in together] == [vars(f) for f in alone]
+
+
 def test_a_word_longer_than_the_window_is_still_scored(short_tokenizer):
     encoder = Encoder(short_tokenizer, LABELS, max_length=16)
     giant = "-".join(["Mandela"] * 20)  # punctuation splits it: ~60 subwords, more than a whole window

@@ -184,3 +184,13 @@ def test_killed_run_resumes_to_the_same_history(tiny_bert_cased, tmp_path):
                 assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
     assert history["best"]["step"] == expected["best"]["step"]
     assert metrics["validation"]["loss"] == pytest.approx(reference.metrics["validation"]["loss"], rel=1e-4)
+
+
+def test_unquoted_yaml_no_turns_checkpoints_off(tmp_path):
+    """YAML 1.1 reads `save_strategy: no` as false; it must mean "no", as the user wrote."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("train: x.conll\nsave_strategy: no\n", encoding="utf-8")
+    assert build_config(config_file).save_strategy == "no"
+    assert build_config(None, set_pairs=["train=x.conll", "save_strategy=no"]).save_strategy == "no"
+    with pytest.raises(ConfigError):
+        build_config(None, set_pairs=["train=x.conll", "save_strategy=yes"])

@@ -131,6 +131,12 @@ class TrainConfig(BaseModel):
     def _embedded_alias(cls, value: Any) -> Any:
         return default_model() if value == EMBEDDED_MODEL else value
 
+    @field_validator("save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted `no` as false: `save_strategy: no` means "no", not an error."""
+        return "no" if value is False else value
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to_list(cls, value: Any) -> Any:

@@ -8,6 +8,7 @@ the prediction of each word from the window that owns it, so no gold label is ev
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .data.example import TextExample, TokenExample
@@ -139,6 +140,16 @@ class Encoder:
         inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
         return inputs, enc.word_ids()
 
+    def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024) -> Iterator[tuple[dict, list[int | None]]]:
+        """`_encode_words` for many examples, a chunk per tokenizer call: the fast tokenizer batches a call in
+        Rust (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
+        for start in range(0, len(word_lists), chunk):
+            part = word_lists[start:start + chunk]
+            enc = self.tokenizer(part, is_split_into_words=True, truncation=False, add_special_tokens=True)
+            names = [k for k in self.input_names if k in enc]
+            for i in range(len(part)):
+                yield {k: list(enc[k][i]) for k in names}, enc.word_ids(i)
+
     def _token_feature(self, inputs, word_ids, tags, example_index, owned: range, word_offset: int) -> Feature:
         labels, positions, previous = [], [], None
         for pos, w in enumerate(word_ids):
@@ -167,6 +178,7 @@ class Encoder:
         stats = stats if stats is not None else EncodingStats()
         features: list[Feature] = []
         budget = self.max_length - self.n_special
+        encoded = self._encode_many([ex.tokens for ex in examples if ex.tokens])
         for index, ex in enumerate(examples):
             tags = ex.tags if ex.tags else None
             stats.examples += 1
@@ -176,7 +188,7 @@ class Encoder:
                 stats.subwords.append(len(word_ids))
                 continue
             words = ex.tokens
-            inputs, word_ids = self._encode_words(words)
+            inputs, word_ids = next(encoded)
             dropped = set(range(len(words))) - set(word_ids)
             if dropped:
                 # A word the tokenizer turns into nothing (U+200B, soft hyphen, control characters) would have

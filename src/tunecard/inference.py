@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import environment
-from .batching import PadCollator, forward_batches
+from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
 from .encode import Encoder
@@ -113,7 +113,7 @@ class Predictor:
         limit = environment.model_max_length(self.tokenizer, self.model)
         self.max_length = min(saved_max_length(self.folder) or limit, limit)
         self.encoder = Encoder(self.tokenizer, label2id, self.max_length)
-        self.collator = PadCollator(self.tokenizer.pad_token_id)
+        self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
         self.bf16 = backend == "torch" and environment.use_bf16(precision)
 
@@ -146,13 +146,12 @@ class Predictor:
         out: list[list] = [[None] * len(words) for words in words_per_example]
         for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
                                                   with_labels=False):
-            probabilities = torch.softmax(logits, dim=-1)
-            best_p, best_id = probabilities.max(dim=-1)
+            best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
+            best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
             for row, feature_index in enumerate(indices):
                 feature = features[feature_index]
                 for position, word in feature.word_positions:
-                    out[feature.example_index][word] = (self.id2label[int(best_id[row, position])],
-                                                        float(best_p[row, position]))
+                    out[feature.example_index][word] = (self.id2label[best_id[row][position]], best_p[row][position])
         return out
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:

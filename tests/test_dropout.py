@@ -1,0 +1,94 @@
+"""Fast dropout masks: the Bernoulli distribution and expectation of torch's dropout, gradients through the same
+mask, seeded reproducibility, and a drop-in swap that leaves the model's inference outputs alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import WNUT_SAMPLE
+from tunecard.config import build_config
+from tunecard.dropout import FastDropout, dropout, keep_mask, kept_fraction, use_fast_dropout
+from tunecard.modeling import load_model
+from tunecard.train import train
+
+N = 1_000_003  # not a multiple of 4: the last 64-bit word is only partly used
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_masks_keep_the_asked_fraction_and_lanes_are_independent(p):
+    torch.manual_seed(0)
+    keep = kept_fraction(p)
+    assert keep == pytest.approx(1 - p, abs=1 / 65536)
+    mask = keep_mask((N,), keep).float()
+    sigma = (keep * (1 - keep) / N) ** 0.5
+    assert abs(mask.mean().item() - keep) < 5 * sigma
+    # the four lanes of one 64-bit word must not move together
+    groups = mask[: N - N % 4].view(-1, 4)
+    both = (groups[:, 0] * groups[:, 1]).mean().item()
+    assert abs(both - keep * keep) < 5 * (keep * keep * (1 - keep * keep) / groups.shape[0]) ** 0.5
+    across = (groups[:, 3] * groups[:, 0]).mean().item()
+    assert abs(across - keep * keep) < 5 * (keep * keep * (1 - keep * keep) / groups.shape[0]) ** 0.5
+
+
+def test_output_keeps_the_input_expectation_and_the_gradient_uses_the_same_mask():
+    torch.manual_seed(1)
+    x = torch.rand(N, dtype=torch.float64) + 0.5
+    x.requires_grad_(True)
+    y = dropout(x, 0.1)
+    kept = y != 0
+    scale = 1 / kept_fraction(0.1)
+    torch.testing.assert_close(y[kept], x[kept] * scale)
+    assert (y.detach().sum() / x.detach().sum()).item() == pytest.approx(1.0, abs=3e-3)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.double() * scale)
+
+
+def test_bf16_inputs_stay_bf16():
+    x = torch.ones(64, 64, dtype=torch.bfloat16, requires_grad=True)
+    y = dropout(x, 0.1)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16
+
+
+def test_seeded_masks_repeat_and_successive_masks_differ():
+    torch.manual_seed(7)
+    first, second = keep_mask((4096,), 0.9), keep_mask((4096,), 0.9)
+    torch.manual_seed(7)
+    assert torch.equal(keep_mask((4096,), 0.9), first)
+    assert not torch.equal(first, second)
+
+
+def test_edges_follow_nn_dropout():
+    x = torch.randn(5, 7)
+    assert dropout(x, 0.0) is x
+    assert dropout(x, 0.5, training=False) is x
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    module = FastDropout(0.3).eval()
+    assert torch.equal(module(x), x)
+
+
+def test_swap_replaces_plain_dropouts_and_leaves_inference_alone(tiny_bert_cased):
+    model = load_model(str(tiny_bert_cased), "token-classification", {0: "O", 1: "B-x"}).eval()
+    plain = sum(type(m) is nn.Dropout for m in model.modules())
+    inputs = {"input_ids": torch.tensor([[101, 2000, 2001, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    with torch.no_grad():
+        before = model(**inputs).logits
+    assert plain > 0 and use_fast_dropout(model) == plain
+    assert not any(type(m) is nn.Dropout for m in model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, before, rtol=0, atol=0)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(**inputs).logits, before)  # dropout is on while training
+
+
+def test_cpu_training_records_its_dropout_masks(tiny_bert_cased, tmp_path):
+    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
+                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
+                  precision="fp32", save_strategy="no")
+    result = train(build_config(None, values), progress=False)
+    expected = "torch" if torch.cuda.is_available() else "fast (16-bit lanes)"
+    assert result.metrics["training"]["dropout_masks"] == expected
