@@ -140,3 +140,33 @@ def test_chunked_evaluation_equals_one_pass(tiny_bert_short):
 
 if __name__ == "__main__":  # the child process of the memory test
     print(json.dumps(measure(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+
+
+def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_path):
+    """The Trainer and the model sit in reference cycles: train() collects them before it returns, so the next
+    thing the process does (a search's next trial, a prediction) does not stack on a dead run's memory."""
+    import gc
+    import weakref
+
+    from conftest import WNUT_SAMPLE
+    from tunecard.config import build_config
+    from tunecard.train import TunecardTrainer, train
+
+    models = []
+    original_init = TunecardTrainer.__init__
+
+    def remember(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        models.append(weakref.ref(self.model))
+
+    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
+                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
+                  precision="fp32", save_strategy="no")
+    gc.disable()  # only train() may collect
+    try:
+        with mock.patch.object(TunecardTrainer, "__init__", remember):
+            train(build_config(None, values), progress=False)
+        assert models and models[0]() is None, "the trained model is still alive after train() returned"
+        assert not [o for o in gc.get_objects() if isinstance(o, TunecardTrainer)]
+    finally:
+        gc.enable()

@@ -1,9 +1,13 @@
-"""Facts about the machine and libraries: precision choice, hardware and versions for the card and `tunecard env`."""
+"""Facts about the machine and libraries (precision choice, hardware and versions for the card and `tunecard env`),
+and handing memory back to the machine after a run."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import platform
+import sys
 from importlib import metadata
 
 import torch
@@ -28,6 +32,19 @@ def use_bf16(precision: str) -> bool:
     if precision == "bf16":
         return True
     return supported
+
+
+def release_memory() -> None:
+    """Free what a finished run left behind, for whatever the process does next (a search's next trial, a
+    benchmark's prediction). The Trainer, the model and their tensors sit in reference cycles that only the
+    garbage collector frees, and glibc then keeps the freed pages in its heaps: after a 3000-sentence CoNLL-2003
+    run here the process held 1265 MB, 1045 MB after collecting and 721 MB after trimming the heaps."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl, ...): nothing to trim this way
+            pass
 
 
 def model_max_length(tokenizer, model) -> int:

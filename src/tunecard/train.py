@@ -269,6 +269,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         run_folder.discard_scratch()
         if main and (finished or last_checkpoint(run_folder.checkpoints) is None):
             run_folder.discard_checkpoints()  # kept after a failure only when there is something to resume
+        environment.release_memory()
 
 
 def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, console, progress: bool,
