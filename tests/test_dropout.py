@@ -85,10 +85,11 @@ def test_swap_replaces_plain_dropouts_and_leaves_inference_alone(tiny_bert_cased
         assert not torch.equal(model(**inputs).logits, before)  # dropout is on while training
 
 
-def test_cpu_training_records_its_dropout_masks(tiny_bert_cased, tmp_path):
+@pytest.mark.parametrize("fast", [True, False])
+def test_training_records_its_dropout_masks_and_false_keeps_torchs(tiny_bert_cased, tmp_path, fast):
     values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
                   output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
-                  precision="fp32", save_strategy="no")
+                  precision="fp32", save_strategy="no", fast_dropout=fast)
     result = train(build_config(None, values), progress=False)
-    expected = "torch" if torch.cuda.is_available() else "fast (16-bit lanes)"
+    expected = "fast (16-bit lanes)" if fast and not torch.cuda.is_available() else "torch"
     assert result.metrics["training"]["dropout_masks"] == expected

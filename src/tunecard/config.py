@@ -95,6 +95,9 @@ class TrainConfig(BaseModel):
     packing: bool = Field(
         True, description="NER training batches packed into rows without padding (same batches, same results, "
         "faster), used when a check shows the model gives the same outputs packed; false: always pad")
+    fast_dropout: bool = Field(
+        True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
+        "faster); false: torch's own masks, as runs before this option drew them")
 
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"

@@ -314,7 +314,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
                       "(position ids or attention mask work differently); training with padded batches.",
                       highlight=False)
     # CUDA draws dropout masks in a fused kernel; on CPU torch's masks cost a sixth of a step (dropout.py).
-    dropout_masks = "fast (16-bit lanes)" if not torch.cuda.is_available() and use_fast_dropout(model) else "torch"
+    fast = config.fast_dropout and not torch.cuda.is_available()
+    dropout_masks = "fast (16-bit lanes)" if fast and use_fast_dropout(model) else "torch"
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
