@@ -152,12 +152,12 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
     from tunecard.config import build_config
     from tunecard.train import TunecardTrainer, train
 
-    models = []
+    alive = []
     original_init = TunecardTrainer.__init__
 
     def remember(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        models.append(weakref.ref(self.model))
+        alive.extend([weakref.ref(self), weakref.ref(self.model)])
 
     values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
                   output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
@@ -166,7 +166,8 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
     try:
         with mock.patch.object(TunecardTrainer, "__init__", remember):
             train(build_config(None, values), progress=False)
-        assert models and models[0]() is None, "the trained model is still alive after train() returned"
-        assert not [o for o in gc.get_objects() if isinstance(o, TunecardTrainer)]
+        trainer, model = alive
+        assert trainer() is None, "the Trainer is still alive after train() returned"
+        assert model() is None, "the trained model is still alive after train() returned"
     finally:
         gc.enable()

@@ -36,7 +36,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 # kernels instead of preparing new ones for every sequence length (measured: docs/performance.md).
 PAD_TO_MULTIPLE_OF = 16
 # Length-sorted passes (evaluation, prediction) pad each batch to its longest exactly: a sorted batch is nearly one
-# length already, and rounding up to 16 computed 29% more tokens on the CoNLL-2003 dev sentences (measured).
+# length already, and rounding up to 16 computed 29% more tokens on the CoNLL-2003 dev sentences
+# (docs/performance.md).
 SORTED_PAD_TO_MULTIPLE_OF = 1
 
 

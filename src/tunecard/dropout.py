@@ -11,6 +11,8 @@ is as reproducible as before; only the stream of masks differs from torch's, as 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -20,9 +22,7 @@ LANES = 65536  # values of one 16-bit lane
 def keep_mask(shape: torch.Size | tuple[int, ...], keep_probability: float, device: torch.device | str = "cpu",
               generator: torch.Generator | None = None) -> torch.Tensor:
     """A boolean tensor of `shape`, each element True with probability round(keep_probability * 65536) / 65536."""
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform (a plain random_() leaves the sign bit 0)
     lanes = words.view(torch.int16)[:count].view(shape)  # int16 lanes, uniform over [-32768, 32767]
@@ -82,4 +82,3 @@ def use_fast_dropout(model: nn.Module) -> int:
                 setattr(module, name, FastDropout(child.p).train(child.training))
                 swapped += 1
     return swapped
-
