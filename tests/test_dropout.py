@@ -61,6 +61,14 @@ def test_seeded_masks_repeat_and_successive_masks_differ():
     assert not torch.equal(first, second)
 
 
+def test_keep_probabilities_at_the_ends_of_the_lane_range():
+    assert keep_mask((1000,), 1.0).all()
+    assert keep_mask((1000,), 1 - 1e-9).all()  # rounds to 65536/65536; must not wrap round to "keep nothing"
+    assert not keep_mask((1000,), 0.0).any()
+    x = torch.rand(50, 50) + 0.1
+    assert torch.equal(dropout(x, 1e-9), x)
+
+
 def test_edges_follow_nn_dropout():
     x = torch.randn(5, 7)
     assert dropout(x, 0.0) is x

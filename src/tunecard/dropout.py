@@ -22,11 +22,14 @@ LANES = 65536  # values of one 16-bit lane
 def keep_mask(shape: torch.Size | tuple[int, ...], keep_probability: float, device: torch.device | str = "cpu",
               generator: torch.Generator | None = None) -> torch.Tensor:
     """A boolean tensor of `shape`, each element True with probability round(keep_probability * 65536) / 65536."""
+    threshold = round(keep_probability * LANES) - LANES // 2  # an int16 lane is kept below this
+    if threshold >= LANES // 2:  # 32768 does not fit in int16 (it would wrap to -32768 and keep nothing)
+        return torch.ones(shape, dtype=torch.bool, device=device)
     count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform (a plain random_() leaves the sign bit 0)
     lanes = words.view(torch.int16)[:count].view(shape)  # int16 lanes, uniform over [-32768, 32767]
-    return lanes < round(keep_probability * LANES) - LANES // 2
+    return lanes < threshold
 
 
 def kept_fraction(p: float) -> float:
@@ -73,7 +76,7 @@ def use_fast_dropout(model: nn.Module) -> int:
 
     Subclasses (DeBERTa's StableDropout and the like) are left alone: they may do more than drop.
     Dropout inside fused attention kernels (SDPA's attention-probability dropout) is not a module and keeps
-    torch's masks.
+    torch's masks (docs/performance.md: moving it here measured no gain in whole steps).
     """
     swapped = 0
     for module in model.modules():
