@@ -136,13 +136,11 @@ class Encoder:
 
     # ---- token classification -------------------------------------------------------------------------
     def _encode_words(self, words: list[str]) -> tuple[dict, list[int | None]]:
-        enc = self.tokenizer(words, is_split_into_words=True, truncation=False, add_special_tokens=True)
-        inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
-        return inputs, enc.word_ids()
+        return next(self._encode_many([words]))
 
     def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024) -> Iterator[tuple[dict, list[int | None]]]:
-        """`_encode_words` for many examples, a chunk per tokenizer call: the fast tokenizer batches a call in
-        Rust (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
+        """(inputs, word ids) per word list, a chunk of lists per tokenizer call: the fast tokenizer batches a call
+        in Rust (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
         for start in range(0, len(word_lists), chunk):
             part = word_lists[start:start + chunk]
             enc = self.tokenizer(part, is_split_into_words=True, truncation=False, add_special_tokens=True)

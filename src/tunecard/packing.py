@@ -26,7 +26,7 @@ from .encode import IGNORE_INDEX, Feature
 POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
 PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences are ~1e-6
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
-PACKED, REFUSED = "packed", "padded (the packing check failed for this model)"
+PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
 
 
 def position_offset(model) -> int:
@@ -144,7 +144,7 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
 def choose_train_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None):
     """(collator, what metrics.json records): packed rows if the model gives the same outputs packed."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
-        return padded, "padded"
+        return padded, PADDED
     packed = packed_collator_for(model, pad_token_id)
     if packing_matches(model, features[:CHECK_FEATURES], packed, padded):
         return packed, PACKED

@@ -37,7 +37,7 @@ from .evaluate import evaluate_features, table_metrics
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import REFUSED, choose_train_collator
+from .packing import PADDED, REFUSED, choose_train_collator
 from .plots import write_plots
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
@@ -304,8 +304,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
 
     positive_label = config.positive_label
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
-    collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)  # evaluation: length-sorted batches
-    train_collator, batches = PadCollator(tokenizer.pad_token_id), "padded"
+    eval_collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)  # length-sorted batches
+    train_collator, batches = PadCollator(tokenizer.pad_token_id), PADDED
     if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
         train_collator, batches = choose_train_collator(model, datasets["train"].features, train_collator,
                                                         tokenizer.pad_token_id)
@@ -338,7 +338,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         recorder=recorder,
         task=config.task,
         id2label=id2label,
-        collator=collator,
+        collator=eval_collator,
         bf16=bf16,
         positive_label=positive_label,
         train_sampling=config.train_sampling,
@@ -364,7 +364,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         if split in datasets:
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task, id2label=id2label,
-                collator=collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
+                collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
             )
 
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
