@@ -194,3 +194,14 @@ def test_unquoted_yaml_no_turns_checkpoints_off(tmp_path):
     assert build_config(None, set_pairs=["train=x.conll", "save_strategy=no"]).save_strategy == "no"
     with pytest.raises(ConfigError):
         build_config(None, set_pairs=["train=x.conll", "save_strategy=yes"])
+
+
+def test_yaml_words_stay_words_and_booleans_still_read(tmp_path):
+    """Only true/false are booleans in a config (YAML 1.2): a label called `yes` stays a label; `packing: off`
+    still turns packing off, as pydantic reads the word for a boolean field."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("task: text-classification\ntrain: x.tsv\npositive_label: yes\npacking: off\n"
+                           "eval_on_start: true\n", encoding="utf-8")
+    config = build_config(config_file)
+    assert config.positive_label == "yes"
+    assert config.packing is False and config.eval_on_start is True

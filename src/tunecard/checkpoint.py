@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .config import CONFIG_FILE, TrainConfig
+from .config import CONFIG_FILE, TrainConfig, load_config_yaml
 from .distributed import world_size
 from .errors import ConfigError
 from .recorder import RunRecorder
@@ -45,7 +45,7 @@ def last_checkpoint(folder: Path) -> Path | None:
 def config_differences(saved: Path, config: TrainConfig) -> list[str]:
     """Keys whose values differ between the config saved with the checkpoints and this one."""
     try:
-        old = TrainConfig(**(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})).model_dump()
+        old = TrainConfig(**(load_config_yaml(saved.read_text(encoding="utf-8")) or {})).model_dump()
     except (OSError, yaml.YAMLError, ValueError):
         return ["(the saved config cannot be read)"]
     new = config.model_dump()

@@ -6,6 +6,7 @@ schedule, Adam betas (0.9, 0.999), epsilon 1e-8, 3 epochs) so a tunecard card re
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,12 +135,6 @@ class TrainConfig(BaseModel):
     def _embedded_alias(cls, value: Any) -> Any:
         return default_model() if value == EMBEDDED_MODEL else value
 
-    @field_validator("save_strategy", mode="before")
-    @classmethod
-    def _yaml_no(cls, value: Any) -> Any:
-        """YAML 1.1 reads an unquoted `no` as false: `save_strategy: no` means "no", not an error."""
-        return "no" if value is False else value
-
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to_list(cls, value: Any) -> Any:
@@ -207,10 +202,29 @@ class TrainConfig(BaseModel):
         return path
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as configs need it: only true/false are booleans (YAML 1.2). YAML 1.1, PyYAML's default, also reads
+    unquoted yes/no/on/off as booleans, so `save_strategy: no` became false and a label named `yes` became True;
+    kept as words, pydantic reads each as its field needs (`packing: off` is still false)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def load_config_yaml(text: str) -> Any:
+    """Parse config text with `ConfigLoader` (raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _parse_value(text: str) -> Any:
     """`--set key=value`: YAML typing, so numbers, booleans and null work as in the config file."""
     try:
-        return yaml.safe_load(text)
+        return load_config_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -237,7 +251,7 @@ def build_config(
         if not path.is_file():
             raise ConfigError("E203", "config file not found.", path=path, fix="check the path.")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = load_config_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             raise ConfigError(

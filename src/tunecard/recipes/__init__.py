@@ -14,8 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
+from ..config import load_config_yaml
 from ..errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class Recipe:
 
 
 def _parse(name: str, text: str) -> Recipe:
-    values = yaml.safe_load(text) or {}
+    values = load_config_yaml(text) or {}
     header: dict[str, str] = {}
     for line in text.splitlines():
         if not line.startswith("#"):
