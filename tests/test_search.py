@@ -189,8 +189,15 @@ def test_three_trials_prune_interrupt_resume_and_save_the_best(tiny_bert_cased, 
     pruned = folder / "trial-001"
     history = json.loads((pruned / "history.json").read_text())
     assert len(history["rows"]) == 1 and history["rows"][0]["step"] == 2
-    assert "pruned this trial after evaluation 1" in (pruned / "README.md").read_text()
+    assert history["stopped_by"] == {"reason": "pruned", "evaluation": 1, "metric": "loss"}
+    card = (pruned / "README.md").read_text()
+    assert "The hyperparameter search stopped this trial after evaluation 1, before its configured end" in card
+    assert "D403" not in card  # stopped on purpose: the doctor does not ask for more epochs
+    assert "This run is trial 1 of the Optuna study `search`" in card and "`learning_rate` = 1e-06" in card
+    assert card.count("\n### Hyperparameter search\n") == 1 and "\n## Hyperparameter search" not in card  # once, in place
+    assert json.loads((pruned / "metrics.json").read_text())["search"]["trial"] == 1
     assert json.loads((pruned / "trial.json").read_text())["state"] == "pruned"
+    assert json.loads((folder / "trial-000" / "history.json").read_text())["stopped_by"] is None
     complete = json.loads((folder / "trial-000" / "history.json").read_text())
     assert len(complete["rows"]) == 2
 

@@ -170,7 +170,7 @@ def test_early_stopping_keeps_the_best_and_says_so(tiny_bert_cased, tmp_path):
     # A learning rate this small changes nothing: F1 cannot improve, so patience 1 stops after 2 evaluations.
     result = train(_ner_config(tiny_bert_cased, tmp_path / "early", num_epochs=5, learning_rate=1e-12,
                                early_stopping_patience=1), progress=False)
-    assert result.history["stopped_early"] is True
+    assert result.history["stopped_by"] == {"reason": "early_stopping", "evaluation": 2, "patience": 1}
     assert len(result.history["rows"]) == 2
     assert result.history["best"]["step"] == result.history["rows"][0]["step"]
     card = (result.output / "README.md").read_text()

@@ -14,6 +14,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .config import TrainConfig, default_model
 from .doctor import diagnose_run, render_markdown
 from .evaluate import table_metrics
+from .history import stop_reason
 
 TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
 EMBEDDED_DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -235,7 +236,9 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         training=metrics["training"],
         environment=metrics["environment"],
         diagnosis=diagnosis(config, history, metrics),
-        stopped_early=history.get("stopped_early", False),
+        stopped_by=stop_reason(history),
+        search=metrics.get("search"),
+        fmt_param=lambda v: f"{v:.4g}" if isinstance(v, float) else str(v),
         plots=[(PLOT_TITLES.get(name, name), path) for name, path in (plots or {}).items()],
         patience=config.early_stopping_patience,
         fmt=fmt,

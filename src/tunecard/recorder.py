@@ -14,6 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from .evaluate import table_metrics
+from .history import EARLY_STOPPING, stop_reason
 
 
 def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
@@ -47,7 +48,8 @@ class RunRecorder(TrainerCallback):
         self.best_row: dict | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.evaluations_without_improvement = 0
-        self.stopped_early = False
+        # Why training ended before its configured end, or None: {"reason": "early_stopping"|"pruned", ...}.
+        self.stopped_by: dict | None = None
         self._last_eval_step = 0
         self.evaluation_seconds = 0.0  # time spent in evaluations during training (set by the trainer)
 
@@ -57,14 +59,14 @@ class RunRecorder(TrainerCallback):
         if self.best_row is not None:
             best = {"epoch": self.best_row["epoch"], "step": self.best_row["step"], "metric": self.metric,
                     "value": self.best_value}
-        return {"rows": self.rows, "steps": self.steps, "best": best, "stopped_early": self.stopped_early}
+        return {"rows": self.rows, "steps": self.steps, "best": best, "stopped_by": self.stopped_by}
 
     def state_dict(self) -> dict:
         """Everything but the weights, as JSON: a resumed run continues the same history (see checkpoint.py)."""
         best_index = next((i for i, row in enumerate(self.rows) if row is self.best_row), None)
         return {"steps": self.steps, "rows": self.rows, "best_index": best_index, "best_value": self.best_value,
                 "evaluations_without_improvement": self.evaluations_without_improvement,
-                "stopped_early": self.stopped_early, "last_eval_step": self._last_eval_step,
+                "stopped_by": self.stopped_by, "last_eval_step": self._last_eval_step,
                 "evaluation_seconds": self.evaluation_seconds}
 
     def load_state_dict(self, state: dict) -> None:
@@ -73,7 +75,7 @@ class RunRecorder(TrainerCallback):
         self.best_row = None if state["best_index"] is None else self.rows[state["best_index"]]
         self.best_value = state["best_value"]
         self.evaluations_without_improvement = state["evaluations_without_improvement"]
-        self.stopped_early = state["stopped_early"]
+        self.stopped_by = stop_reason(state)
         self._last_eval_step = state["last_eval_step"]
         self.evaluation_seconds = state["evaluation_seconds"]
 
@@ -115,7 +117,7 @@ class RunRecorder(TrainerCallback):
         else:
             self.evaluations_without_improvement += 1
             if self.patience and self.evaluations_without_improvement >= self.patience:
-                self.stopped_early = True
+                self.stopped_by = {"reason": EARLY_STOPPING, "evaluation": len(self.rows), "patience": self.patience}
                 control.should_training_stop = True
         row["is_best_so_far"] = improved
         if self.console is not None:

@@ -21,6 +21,7 @@ import yaml
 
 from .config import CONFIG_FILE
 from .errors import OutputError, TunecardError
+from .history import stop_reason
 
 REPORT_FILE = "report.html"
 # Written into every report's <head>: a file carrying it is tunecard's and may be replaced without asking.
@@ -195,7 +196,7 @@ def report_context(run: Run) -> dict:
         best=best,
         best_epoch=fmt_epoch(best["epoch"]) if best and best.get("epoch") is not None else None,
         best_value=fmt(best.get("value")) if best else None,
-        stopped_early=run.history.get("stopped_early", False),
+        stopped_by=stop_reason(run.history),
         validation=_scores(run.metrics.get("validation"), keys),
         test=_scores(run.metrics.get("test"), keys),
         epoch_headers=list(epochs[0]) if epochs else [],

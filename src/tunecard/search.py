@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .errors import ConfigError, OutputError
 from .evaluate import table_metrics
 from .search_space import Param, check_space, default_space, load_space, parse_space, trial_config
+from .history import PRUNED
 from .train import train
 
 __all__ = ["PruningCallback", "SearchResult", "leaderboard", "load_space", "parse_space", "render_leaderboard",
@@ -46,9 +47,11 @@ class PruningCallback(TrainerCallback):
 
     def __init__(self, trial: optuna.Trial, metric: str):
         self.trial = trial
+        self.metric = metric
         self.key = f"eval_{metric}"
         self.next_step: int | None = None
         self.pruned_at: int | None = None
+        self.stopped_by: dict | None = None  # read by train(): the history, card and doctor say why the run stopped
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.next_step is None:
@@ -60,6 +63,7 @@ class PruningCallback(TrainerCallback):
         self.trial.report(float(value), step)
         if self.trial.should_prune():
             self.pruned_at = step
+            self.stopped_by = {"reason": PRUNED, "evaluation": step, "metric": self.metric}
             control.should_training_stop = True  # the run folder is still written, with the best weights so far
 
 
@@ -207,8 +211,10 @@ def _run_trial(study, space, config, folder, metric, done, trials, console, prog
         console.print(f"[bold]trial {trial.number}[/] ({done + 1} of {trials}): {shown}", highlight=False)
     pruning = PruningCallback(trial, metric)
     try:
+        provenance = {"study": study.study_name, "study_file": f"../{STUDY_FILE}", "trial": trial.number,
+                      "metric": metric, "direction": study.direction.name.lower(), "params": params}
         result = train(trial_config(config, params, trial_folder, metric), console=console, progress=progress,
-                       trust_pickle=trust_pickle, callbacks=[pruning, *callbacks])
+                       trust_pickle=trust_pickle, callbacks=[pruning, *callbacks], search=provenance)
     except KeyboardInterrupt:
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
@@ -233,22 +239,10 @@ def _run_trial(study, space, config, folder, metric, done, trials, console, prog
 
 
 def _note_trial(trial_folder: Path, study, number, params, metric, value, state, pruned_at) -> None:
-    """trial.json beside the run, and a card section saying which search made it and why it stopped."""
+    """trial.json beside the run: the trial's outcome, which its card (written during training) cannot know."""
     note = {"study": study.study_name, "trial": number, "state": state.name.lower(), "params": params,
             "metric": metric, "value": None if value is None or math.isnan(value) else value, "pruned_at": pruned_at}
     (trial_folder / "trial.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
-    shown = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in params.items())
-    goal = "maximises" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimises"
-    text = (f"\n\n## Hyperparameter search\n\nThis run is trial {number} of the Optuna study `{study.study_name}` "
-            f"(`../{STUDY_FILE}`), which {goal} validation {metric}. Searched values: {shown}.\n")
-    if pruned_at is not None:
-        text += (f"\nThe search pruned this trial after evaluation {pruned_at}: its {metric} was worse than the "
-                 "median of earlier trials at that evaluation, so training stopped before its configured end. "
-                 "The saved weights are the best of the evaluations it had.\n")
-    card = trial_folder / "README.md"
-    if card.is_file():
-        with card.open("a", encoding="utf-8") as handle:
-            handle.write(text)
 
 
 def leaderboard(study: optuna.Study, metric: str) -> list[dict]:

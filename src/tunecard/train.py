@@ -241,7 +241,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, bf16: bool, has_va
 
 
 def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False, console=None, progress: bool = True,
-          trust_pickle: bool = False, callbacks: list | None = None) -> RunResult:
+          trust_pickle: bool = False, callbacks: list | None = None, search: dict | None = None) -> RunResult:
     """Run a whole fine-tuning job and write its folder.
 
     Args:
@@ -252,7 +252,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         console: a rich Console for the per-evaluation rows (None: quiet).
         progress: show a progress bar.
         trust_pickle: allow a base model folder that has only pickle weights (can run code: trusted sources only).
-        callbacks: extra TrainerCallbacks (e.g. a search's pruning callback); they run after the recorder's.
+        callbacks: extra TrainerCallbacks (e.g. a search's pruning callback); they run after the recorder's. One
+            that stops training sets its `stopped_by` to {"reason": ..., ...}: the history, card and doctor say why.
+        search: the hyperparameter search this run is a trial of (study, trial, metric, direction, params): kept in
+            metrics.json and shown on the card.
     """
     run_folder = RunFolder(config.output, overwrite=overwrite)
     start = find_resume(config, run_folder.checkpoints, resume=resume, overwrite=overwrite)
@@ -262,7 +265,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         prepare_folder(run_folder.checkpoints, config, start)
     finished = False
     try:
-        result = _train(config, run_folder, start, console if main else None, progress, trust_pickle, callbacks or [])
+        result = _train(config, run_folder, start, console if main else None, progress, trust_pickle, callbacks or [],
+                        search)
         finished = True
         return result
     finally:
@@ -273,7 +277,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
 
 
 def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, console, progress: bool,
-           trust_pickle: bool, callbacks: list) -> RunResult:
+           trust_pickle: bool, callbacks: list, search: dict | None) -> RunResult:
     corpora = read_splits(config)
     if console is not None:  # reader warnings (BOM, CRLF, guessed header, subsets) are shown, not only stored
         for split, corpus in corpora.items():
@@ -345,13 +349,15 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         head_learning_rate=config.head_learning_rate,
     )
     started = time.perf_counter()
-    if start is not None and recorder.stopped_early:  # killed after it had stopped early: nothing left to train
+    if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
         trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
         epochs_run = trainer.state.epoch
     else:
         train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
+    for callback in callbacks:
+        recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
     history = recorder.history()
     if not trainer.is_world_process_zero():
         trainer.accelerator.wait_for_everyone()  # return once rank 0 has written the run
@@ -396,6 +402,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         },
         "environment": environment.describe(bf16),
         "max_length": max_length,
+        "search": search,
     }
 
     with run_folder.writing() as folder:

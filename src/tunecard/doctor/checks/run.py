@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..cardparse import METRIC_BASES
+from ...history import stop_reason
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines
 from .collapse import check_frozen, check_run_collapse
@@ -87,7 +88,7 @@ def run_report_parts(history: dict, metrics: dict, config) -> tuple[list[Finding
             _config_get(config, "gradient_accumulation_steps"))),
         ("overfitting", lambda: check_overfitting(evals, main)),
         ("best not last", lambda: check_best_not_last_run(evals, best, main)),
-        ("not converged", lambda: check_not_converged(evals, main, bool(history.get("stopped_early")))),
+        ("not converged", lambda: check_not_converged(evals, main, stop_reason(history) is not None)),
         ("data", lambda: check_run_data(task, metrics.get("data") or {})),
     ])
 

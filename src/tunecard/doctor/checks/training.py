@@ -116,9 +116,11 @@ def check_best_not_last_card(evals: list[Eval], main: str, published: int | None
         **data)]
 
 
-def check_not_converged(evals: list[Eval], main: str, stopped_early: bool = False) -> list[Finding]:
-    """D403: the main metric still rising (or validation loss still falling) at the last evaluation."""
-    if stopped_early:
+def check_not_converged(evals: list[Eval], main: str, stopped: bool = False) -> list[Finding]:
+    """D403: the main metric still rising (or validation loss still falling) at the last evaluation.
+
+    A run stopped on purpose (early stopping, a search's pruner) is not reported: it was not meant to go on."""
+    if stopped:
         return []
     scored = [e for e in evals if _score(e, main) is not None]
     if len(scored) < 2:
