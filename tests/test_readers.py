@@ -387,6 +387,13 @@ def test_columns_by_name_index_and_pairs(tmp_path):
         ("a cat", "an animal", "entail")
     corpus = read_corpus(path, ReadOptions(text_column=1, label_column=3, header=True))
     assert corpus.examples[1].label == "neutral" and corpus.examples[1].text_pair == "y"  # found by its name
+    # An index written as text (a command-line option, a quoted YAML value) is the same index, from either source.
+    from tunecard.config import TrainConfig
+
+    as_text = TrainConfig(task="text-classification", train=str(path), text_column="1", label_column="3",
+                          header=True).read_options()
+    assert (as_text.text_column, as_text.label_column) == (1, 3)
+    assert read_corpus(path, as_text).examples == corpus.examples
     error = error_of(path, ReadOptions(label_column="missing"))
     assert error.code == "E114" and "'missing'" in str(error)
     assert error_of(path).code == "E114"  # four unnamed-looking columns: which is the text?

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .data.example import ReadOptions
 from .errors import TunecardError
 
 app = typer.Typer(
@@ -29,16 +30,6 @@ PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard
 BACKEND_HELP = "torch, or onnx: the folder's ONNX export (`tunecard export DIR`) run by ONNX Runtime."
 ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/model.onnx)."
 QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
-
-
-def _read_options(format, scheme, encoding, tag_column=None, text_column=None, label_column=None, header=None):
-    from .data.example import ReadOptions
-
-    def column(value):
-        return int(value) if value is not None and value.lstrip("-").isdigit() else value
-
-    return ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
-                       text_column=column(text_column), label_column=column(label_column), header=header)
 
 
 @app.command()
@@ -138,8 +129,8 @@ def evaluate(
     """Score a saved model on any readable labelled file."""
     from .inference import evaluate_folder
 
-    result = evaluate_folder(model_dir, data, _read_options(format, scheme, encoding), backend=backend,
-                             onnx_file=onnx_file, quantized=quantized)
+    result = evaluate_folder(model_dir, data, ReadOptions(format=format, scheme=scheme, encoding=encoding),
+                             backend=backend, onnx_file=onnx_file, quantized=quantized)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return
@@ -189,7 +180,8 @@ def data_stats(
     from .data import read_corpus
     from .stats import corpus_stats, render_stats
 
-    options = _read_options(format, scheme, encoding, tag_column, text_column, label_column)
+    options = ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
+                          text_column=text_column, label_column=label_column)
     tokenizer = None
     if model:
         from .modeling import load_tokenizer

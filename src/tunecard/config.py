@@ -182,16 +182,7 @@ class TrainConfig(BaseModel):
     def read_options(self):
         from .data.example import ReadOptions
 
-        return ReadOptions(
-            format=self.format,
-            scheme=self.scheme,
-            encoding=self.encoding,
-            tag_column=self.tag_column,
-            text_column=self.text_column,
-            text_pair_column=self.text_pair_column,
-            label_column=self.label_column,
-            header=self.header,
-        )
+        return ReadOptions.of(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False, allow_unicode=True)

@@ -6,7 +6,7 @@ scheme is kept on the corpus so it can be reported. Text classification examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 Task = Literal["token-classification", "text-classification"]
@@ -72,3 +72,15 @@ class ReadOptions:
     label_column: str | int | None = None
     header: bool | None = None
     split: str | None = None  # for datasets dataset dicts / hub names
+
+    def __post_init__(self):
+        # A column given as "2" (a command-line option, a quoted YAML value) is the index 2, as 2 is.
+        for name in ("text_column", "text_pair_column", "label_column"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lstrip("-").isdigit():
+                setattr(self, name, int(value))
+
+    @classmethod
+    def of(cls, settings) -> "ReadOptions":
+        """The reading fields of any object that has them (a TrainConfig)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
