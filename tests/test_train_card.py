@@ -12,6 +12,8 @@ import yaml
 from conftest import WNUT_SAMPLE
 from tunecard.config import CONFIG_FILE, build_config
 from tunecard.errors import ConfigError, OutputError
+from tunecard import recorder as recorder_module
+from tunecard.recorder import ProgressBar
 from tunecard.train import train
 
 FAST = dict(max_train_examples=160, max_eval_examples=60, train_batch_size=16, learning_rate=1e-3, precision="fp32")
@@ -176,3 +178,26 @@ def test_early_stopping_keeps_the_best_and_says_so(tiny_bert_cased, tmp_path):
     card = (result.output / "README.md").read_text()
     assert "Training stopped early" in card
     assert "D402" in card  # the doctor: the best epoch is not the last
+
+
+def test_redirected_output_gets_plain_progress_lines(monkeypatch, capsys):
+    # Under pytest stderr is not a terminal: no live bar, a plain line per interval (here every step).
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    monkeypatch.setattr(recorder_module, "PLAIN_PROGRESS_SECONDS", 0.0)
+    state, control = TrainerState(max_steps=4), TrainerControl()
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    progress = ProgressBar(samples_per_step=8)
+    progress.on_train_begin(args, state, control)
+    for step in (1, 2):
+        state.global_step = step
+        progress.on_log(args, state, control, logs={"loss": 1.0 / step})
+        progress.on_step_end(args, state, control)
+    lines = capsys.readouterr().err.splitlines()
+    assert progress.bar is None and len(lines) == 2
+    assert lines[0].startswith("train: step 1/4 (25.0%), loss 1.0000, ") and lines[0].endswith(" left")
+    assert lines[1].startswith("train: step 2/4 (50.0%), loss 0.5000, ") and "samples/s" in lines[1]
+    quiet = ProgressBar(samples_per_step=8, enabled=False)  # progress=False: nothing at all
+    quiet.on_train_begin(args, state, control)
+    quiet.on_step_end(args, state, control)
+    assert capsys.readouterr().err == ""

@@ -134,39 +134,68 @@ class RunRecorder(TrainerCallback):
         self.console.print(" | ".join(parts) + mark)
 
 
+# Output redirected to a file gets a plain line this often instead of a live bar (which would write thousands
+# of carriage-return updates): a long run in a log is not silent until its first evaluation.
+PLAIN_PROGRESS_SECONDS = 60.0
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
 class ProgressBar(TrainerCallback):
-    """A tqdm bar over optimizer steps showing the running loss and training throughput.
+    """Training progress over optimizer steps: running loss, throughput and time left.
+
+    On a terminal a tqdm bar; otherwise (a log file) a plain line every PLAIN_PROGRESS_SECONDS.
 
     Args:
         samples_per_step: examples per optimizer step over all processes (batch x accumulation x world size).
-        enabled: show the bar (on a terminal, main process only).
+        enabled: show progress (main process only).
     """
 
     def __init__(self, samples_per_step: int, enabled: bool = True):
         self.samples_per_step = samples_per_step
         self.enabled = enabled
         self.bar = None
+        self.plain = False
         self._start = None
         self._steps_done = 0
+        self._last_line = 0.0
+        self._loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # Only on a terminal: redirected to a file, a live bar is thousands of carriage-return updates.
-        if self.enabled and state.is_world_process_zero and sys.stderr.isatty():
+        self._start = self._last_line = time.perf_counter()
+        if not (self.enabled and state.is_world_process_zero):
+            return
+        if sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True, leave=False)
-        self._start = time.perf_counter()
+        else:
+            self.plain = True
+
+    def _samples_per_second(self) -> float:
+        return self._steps_done * self.samples_per_step / max(time.perf_counter() - self._start, 1e-9)
 
     def on_step_end(self, args, state, control, **kwargs):
         self._steps_done += 1
         if self.bar is not None:
             self.bar.update(1)
+        elif self.plain and time.perf_counter() - self._last_line >= PLAIN_PROGRESS_SECONDS:
+            self._last_line = time.perf_counter()
+            steps_per_second = self._samples_per_second() / self.samples_per_step
+            left = (state.max_steps - state.global_step) / max(steps_per_second, 1e-9)
+            loss = f", loss {self._loss:.4f}" if self._loss is not None else ""
+            print(f"train: step {state.global_step}/{state.max_steps} ({state.global_step / state.max_steps:.1%})"
+                  f"{loss}, {self._samples_per_second():.1f} samples/s, "
+                  f"{_clock(left)} left", file=sys.stderr, flush=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.bar is not None and logs and "loss" in logs:
-            elapsed = max(time.perf_counter() - self._start, 1e-9)
-            rate = self._steps_done * self.samples_per_step / elapsed
-            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:.1f}", refresh=False)
+        if logs and "loss" in logs:
+            self._loss = float(logs["loss"])
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{self._loss:.4f}", samples_s=f"{self._samples_per_second():.1f}", refresh=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
