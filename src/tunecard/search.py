@@ -22,8 +22,8 @@ from transformers import TrainerCallback
 from .config import TrainConfig
 from .errors import ConfigError, OutputError
 from .evaluate import table_metrics
-from .search_space import Param, check_space, default_space, load_space, parse_space, trial_config
 from .history import PRUNED
+from .search_space import Param, check_space, default_space, load_space, parse_space, trial_config
 from .train import train
 
 __all__ = ["PruningCallback", "SearchResult", "leaderboard", "load_space", "parse_space", "render_leaderboard",

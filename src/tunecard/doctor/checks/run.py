@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..cardparse import METRIC_BASES
 from ...history import stop_reason
+from ..cardparse import METRIC_BASES
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines
 from .collapse import check_frozen, check_run_collapse
