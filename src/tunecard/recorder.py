@@ -184,12 +184,11 @@ class ProgressBar(TrainerCallback):
             self.bar.update(1)
         elif self.plain and time.perf_counter() - self._last_line >= PLAIN_PROGRESS_SECONDS:
             self._last_line = time.perf_counter()
-            steps_per_second = self._samples_per_second() / self.samples_per_step
-            left = (state.max_steps - state.global_step) / max(steps_per_second, 1e-9)
+            samples_per_second = self._samples_per_second()
+            left = (state.max_steps - state.global_step) * self.samples_per_step / max(samples_per_second, 1e-9)
             loss = f", loss {self._loss:.4f}" if self._loss is not None else ""
             print(f"train: step {state.global_step}/{state.max_steps} ({state.global_step / state.max_steps:.1%})"
-                  f"{loss}, {self._samples_per_second():.1f} samples/s, "
-                  f"{_clock(left)} left", file=sys.stderr, flush=True)
+                  f"{loss}, {samples_per_second:.1f} samples/s, {_clock(left)} left", file=sys.stderr, flush=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:

@@ -50,8 +50,12 @@ class PruningCallback(TrainerCallback):
         self.metric = metric
         self.key = f"eval_{metric}"
         self.next_step: int | None = None
-        self.pruned_at: int | None = None
         self.stopped_by: dict | None = None  # read by train(): the history, card and doctor say why the run stopped
+
+    @property
+    def pruned_at(self) -> int | None:
+        """The evaluation after which the pruner stopped the trial (None: not pruned)."""
+        return self.stopped_by["evaluation"] if self.stopped_by else None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.next_step is None:
@@ -62,7 +66,6 @@ class PruningCallback(TrainerCallback):
             return
         self.trial.report(float(value), step)
         if self.trial.should_prune():
-            self.pruned_at = step
             self.stopped_by = {"reason": PRUNED, "evaluation": step, "metric": self.metric}
             control.should_training_stop = True  # the run folder is still written, with the best weights so far
 
