@@ -196,7 +196,7 @@ def inference(run_dir: str, n_eval: int, queue) -> None:
                    for ref, mine in zip(reference_entities, ours))
         scores = evaluate_features(predictor.model, predictor.encoder.encode_tokens(dev), dev, task=predictor.task,
                                    id2label=predictor.id2label, collator=predictor.collator, batch_size=64,
-                                   bf16=predictor.bf16)
+                                   packed=predictor.packed)  # the weights are already in predict's precision
         found[name] = {"sentences_per_s": len(texts) / seconds, "identical_sentences": same, "f1": scores["f1"]}
     queue.put({"pipeline_sentences_per_s": len(texts) / pipeline_seconds, "sentences": len(texts), **found})
 

@@ -68,6 +68,25 @@ class EncodingStats:
         }
 
 
+# Encoding fields of the Rust tokenizer, by model input name.
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+def unpadded_backend(tokenizer):
+    """The fast tokenizer's own Rust pipeline (`tokenizers.Tokenizer`), copied with padding and truncation off.
+
+    Encoding calls it directly: transformers' wrapper converts every encoding to Python lists of all its fields,
+    which took a tenth of prediction's time on short sentences (docs/performance.md). The copy matters: a
+    tokenizer.json may switch padding and truncation on, and the wrapper turns them off for each call.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 def _model_input_names(tokenizer) -> list[str]:
     return [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
 
@@ -130,6 +149,7 @@ class Encoder:
         self.max_length = max_length
         self.label_all_subwords = label_all_subwords
         self.input_names = _model_input_names(tokenizer)
+        self.backend = unpadded_backend(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(False)
         if max_length - self.n_special < 1:
             raise ConfigError("E202", f"max_length={max_length} leaves no room for text.", fix="raise max_length.")
@@ -139,14 +159,14 @@ class Encoder:
         return next(self._encode_many([words]))
 
     def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024) -> Iterator[tuple[dict, list[int | None]]]:
-        """(inputs, word ids) per word list, a chunk of lists per tokenizer call: the fast tokenizer batches a call
-        in Rust (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
+        """(inputs, word ids) per word list, a chunk of lists per tokenizer call: the Rust tokenizer batches a call
+        (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
+        fields = [(name, _ENCODING_FIELDS[name]) for name in self.input_names]
         for start in range(0, len(word_lists), chunk):
-            part = word_lists[start:start + chunk]
-            enc = self.tokenizer(part, is_split_into_words=True, truncation=False, add_special_tokens=True)
-            names = [k for k in self.input_names if k in enc]
-            for i in range(len(part)):
-                yield {k: list(enc[k][i]) for k in names}, enc.word_ids(i)
+            encodings = self.backend.encode_batch(word_lists[start:start + chunk], is_pretokenized=True,
+                                                  add_special_tokens=True)
+            for encoding in encodings:
+                yield {name: getattr(encoding, field) for name, field in fields}, encoding.word_ids
 
     def _token_feature(self, inputs, word_ids, tags, example_index, owned: range, word_offset: int) -> Feature:
         labels, positions, previous = [], [], None

@@ -27,6 +27,7 @@ def evaluate_features(
     batch_size: int = 64,
     bf16: bool = False,
     positive_label: str | None = None,
+    packed=None,
 ) -> dict:
     """Evaluate and return the scorer's full result plus `loss`.
 
@@ -40,9 +41,10 @@ def evaluate_features(
         batch_size: evaluation batch size.
         bf16: run the forward pass under bf16 autocast.
         positive_label: binary classification: the label precision/recall/F1 refer to.
+        packed: NER: run packed (see `batching.forward_batches`).
     """
     evaluation = Evaluation(task, id2label, positive_label)
-    evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16)
+    evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16, packed=packed)
     return evaluation.result()
 
 
@@ -66,7 +68,7 @@ class Evaluation:
         self.examples = 0
 
     def add(self, model: torch.nn.Module, features: list[Feature], examples: list, *, collator: PadCollator,
-            batch_size: int = 64, bf16: bool = False) -> None:
+            batch_size: int = 64, bf16: bool = False, packed=None) -> None:
         """Predict and score `examples`.
 
         Args:
@@ -76,11 +78,12 @@ class Evaluation:
             collator: pads batches.
             batch_size: evaluation batch size.
             bf16: run the forward pass under bf16 autocast.
+            packed: NER: run packed (see `batching.forward_batches`).
         """
         windows_left = _windows_per_example(features)  # only examples with several windows
         partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
         scored = 0
-        for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16):
+        for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16, packed=packed):
             labels = batch["labels"]
             flat_logits = logits.reshape(-1, logits.shape[-1])
             flat_labels = labels.reshape(-1).to(flat_logits.device)

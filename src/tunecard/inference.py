@@ -16,14 +16,18 @@ from . import environment
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
-from .encode import Encoder
+from .encode import Encoder, unpadded_backend
 from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
+from .packing import packed_collator_for, packing_matches
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
 CHUNK_SIZE = 4096
+# Word lists of several lengths run packed and padded once at load: packing is used only if the logits agree.
+PACKING_PROBE = [("Peter Blackburn visited the European Commission in Brussels on Thursday to discuss the plan with "
+                  "officials from Germany and France").split()[:n] for n in (2, 5, 9, 13, 19)]
 
 
 def task_of(folder: Path) -> str:
@@ -52,16 +56,16 @@ def saved_max_length(folder: Path) -> int | None:
 
 def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
     """Split raw text into the tokenizer's words, with character offsets into `text`."""
-    return split_words(tokenizer, [text])[0]
+    return split_words(unpadded_backend(tokenizer), [text])[0]
 
 
-def split_words(tokenizer, texts: list[str]) -> list[list[tuple[str, int, int]]]:
-    """`words_with_offsets` for many texts in one batched tokenizer call (the fast tokenizer runs it in Rust)."""
-    encoding = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
+    """`words_with_offsets` for many texts in one batched call of the Rust tokenizer (`encode.unpadded_backend`)."""
+    encodings = backend.encode_batch(texts, add_special_tokens=False)
     result = []
     for index, text in enumerate(texts):
         spans: dict[int, list[int]] = {}
-        for word, (start, end) in zip(encoding.word_ids(index), encoding["offset_mapping"][index]):
+        for word, (start, end) in zip(encodings[index].word_ids, encodings[index].offsets):
             if word is None or end <= start:
                 continue
             span = spans.setdefault(word, [start, end])
@@ -87,10 +91,13 @@ class Predictor:
         backend: "torch", or "onnx" for the folder's ONNX export (`tunecard export DIR --onnx`) run by ONNX Runtime.
         onnx_file: onnx backend: the .onnx file to run. Defaults to DIR/onnx/model.onnx.
         quantized: onnx backend: run the int8 export (model.int8.onnx) instead.
+        packing: NER with the torch backend: run short sentences end to end in shared rows (`packing.py`), if
+            the model gives the same logits that way on a probe at load (`packed` says whether it does).
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 32, precision: str = "auto", trust_pickle: bool = False,
-                 backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False):
+                 backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False,
+                 packing: bool = True):
         from .export import BACKENDS, check_choice, load_onnx_model
 
         self.folder = Path(folder)
@@ -116,6 +123,16 @@ class Predictor:
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
         self.bf16 = backend == "torch" and environment.use_bf16(precision)
+        self.packed = None  # the PackedCollator, when packing is on and the probe passed
+        if packing and backend == "torch" and self.is_ner:
+            packed = packed_collator_for(self.model, self.tokenizer.pad_token_id)
+            if packing_matches(self.model, self._encode_words(PACKING_PROBE), packed,
+                               PadCollator(self.tokenizer.pad_token_id)):
+                self.packed = packed
+        # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
+        # forward passes below run without autocast.
+        if self.bf16:
+            self.model.to(torch.bfloat16)
 
     @property
     def is_ner(self) -> bool:
@@ -134,7 +151,7 @@ class Predictor:
     def encode(self, texts: list[str]) -> list:
         """The model inputs for raw texts: NER texts split into the tokenizer's words, then windowed."""
         if self.is_ner:
-            return self._encode_words([[w for w, _, _ in ws] for ws in split_words(self.tokenizer, texts)])
+            return self._encode_words([[w for w, _, _ in ws] for ws in split_words(self.encoder.backend, texts)])
         return self.encoder.encode_texts([TextExample(text=t, label="") for t in texts], labelled=False)
 
     def _encode_words(self, words_per_example: list[list[str]]) -> list:
@@ -144,8 +161,8 @@ class Predictor:
         """NER on pre-split words: (tag, probability) per word."""
         features = self._encode_words(words_per_example)
         out: list[list] = [[None] * len(words) for words in words_per_example]
-        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
-                                                  with_labels=False):
+        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size,
+                                                  with_labels=False, packed=self.packed):
             best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
             best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
             for row, feature_index in enumerate(indices):
@@ -155,7 +172,7 @@ class Predictor:
         return out
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
-        words = split_words(self.tokenizer, texts)
+        words = split_words(self.encoder.backend, texts)
         tagged = self.predict_words([[w for w, _, _ in ws] for ws in words])
         results = []
         for text, word_spans, word_tags in zip(texts, words, tagged):
@@ -171,7 +188,7 @@ class Predictor:
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
-        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size, self.bf16,
+        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size,
                                                   with_labels=False):
             probabilities = torch.softmax(logits, dim=-1).tolist()
             for row, feature_index in enumerate(indices):
@@ -209,7 +226,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     for start in range(0, len(corpus.examples), CHUNK_SIZE):  # one chunk's features at a time: bounded memory
         chunk = corpus.examples[start:start + CHUNK_SIZE]
         evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
-                       bf16=predictor.bf16)
+                       packed=predictor.packed)
     result = evaluation.result()
     result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme, "repaired": corpus.repaired}
     return result

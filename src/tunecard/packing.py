@@ -52,10 +52,13 @@ def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def placements(lengths: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
-    """Where each item goes: the number of rows, and (row, first column) per item in input order."""
+def placements(lengths: Sequence[int], capacity: int = 0) -> tuple[int, list[tuple[int, int]]]:
+    """Where each item goes: the number of rows, and (row, first column) per item in input order.
+
+    Rows hold `capacity` tokens, or the longest item if that is longer (0: as long as the longest item).
+    """
     where: list[tuple[int, int]] = [(0, 0)] * len(lengths)
-    rows = first_fit_rows(lengths, max(lengths))
+    rows = first_fit_rows(lengths, max(capacity, max(lengths)))
     for row, members in enumerate(rows):
         start = 0
         for index in members:
@@ -70,6 +73,9 @@ class PackedCollator:
     Output: input_ids, token_type_ids (if the items have them), position_ids and labels of shape [rows, T],
     and a boolean attention mask [rows, 1, T, T] (True = may attend) that is block-diagonal per item.
     Padding positions attend only to themselves, so softmax never sees an empty row.
+
+    Length-sorted passes (evaluation, prediction) call `pack` with longer rows and `unpack` the logits back to
+    one row per item: short sentences of similar length then share rows instead of each being a row of its own.
     """
 
     def __init__(self, pad_token_id: int | None, position_offset: int = 0, additive_mask_dtype=None,
@@ -81,22 +87,37 @@ class PackedCollator:
         self.multiple = max(1, pad_to_multiple_of)
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        return self.pack(items)[0]
+
+    def pack(self, items: Sequence[dict], capacity: int = 0) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+        """The packed batch with rows of `capacity` tokens (see `placements`), and (row, column) per item."""
         lengths = [len(item["input_ids"]) for item in items]
-        row_count, where = placements(lengths)
-        shape = (row_count, round_up(max(lengths), self.multiple))
+        row_count, where = placements(lengths, capacity)
+        width = max(start + length for length, (_, start) in zip(lengths, where))
+        shape = (row_count, round_up(width, self.multiple))
         input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
-        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long) if "labels" in items[0] else None
         positions = torch.zeros(shape, dtype=torch.long)
         segment = torch.full(shape, -1, dtype=torch.long)  # which item each token belongs to
         token_types = torch.zeros(shape, dtype=torch.long) if "token_type_ids" in items[0] else None
+        # Gathered into flat lists and written with one indexed copy per tensor (not a copy per item).
+        columns: dict[str, list[int]] = {"target": [], "input_ids": [], "positions": [], "segment": [], "labels": [],
+                                         "token_type_ids": []}
         for index, (item, length, (row, start)) in enumerate(zip(items, lengths, where)):
-            span = slice(start, start + length)
-            input_ids[row, span] = torch.tensor(item["input_ids"])
-            labels[row, span] = torch.tensor(item["labels"])
-            positions[row, span] = torch.arange(length) + self.position_offset
-            segment[row, span] = index
+            first = row * shape[1] + start
+            columns["target"].extend(range(first, first + length))
+            columns["input_ids"].extend(item["input_ids"])
+            columns["positions"].extend(range(self.position_offset, self.position_offset + length))
+            columns["segment"].extend([index] * length)
+            if labels is not None:
+                columns["labels"].extend(item["labels"])
             if token_types is not None:
-                token_types[row, span] = torch.tensor(item["token_type_ids"])
+                columns["token_type_ids"].extend(item["token_type_ids"])
+        target = torch.tensor(columns["target"])
+        for tensor, name in ((input_ids, "input_ids"), (positions, "positions"), (segment, "segment"),
+                             (labels, "labels"), (token_types, "token_type_ids")):
+            if tensor is not None:
+                tensor.view(-1)[target] = torch.tensor(columns[name], dtype=torch.long)
         same_item = segment[:, :, None] == segment[:, None, :]
         is_token = (segment >= 0)[:, :, None]
         mask = (same_item & is_token) | torch.eye(shape[1], dtype=torch.bool)
@@ -104,10 +125,23 @@ class PackedCollator:
         if self.additive_mask_dtype is not None:
             mask = torch.zeros(mask.shape, dtype=self.additive_mask_dtype).masked_fill(
                 ~mask, torch.finfo(self.additive_mask_dtype).min)
-        batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
+        if labels is not None:
+            batch["labels"] = labels
         if token_types is not None:
             batch["token_type_ids"] = token_types
-        return batch
+        return batch, where
+
+    @staticmethod
+    def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]], lengths: Sequence[int],
+               width: int) -> torch.Tensor:
+        """Packed logits [rows, T, labels] as one row per item [items, width, labels], as padding would have
+        given them; positions past an item's end hold the first token's values (padding: never read)."""
+        rows, row_width, _ = logits.shape
+        first = torch.tensor([row * row_width + start for row, start in where])
+        columns = torch.arange(width)
+        index = (first[:, None] + columns).masked_fill(columns >= torch.tensor(lengths)[:, None], 0)
+        return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
 
 
 def packed_collator_for(model, pad_token_id: int | None) -> PackedCollator:

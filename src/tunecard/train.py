@@ -37,7 +37,7 @@ from .evaluate import evaluate_features, table_metrics
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import PADDED, REFUSED, choose_train_collator
+from .packing import PACKED, PADDED, REFUSED, choose_train_collator
 from .plots import write_plots
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
@@ -141,7 +141,7 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, train_sampling: str = "random", head_learning_rate: float | None = None,
-                 **kwargs):
+                 packed=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
@@ -150,6 +150,7 @@ class TunecardTrainer(Trainer):
         self.id2label = id2label
         self.pad_collator = collator
         self.eval_bf16 = bf16
+        self.eval_packed = packed
         self.positive_label = positive_label
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
@@ -190,7 +191,7 @@ class TunecardTrainer(Trainer):
         details = evaluate_features(
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
-            positive_label=self.positive_label,
+            positive_label=self.positive_label, packed=self.eval_packed,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details
@@ -313,6 +314,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
         train_collator, batches = choose_train_collator(model, datasets["train"].features, train_collator,
                                                         tokenizer.pad_token_id)
+    eval_packed = train_collator if batches == PACKED else None  # evaluation packs what training packs
     if batches == REFUSED and console is not None:
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
                       "(position ids or attention mask work differently); training with padded batches.",
@@ -347,6 +349,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         positive_label=positive_label,
         train_sampling=config.train_sampling,
         head_learning_rate=config.head_learning_rate,
+        packed=eval_packed,
     )
     started = time.perf_counter()
     if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
@@ -371,6 +374,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task, id2label=id2label,
                 collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
+                packed=eval_packed,
             )
 
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
