@@ -99,6 +99,9 @@ class TrainConfig(BaseModel):
     fast_dropout: bool = Field(
         True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
         "faster); false: torch's own masks, as runs before this option drew them")
+    sparse_embedding: bool = Field(
+        True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
+        "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")
 
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"

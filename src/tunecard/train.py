@@ -20,7 +20,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerStat
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
-from . import environment
+from . import environment, sparse_embedding
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
 from .card import write_card
 from .checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
@@ -141,7 +141,7 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, train_sampling: str = "random", head_learning_rate: float | None = None,
-                 packed=None, **kwargs):
+                 packed=None, sparse_rows: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
@@ -151,6 +151,7 @@ class TunecardTrainer(Trainer):
         self.pad_collator = collator
         self.eval_bf16 = bf16
         self.eval_packed = packed
+        self.sparse_rows = sparse_rows
         self.positive_label = positive_label
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
@@ -177,6 +178,12 @@ class TunecardTrainer(Trainer):
         for group in head_groups:
             optimizer.add_param_group(group)
         return optimizer
+
+    def _clip_grad_norm(self, model):
+        # torch's clip_grad_norm_ refuses the word embedding's sparse gradient (sparse_embedding.py).
+        if self.sparse_rows:
+            return sparse_embedding.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+        return super()._clip_grad_norm(model)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.train_sampling == "bucketed":
@@ -331,6 +338,14 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         keeper = CheckpointKeeper(run_folder.checkpoints, recorder, saved.get("elapsed_seconds", 0.0))
     output_dir = run_folder.checkpoints if keeper else run_folder.scratch
     args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
+    optimizer, sparse_rows = _plain_adam(config), False
+    if config.sparse_embedding and sparse_embedding.applies(
+            model, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, optimizer=config.optimizer,
+            processes=world_size(), cpu=not torch.cuda.is_available()):
+        default_class, default_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+        if default_class is torch.optim.AdamW:  # the Trainer's own (fused) AdamW, given a sparse-row path
+            optimizer, sparse_rows = (sparse_embedding.SparseRowsAdamW, default_kwargs), True
+            sparse_embedding.set_sparse(model, True)
     total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
     trainer = TunecardTrainer(
         model=model,
@@ -339,7 +354,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("validation"),
         processing_class=tokenizer,
-        optimizer_cls_and_kwargs=_plain_adam(config),
+        optimizer_cls_and_kwargs=optimizer,
         callbacks=[recorder, *([keeper] if keeper else []), ProgressBar(total_batch, progress), *callbacks],
         recorder=recorder,
         task=config.task,
@@ -350,6 +365,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         train_sampling=config.train_sampling,
         head_learning_rate=config.head_learning_rate,
         packed=eval_packed,
+        sparse_rows=sparse_rows,
     )
     started = time.perf_counter()
     if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
@@ -359,6 +375,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
+    sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
     for callback in callbacks:
         recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
     history = recorder.history()
@@ -402,6 +419,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "total_train_batch_size": total_batch,
             "batches": batches,
             "dropout_masks": dropout_masks,
+            "embedding_gradient": "sparse rows" if sparse_rows else "dense",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),

@@ -1,0 +1,104 @@
+"""Row-sparse word-embedding gradients on CPU: the same AdamW steps without touching the whole vocabulary.
+
+A batch of 16 sentences reads a few hundred rows of the 30522 x 384 word-embedding matrix (half of MiniLM's
+parameters), yet a dense gradient makes every step allocate and zero that matrix, take its norm, scale it and
+run AdamW over all of it: a sixth of a packed CPU step (docs/performance.md). With `nn.Embedding(sparse=True)`
+autograd returns only the rows read. torch's AdamW and `clip_grad_norm_` refuse sparse gradients, so this module
+adds the two pieces no library has:
+
+- `SparseRowsAdamW` updates the rows the embedding has ever received a gradient for, with AdamW's own fused
+  kernel on those rows. A row never read has zero moments, and dense AdamW leaves it unchanged when weight decay
+  is 0, so skipping it changes nothing (with decay it would shrink: `applies` then keeps the dense path).
+- `clip_grad_norm_` takes the norm over the dense gradients and the sparse rows' values, and scales both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.optim.adamw import adamw
+
+TOUCHED = "rows_touched"  # optimizer state: 1.0 for rows that ever had a gradient (float: load_state_dict casts)
+
+
+def input_embedding(model: nn.Module) -> nn.Embedding | None:
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return embedding if type(embedding) is nn.Embedding else None
+
+
+def applies(model: nn.Module, *, weight_decay: float, max_grad_norm: float, optimizer: str, processes: int,
+            cpu: bool) -> bool:
+    """Whether the sparse path gives the dense path's steps here: one CPU process, AdamW without weight decay,
+    clipping on (the Trainer skips `_clip_grad_norm` otherwise and would meet a sparse gradient), and a plain
+    nn.Embedding as the input embedding."""
+    embedding = input_embedding(model)
+    return (embedding is not None and cpu and processes == 1
+            and optimizer == "adamw" and weight_decay == 0 and max_grad_norm > 0)
+
+
+def set_sparse(model: nn.Module, sparse: bool) -> None:
+    embedding = input_embedding(model)
+    if embedding is not None:
+        embedding.sparse = sparse
+
+
+class SparseRowsAdamW(torch.optim.AdamW):
+    """torch's AdamW for dense gradients; sparse (COO) gradients update only rows that have ever had one."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        sparse = [(group, p) for group in self.param_groups for p in group["params"]
+                  if p.grad is not None and p.grad.is_sparse]
+        grads = [p.grad for _, p in sparse]
+        for _, p in sparse:
+            p.grad = None  # AdamW skips a parameter without a gradient
+        loss = super().step(closure)
+        for (group, p), grad in zip(sparse, grads):
+            p.grad = grad
+            self._step_rows(group, p, grad.coalesce())
+        return loss
+
+    def _step_rows(self, group: dict, p: torch.Tensor, grad: torch.Tensor) -> None:
+        if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+            raise ValueError("sparse gradients: only AdamW without weight decay, amsgrad or maximize is exact")
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state[TOUCHED] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        touched = state[TOUCHED]
+        grad_rows = grad.indices()[0]
+        touched[grad_rows] = 1.0
+        rows = touched.nonzero().squeeze(1)
+        # Where each gradient row sits among the touched rows (both are sorted by row index).
+        slot = torch.searchsorted(rows, grad_rows)
+        row_grad = torch.zeros(len(rows), *p.shape[1:], dtype=p.dtype, device=p.device)
+        row_grad[slot] = grad.values()
+        row_param, row_avg, row_avg_sq = (t.index_select(0, rows) for t in (p, state["exp_avg"], state["exp_avg_sq"]))
+        beta1, beta2 = group["betas"]
+        adamw([row_param], [row_grad], [row_avg], [row_avg_sq], [], [state["step"]], fused=group["fused"],
+              foreach=group["foreach"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
+              eps=group["eps"], maximize=False)
+        for target, rows_value in ((p, row_param), (state["exp_avg"], row_avg), (state["exp_avg_sq"], row_avg_sq)):
+            target.index_copy_(0, rows, rows_value)
+
+
+def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` (L2) where some gradients are sparse: their values are the nonzero part."""
+    tensors = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()  # duplicate rows summed, so the values are the gradient's entries
+            tensors.append(p.grad._values())  # the sparse tensor's own storage: scaling it scales the gradient
+        else:
+            tensors.append(p.grad)
+    total = torch.nn.utils.get_total_norm(tensors, 2.0)
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # as torch computes it
+    for tensor in tensors:
+        tensor.mul_(factor)
+    return total

@@ -1,0 +1,98 @@
+"""Row-sparse word-embedding gradients take the dense path's AdamW steps, and are used only where they do."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import WNUT_SAMPLE
+from tunecard.config import build_config
+from tunecard.sparse_embedding import SparseRowsAdamW, clip_grad_norm_
+from tunecard.train import train
+
+
+def _pair(vocab: int = 60, width: int = 8):
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(torch.nn.Embedding(vocab, width), torch.nn.Linear(width, 3))
+    sparse = copy.deepcopy(dense)
+    sparse[0].sparse = True
+    return dense, sparse
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping every step, and never
+def test_sparse_rows_take_the_dense_adamw_steps(max_norm):
+    dense, sparse = _pair()
+    dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(40):
+        ids = torch.randint(0, 20 if step < 20 else 40, (4, 7), generator=generator)  # rows 40+ never read
+        norms = []
+        for model, optimizer, clip in ((dense, dense_optimizer, torch.nn.utils.clip_grad_norm_),
+                                       (sparse, sparse_optimizer, clip_grad_norm_)):
+            (model(ids) ** 2).mean().backward()
+            norms.append(clip(model.parameters(), max_norm))
+            optimizer.step()
+            optimizer.zero_grad()
+        torch.testing.assert_close(norms[1], norms[0], rtol=1e-6, atol=0)
+    for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
+        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-7)
+    assert torch.equal(sparse[0].weight[40:], dense[0].weight[40:])
+    touched = sparse_optimizer.state[sparse[0].weight]["rows_touched"]
+    assert int(touched.sum()) == 40
+
+
+def test_the_optimizer_state_survives_a_save_and_load():
+    _, sparse = _pair()
+    optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
+    (sparse(torch.tensor([[1, 2, 2, 5]])) ** 2).mean().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    restored = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
+    restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    state = restored.state[sparse[0].weight]
+    assert state["rows_touched"].nonzero().flatten().tolist() == [1, 2, 5]
+    assert torch.equal(state["exp_avg"], optimizer.state[sparse[0].weight]["exp_avg"])
+    (sparse(torch.tensor([[5, 7]])) ** 2).mean().backward()
+    restored.step()  # goes on from the loaded moments and touched rows
+    assert state["rows_touched"].nonzero().flatten().tolist() == [1, 2, 5, 7]
+    assert int(state["step"]) == 2
+
+
+def test_weight_decay_is_refused_on_sparse_rows():
+    _, sparse = _pair()
+    optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.01)
+    (sparse(torch.tensor([[1, 2]])) ** 2).mean().backward()
+    with pytest.raises(ValueError, match="weight decay"):
+        optimizer.step()
+
+
+def _run(model: Path, output: Path, **overrides):
+    values = dict(task="ner", model=str(model), train=str(WNUT_SAMPLE / "train.conll"), output=str(output),
+                  validation=str(WNUT_SAMPLE / "dev.conll"), num_epochs=2, max_train_examples=64,
+                  max_eval_examples=32, train_batch_size=16, learning_rate=1e-3, precision="fp32", **overrides)
+    return train(build_config(None, values), progress=False)
+
+
+def test_training_with_sparse_rows_takes_the_dense_steps(tiny_bert_cased, tmp_path):
+    sparse = _run(tiny_bert_cased, tmp_path / "sparse")
+    dense = _run(tiny_bert_cased, tmp_path / "dense", sparse_embedding=False)
+    decayed = _run(tiny_bert_cased, tmp_path / "decayed", weight_decay=0.01)
+    assert sparse.metrics["training"]["embedding_gradient"] == "sparse rows"
+    assert dense.metrics["training"]["embedding_gradient"] == "dense"
+    assert decayed.metrics["training"]["embedding_gradient"] == "dense"  # rows never read would shrink
+    sparse_losses = [step["loss"] for step in sparse.history["steps"]]
+    dense_losses = [step["loss"] for step in dense.history["steps"]]
+    assert len(sparse_losses) == len(dense_losses) == 8
+    assert sparse_losses == pytest.approx(dense_losses, abs=1e-5)
+    sparse_weights = load_file(sparse.output / "model.safetensors")
+    dense_weights = load_file(dense.output / "model.safetensors")
+    for name, tensor in dense_weights.items():
+        torch.testing.assert_close(sparse_weights[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+    assert sparse.metrics["validation"]["f1"] == pytest.approx(dense.metrics["validation"]["f1"], abs=1e-6)
+    assert "Word-embedding gradient: sparse" in (sparse.output / "README.md").read_text()
+    assert "Word-embedding gradient" not in (dense.output / "README.md").read_text()
