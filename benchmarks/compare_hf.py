@@ -1,6 +1,7 @@
 """Side by side on one machine: the plain Hugging Face recipe vs `tunecard train`, and pipeline vs predict.
 
     .venv/bin/python benchmarks/compare_hf.py [--task ner|sst2] [--train-sentences 3000] [--eval-sentences 1000]
+                                              [--rounds 1]
     .venv/bin/python benchmarks/compare_hf.py --inference-only RUN_DIR   # predict variants only (torch, ONNX, int8)
 
 (ref) follows examples/pytorch/token-classification/run_ner.py: Trainer, fp32, DataCollatorForTokenClassification
@@ -144,7 +145,7 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
     features = (predictor.encoder.encode_tokens(dev) if task == "ner" else predictor.encoder.encode_texts(dev))
     started = time.perf_counter()
     evaluate_features(predictor.model, features, dev, task=predictor.task, id2label=predictor.id2label,
-                      collator=predictor.collator, batch_size=64, bf16=predictor.bf16)
+                      collator=predictor.collator, batch_size=64, packed=predictor.packed)
     eval_seconds = time.perf_counter() - started
     training = result.metrics["training"]
     n_tokens = sum(len(e.tokens) for e in train) if task == "ner" else sum(len(e.text.split()) for e in train)
@@ -162,9 +163,11 @@ PREDICT_VARIANTS = {"fp32": dict(precision="fp32"), "auto": dict(precision="auto
                     "onnx": dict(backend="onnx"), "onnx-int8": dict(backend="onnx", quantized=True)}
 
 
-def inference(run_dir: str, n_eval: int, queue) -> None:
-    """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts (PREDICT_VARIANTS)."""
+def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
+    """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts (PREDICT_VARIANTS), `rounds`
+    times in turn (this shared machine's speed drifts within minutes): medians, and each round's ratios."""
     import importlib.util
+    import statistics
 
     import transformers
     from transformers import pipeline
@@ -183,69 +186,102 @@ def inference(run_dir: str, n_eval: int, queue) -> None:
     else:
         variants = {k: v for k, v in variants.items() if "backend" not in v}
     ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device="cpu")
-    started = time.perf_counter()
-    reference_entities = ner(texts, batch_size=16)
-    pipeline_seconds = time.perf_counter() - started
-    found = {}
-    for name, options in variants.items():
-        predictor = Predictor(run_dir, batch_size=64, **options)
-        started = time.perf_counter()
-        ours = predictor.predict(texts)
-        seconds = time.perf_counter() - started
+    predictors = {name: Predictor(run_dir, batch_size=64, **options) for name, options in variants.items()}
+    runs = {"pipeline": lambda batch: ner(batch, batch_size=16),
+            **{name: predictor.predict for name, predictor in predictors.items()}}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    outputs = {}
+    for round_ in range(rounds):
+        for name in (list(runs) if round_ % 2 == 0 else list(reversed(runs))):
+            started = time.perf_counter()
+            outputs[name] = runs[name](texts)
+            seconds[name].append(time.perf_counter() - started)
+    rate = {name: len(texts) / statistics.median(values) for name, values in seconds.items()}
+    found = {"pipeline_sentences_per_s": rate["pipeline"], "sentences": len(texts), "rounds": rounds}
+    for name, predictor in predictors.items():
         same = sum({(e["entity_group"], e["start"], e["end"]) for e in ref} == {(e["label"], e["start"], e["end"]) for e in mine}
-                   for ref, mine in zip(reference_entities, ours))
+                   for ref, mine in zip(outputs["pipeline"], outputs[name]))
         scores = evaluate_features(predictor.model, predictor.encoder.encode_tokens(dev), dev, task=predictor.task,
                                    id2label=predictor.id2label, collator=predictor.collator, batch_size=64,
                                    packed=predictor.packed)  # the weights are already in predict's precision
-        found[name] = {"sentences_per_s": len(texts) / seconds, "identical_sentences": same, "f1": scores["f1"]}
-    queue.put({"pipeline_sentences_per_s": len(texts) / pipeline_seconds, "sentences": len(texts), **found})
+        found[name] = {"sentences_per_s": rate[name], "identical_sentences": same, "f1": scores["f1"],
+                       "round_ratios": [p / o for p, o in zip(seconds["pipeline"], seconds[name])]}
+    queue.put(found)
 
 
 def _run(target, *args) -> dict:
+    import queue as queues
+
     context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if not process.is_alive():  # it failed (its traceback is above): do not wait for it forever
+                sys.exit(f"{target.__name__} exited with code {process.exitcode} before reporting")
     process.join()
     return result
 
 
 def main() -> None:
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["ner", "sst2"], default="ner")
     parser.add_argument("--train-sentences", type=int, default=3000)
     parser.add_argument("--eval-sentences", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Run both sides this many times, taking turns, and report medians: on a shared machine "
+                             "one run each can be 20%% off either way.")
     parser.add_argument("--inference-only", metavar="RUN_DIR",
                         help="Skip training: only the inference comparison, on this trained CoNLL-2003 NER folder.")
     args = parser.parse_args()
     if args.inference_only:
-        _print_inference(_run(inference, args.inference_only, args.eval_sentences))
+        _print_inference(_run(inference, args.inference_only, args.eval_sentences, args.rounds))
         return
     scratch = tempfile.mkdtemp(prefix="tunecard-bench-")
-    run_dir = str(Path(scratch) / "run")
-    rows = [_run(reference, args.task, args.train_sentences, args.eval_sentences),
-            _run(ours, args.task, args.train_sentences, args.eval_sentences, run_dir)]
+    sides: dict[str, list[dict]] = {"ref": [], "ours": []}
+    for round_ in range(args.rounds):
+        order = ["ref", "ours"] if round_ % 2 == 0 else ["ours", "ref"]
+        for side in order:
+            if side == "ref":
+                sides[side].append(_run(reference, args.task, args.train_sentences, args.eval_sentences))
+            else:
+                run_dir = str(Path(scratch) / f"run{round_}")  # the last round's run is the one predicted with
+                sides[side].append(_run(ours, args.task, args.train_sentences, args.eval_sentences, run_dir))
+    rows = [{"side": side, **{key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "side"}}
+            for side, runs in sides.items()]
     keys = ["train_samples_per_s", "train_words_per_s", "eval_sentences_per_s", "peak_rss_mb", "score"]
-    print(f"{'':24}" + "".join(f"{r['side']:>12}" for r in rows) + f"{'ours/ref':>12}")
+    print(f"{'median of ' + str(args.rounds) + ' round(s)':24}" + "".join(f"{r['side']:>12}" for r in rows)
+          + f"{'ours/ref':>12}")
     for key in keys:
         ratio = rows[1][key] / rows[0][key] if rows[0][key] else float("nan")
         print(f"{key:24}" + "".join(f"{r[key]:12.3f}" for r in rows) + f"{ratio:12.2f}")
-    print(json.dumps(rows))
+    if args.rounds > 1:
+        for key in keys[:4]:
+            ratios = [o[key] / r[key] for r, o in zip(sides["ref"], sides["ours"])]
+            print(f"{key} ratio per round: " + " ".join(f"{x:.2f}" for x in ratios))
+    print(json.dumps(sides))
     if args.task == "ner":
-        _print_inference(_run(inference, run_dir, args.eval_sentences))
+        _print_inference(_run(inference, run_dir, args.eval_sentences, args.rounds))
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _print_inference(found: dict) -> None:
-    print(f"inference on {found['sentences']} sentences: pipeline {found['pipeline_sentences_per_s']:.1f}/s")
+    print(f"inference on {found['sentences']} sentences (median of {found['rounds']} round(s)): pipeline "
+          f"{found['pipeline_sentences_per_s']:.1f}/s")
     for name in PREDICT_VARIANTS:
         if name in found:
             r = found[name]
             print(f"  tunecard predict ({name}): {r['sentences_per_s']:.1f}/s "
-                  f"({r['sentences_per_s'] / found['pipeline_sentences_per_s']:.2f}x), identical entities in "
+                  f"({r['sentences_per_s'] / found['pipeline_sentences_per_s']:.2f}x; per round "
+                  f"{' '.join(f'{x:.2f}' for x in r['round_ratios'])}), identical entities in "
                   f"{r['identical_sentences']}/{found['sentences']} sentences, F1 {r['f1']:.4f}")
     print(json.dumps(found))
 
