@@ -132,3 +132,34 @@ def test_the_rust_tokenizer_gives_the_wrappers_encodings(vocab_fixture, request)
     for index, (inputs, word_ids) in enumerate(encoder._encode_many(word_lists)):
         assert inputs == {name: expected[name][index] for name in encoder.input_names}
         assert word_ids == expected.word_ids(index)
+
+
+def test_the_cli_switches_packing_off(ner_folder):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunecard.cli import app
+
+    outputs = {}
+    for flag in ("--packing", "--no-packing"):
+        result = CliRunner().invoke(app, ["predict", str(ner_folder), "--precision", "fp32", flag,
+                                          *[arg for text in TEXTS for arg in ("--text", text)]])
+        assert result.exit_code == 0, result.output
+        outputs[flag] = [[(e["label"], e["start"], e["end"]) for e in json.loads(line)["entities"]]
+                         for line in result.stdout.strip().splitlines()]
+    assert len(outputs["--packing"]) == len(TEXTS)
+    assert outputs["--packing"] == outputs["--no-packing"]
+
+
+def test_eager_attention_packs_in_bf16(ner_folder):
+    """Eager attention adds a float mask to its scores: in bf16 the mask must be bf16 too."""
+    predictor = Predictor(ner_folder, precision="bf16")
+    predictor.model.set_attn_implementation("eager")
+    predictor.packed = packed_collator_for(predictor.model, predictor.tokenizer.pad_token_id)
+    assert predictor.packed.additive_mask_dtype is torch.float32
+    words = [[w for w, _, _ in ws] for ws in split_words(predictor.encoder.backend, TEXTS)]
+    packed = [t for sentence in predictor.predict_words(words) for t, _ in sentence]
+    predictor.packed = None
+    padded = [t for sentence in predictor.predict_words(words) for t, _ in sentence]
+    assert sum(a == b for a, b in zip(packed, padded)) >= 0.9 * len(padded)

@@ -116,7 +116,7 @@ def forward_batches(
         (feature indices, float32 logits of shape [batch, seq, labels] or [batch, labels], the padded batch).
     """
     model.eval()
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     lengths = [len(f) for f in features]
     if packed is None:
         batches = length_sorted_batches(lengths, batch_size)
@@ -130,6 +130,9 @@ def forward_batches(
         else:
             inputs, where = packed.pack(items, PACKED_ROW_TOKENS)
         inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
+        mask = inputs.get("attention_mask")
+        if mask is not None and mask.is_floating_point():  # eager attention adds it to scores in the weights' dtype
+            inputs["attention_mask"] = mask.to(dtype)
         with autocast_context(device, bf16):
             logits = model(**inputs).logits
         if packed is not None:
