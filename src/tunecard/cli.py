@@ -30,6 +30,8 @@ PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard
 BACKEND_HELP = "torch, or onnx: the folder's ONNX export (`tunecard export DIR`) run by ONNX Runtime."
 ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/model.onnx)."
 QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
+PRECISION_HELP = ("auto (bf16 where the CPU or GPU has it), bf16 (the weights cast once) or fp32; the card's numbers "
+                  "come from training's evaluation under autocast, so bf16 may differ from them in the fourth digit.")
 PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, if a check at load finds the model's "
                 "logits the same that way (faster; --no-packing: one padded row per text).")
 
@@ -90,8 +92,7 @@ def predict(
     text: list[str] = typer.Option([], "--text", help="Text to label (repeatable)."),
     file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="A UTF-8 file, one text per line."),
     batch_size: int = typer.Option(32, help="Texts per forward pass."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the CPU or GPU has it), bf16 (the weights are "
-                                  "cast once) or fp32."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
@@ -126,6 +127,7 @@ def evaluate(
     scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
@@ -135,7 +137,8 @@ def evaluate(
     from .inference import evaluate_folder
 
     result = evaluate_folder(model_dir, data, ReadOptions(format=format, scheme=scheme, encoding=encoding),
-                             backend=backend, onnx_file=onnx_file, quantized=quantized, packing=packing)
+                             precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
+                             packing=packing)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return
