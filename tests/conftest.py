@@ -17,6 +17,16 @@ SHARED = ROOT.parent / "shared"
 SHARED_DATA = SHARED / "data"
 SAMPLES = ROOT / "src" / "tunecard" / "samples"
 WNUT_SAMPLE = SAMPLES / "wnut17"
+# Texts prediction must survive: punctuation, accents, CJK, emoji and URLs, an empty text, and one long enough to
+# be cut into several windows by a 32-position model.
+SAMPLE_TEXTS = [
+    "Taylor Swift sings in Seattle .",
+    "Dr. Müller (ETH Zürich) met O'Neil at 9:30am, then left — quickly!!",
+    "北京大学的王小明去了上海。",
+    "naïve café déjà-vu 😀 #hashtag @user https://example.com/a?b=c",
+    "",
+    " ".join(f"Angela Merkel met Emmanuel Macron in Paris on day {i} ." for i in range(12)),
+]
 
 
 def build_tiny_bert(folder: Path, vocab_file: Path, *, lowercase: bool, hidden: int = 64, layers: int = 2,

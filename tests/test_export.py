@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript")
 
 from typer.testing import CliRunner
 
-from conftest import WNUT_SAMPLE
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
 from tunecard import export
 from tunecard.cli import app
 from tunecard.errors import ModelError
@@ -23,15 +23,7 @@ from tunecard.inference import Predictor, evaluate_folder, words_with_offsets
 
 runner = CliRunner()
 
-TEXTS = [
-    "Taylor Swift sings in Seattle .",
-    "Dr. Müller (ETH Zürich) met O'Neil at 9:30am, then left — quickly!!",
-    "北京大学的王小明去了上海。",
-    "naïve café déjà-vu 😀 #hashtag @user https://example.com/a?b=c",
-    "",
-    # 32-position model: this is cut into several windows.
-    " ".join(f"Angela Merkel met Emmanuel Macron in Paris on day {i} ." for i in range(12)),
-]
+TEXTS = SAMPLE_TEXTS
 
 
 def _saved_classifier(base, folder, ner: bool, labels: list[str]):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import WNUT_SAMPLE
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
 from tunecard import batching
 from tunecard.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches, token_budget_batches
 from tunecard.data import read_corpus
@@ -16,15 +16,7 @@ from tunecard.inference import Predictor, split_words
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.packing import packed_collator_for
 
-TEXTS = [
-    "Taylor Swift sings in Seattle .",
-    "Dr. Müller (ETH Zürich) met O'Neil at 9:30am, then left — quickly!!",
-    "北京大学的王小明去了上海。",
-    "naïve café déjà-vu 😀 #hashtag @user https://example.com/a?b=c",
-    "",
-    "Angela Merkel met Emmanuel Macron in Paris .",
-    " ".join(f"Angela Merkel met Emmanuel Macron in Paris on day {i} ." for i in range(12)),
-]
+TEXTS = [*SAMPLE_TEXTS, "Angela Merkel met Emmanuel Macron in Paris ."]
 
 
 @pytest.fixture(scope="module")
