@@ -17,6 +17,7 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -167,7 +168,6 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
     """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts (PREDICT_VARIANTS), `rounds`
     times in turn (this shared machine's speed drifts within minutes): medians, and each round's ratios."""
     import importlib.util
-    import statistics
 
     import transformers
     from transformers import pipeline
@@ -228,8 +228,6 @@ def _run(target, *args) -> dict:
 
 
 def main() -> None:
-    import statistics
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["ner", "sst2"], default="ner")
     parser.add_argument("--train-sentences", type=int, default=3000)

@@ -49,7 +49,7 @@ def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, ro
     tokenizer = load_tokenizer(str(ner_folder))
     model = load_model(str(ner_folder), "token-classification", None)
     corpus = read_corpus(WNUT_SAMPLE / "train.conll", task="ner")
-    label2id = {tag: 0 for example in corpus.examples for tag in example.tags}  # labels are not read here
+    label2id = {tag: 0 for example in corpus.examples for tag in example.tags}  # only where labels sit is compared
     features = Encoder(tokenizer, label2id, 128).encode_tokens(corpus.examples[:60])
     collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
     padded = {}
@@ -155,3 +155,13 @@ def test_eager_attention_packs_in_bf16(ner_folder):
     predictor.packed = None
     padded = [t for sentence in predictor.predict_words(words) for t, _ in sentence]
     assert sum(a == b for a, b in zip(packed, padded)) >= 0.9 * len(padded)
+
+
+def test_the_rust_copy_is_reused_until_the_tokenizer_changes(tiny_bert_cased):
+    tokenizer = load_tokenizer(str(tiny_bert_cased))
+    first = unpadded_backend(tokenizer)
+    assert unpadded_backend(tokenizer) is first  # parsing the pipeline is the costly part: done once
+    tokenizer.add_tokens(["zzqxword"])
+    changed = unpadded_backend(tokenizer)
+    assert changed is not first
+    assert [w for w, _, _ in split_words(changed, ["a zzqxword b"])[0]] == ["a", "zzqxword", "b"]

@@ -116,7 +116,8 @@ def forward_batches(
         (feature indices, float32 logits of shape [batch, seq, labels] or [batch, labels], the padded batch).
     """
     model.eval()
-    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    first_parameter = next(model.parameters())
+    device, dtype = first_parameter.device, first_parameter.dtype
     lengths = [len(f) for f in features]
     if packed is None:
         batches = length_sorted_batches(lengths, batch_size)

@@ -8,6 +8,7 @@ the prediction of each word from the window that owns it, so no gold label is ev
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -72,23 +73,34 @@ class EncodingStats:
 _ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 
 
+# tokenizer -> (its pipeline's JSON, the unpadded copy made from it)
+_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def unpadded_backend(tokenizer):
     """The fast tokenizer's own Rust pipeline (`tokenizers.Tokenizer`), copied with padding and truncation off.
 
     Encoding calls it directly: transformers' wrapper converts every encoding to Python lists of all its fields,
     which took a tenth of prediction's time on short sentences (docs/performance.md). The copy matters: a
-    tokenizer.json may switch padding and truncation on, and the wrapper turns them off for each call.
+    tokenizer.json may switch padding and truncation on, and the wrapper turns them off for each call. Parsing
+    the pipeline's JSON takes 34 ms for a 30k vocabulary (writing it 3 ms), so a copy is reused for as long as
+    the tokenizer's JSON is unchanged (tokens added later make a new copy).
     """
     from tokenizers import Tokenizer
 
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    pipeline = tokenizer.backend_tokenizer.to_str()
+    cached = _BACKENDS.get(tokenizer)
+    if cached is not None and cached[0] == pipeline:
+        return cached[1]
+    backend = Tokenizer.from_str(pipeline)
     backend.no_padding()
     backend.no_truncation()
+    _BACKENDS[tokenizer] = (pipeline, backend)
     return backend
 
 
 def _model_input_names(tokenizer) -> list[str]:
-    return [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+    return [n for n in tokenizer.model_input_names if n in _ENCODING_FIELDS]
 
 
 def _plan_windows(word_lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:

@@ -94,7 +94,7 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float) -> torc
             continue
         if p.grad.is_sparse:
             p.grad = p.grad.coalesce()  # duplicate rows summed, so the values are the gradient's entries
-            tensors.append(p.grad._values())  # the sparse tensor's own storage: scaling it scales the gradient
+            tensors.append(p.grad.values())  # a view of the coalesced tensor's values: scaling it scales the gradient
         else:
             tensors.append(p.grad)
     total = torch.nn.utils.get_total_norm(tensors, 2.0)
