@@ -99,5 +99,6 @@ def test_training_records_its_dropout_masks_and_false_keeps_torchs(tiny_bert_cas
                   output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
                   precision="fp32", save_strategy="no", fast_dropout=fast)
     result = train(build_config(None, values), progress=False)
-    expected = "fast (16-bit lanes)" if fast and not torch.cuda.is_available() else "torch"
+    expected = ("fast (16-bit lanes), attention probabilities included" if fast and not torch.cuda.is_available()
+                else "torch")
     assert result.metrics["training"]["dropout_masks"] == expected

@@ -98,7 +98,8 @@ class TrainConfig(BaseModel):
         "faster), used when a check shows the model gives the same outputs packed; false: always pad")
     fast_dropout: bool = Field(
         True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
-        "faster); false: torch's own masks, as runs before this option drew them")
+        "faster), the attention probabilities' too where the model runs transformers' SDPA; false: torch's own "
+        "masks, as runs before this option drew them")
     sparse_embedding: bool = Field(
         True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
         "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")

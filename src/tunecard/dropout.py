@@ -75,8 +75,7 @@ def use_fast_dropout(model: nn.Module) -> int:
     """Swap every plain nn.Dropout in `model` for FastDropout in place; returns how many were swapped.
 
     Subclasses (DeBERTa's StableDropout and the like) are left alone: they may do more than drop.
-    Dropout inside fused attention kernels (SDPA's attention-probability dropout) is not a module and keeps
-    torch's masks (docs/performance.md: moving it here measured no gain in whole steps).
+    SDPA's attention-probability dropout is not a module: `attention.py` gives it these masks.
     """
     swapped = 0
     for module in model.modules():

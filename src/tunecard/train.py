@@ -21,6 +21,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
 from . import environment, sparse_embedding
+from .attention import restore_attention, use_fast_attention_dropout
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
 from .card import write_card
 from .checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
@@ -326,9 +327,13 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
                       "(position ids or attention mask work differently); training with padded batches.",
                       highlight=False)
-    # CUDA draws dropout masks in a fused kernel; on CPU torch's masks cost a sixth of a step (dropout.py).
+    # CUDA draws dropout masks in a fused kernel; on CPU torch's masks cost a sixth of a step (dropout.py), and
+    # those of SDPA's attention probabilities a tenth more (attention.py). After the packing check: the switched
+    # attention is for training steps only.
     fast = config.fast_dropout and not torch.cuda.is_available()
     dropout_masks = "fast (16-bit lanes)" if fast and use_fast_dropout(model) else "torch"
+    if fast and use_fast_attention_dropout(model):
+        dropout_masks += ", attention probabilities included"
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
@@ -376,6 +381,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
+    restore_attention(model)
     for callback in callbacks:
         recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
     history = recorder.history()

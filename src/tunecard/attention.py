@@ -1,0 +1,70 @@
+"""Attention for CPU training whose probability dropout uses tunecard's cheaper masks (`dropout.py`).
+
+On CPU, torch's SDPA runs its unfused math path whenever dropout is on, and draws that path's mask with one
+Mersenne Twister number per attention probability: a tenth of a packed training step here
+(docs/performance.md). This module registers the same computation with transformers' AttentionInterface, with
+the mask drawn by `dropout.keep_mask`. Written by hand because the interface offers only whole attention
+functions: no library option swaps the random masks inside SDPA.
+
+The arithmetic follows SDPA's math path for bf16 inputs: scores, softmax, dropout and the weighted sum in fp32,
+the result cast back to the inputs' dtype. In evaluation, or without dropout, it is SDPA itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from .dropout import dropout as masked_dropout
+
+NAME = "tunecard_sdpa"  # registered name; never saved (transformers keeps it out of config.json)
+
+
+def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                           attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                           **kwargs) -> tuple[torch.Tensor, None]:
+    """An AttentionInterface function: SDPA, with the probability dropout's masks from `dropout.keep_mask`.
+
+    `query`, `key`, `value` are (batch, heads, length, head size); `attention_mask` is SDPA's (True or 0.0
+    where a query may see a key). Returns (batch, length, heads, head size) as transformers' SDPA does.
+    """
+    if not module.training or dropout == 0.0 or key.shape[1] != query.shape[1] or kwargs.get("cache") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    with torch.autocast(query.device.type, enabled=False):
+        scores = torch.matmul(query.float(), key.float().transpose(-2, -1)) * scaling
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            # The lowest float, not -inf: a query that sees no key (padding in a packed row) gets finite
+            # uniform weights instead of NaN; nothing reads that position's output.
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        elif attention_mask is not None:
+            scores = scores + attention_mask
+        probabilities = masked_dropout(torch.softmax(scores, dim=-1), dropout, training=True)
+        output = torch.matmul(probabilities, value.float()).to(value.dtype)
+    return output.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(NAME, sdpa_with_fast_dropout)
+AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks SDPA gets (an unregistered name gets none at all)
+
+
+def use_fast_attention_dropout(model) -> bool:
+    """Switch a model that runs transformers' SDPA through the AttentionInterface to `sdpa_with_fast_dropout`.
+
+    Returns whether it was switched; models with their own attention code (or eager/flash attention) are left
+    alone. `restore_attention` switches back before the model is saved or used for anything else.
+    """
+    if not getattr(type(model), "_supports_attention_backend", False):
+        return False
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    model.set_attn_implementation(NAME)
+    return model.config._attn_implementation == NAME
+
+
+def restore_attention(model) -> None:
+    if getattr(model.config, "_attn_implementation", None) == NAME:
+        model.set_attn_implementation("sdpa")

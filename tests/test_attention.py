@@ -1,0 +1,122 @@
+"""Attention with tunecard's dropout masks: SDPA's arithmetic and gradients, dropout applied to the attention
+probabilities, SDPA itself outside training, and a model switched for training and back."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from conftest import WNUT_SAMPLE
+from tunecard.attention import NAME, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
+from tunecard.config import build_config
+from tunecard.modeling import load_model, load_tokenizer
+from tunecard.train import train
+
+NO_DROP = 1e-9  # rounds to keeping every element (dropout.kept_fraction), yet still takes the dropout path
+TRAINING, EVALUATING = types.SimpleNamespace(training=True), types.SimpleNamespace(training=False)
+
+
+def _inputs(dtype, mask_kind):
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(3, 4, 10, 8, dtype=dtype, requires_grad=True) for _ in range(3))
+    visible = torch.rand(3, 1, 10, 10) > 0.3
+    visible[..., 0] = True  # every query sees a key: SDPA gives NaN or zeros otherwise, nothing to compare
+    mask = {"none": None, "bool": visible,
+            "float": torch.zeros(visible.shape, dtype=dtype).masked_fill(~visible, torch.finfo(dtype).min)}[mask_kind]
+    return query, key, value, mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
+def test_outputs_and_gradients_are_sdpas_math(dtype, mask_kind):
+    query, key, value, mask = _inputs(dtype, mask_kind)
+    ours, _ = sdpa_with_fast_dropout(TRAINING, query, key, value, mask, dropout=NO_DROP, scaling=0.3)
+    with sdpa_kernel(SDPBackend.MATH):
+        reference = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.3)
+    reference = reference.transpose(1, 2)  # transformers' layout: (batch, length, heads, head size)
+    assert ours.dtype == dtype and ours.shape == reference.shape
+    tolerance = 1e-6 if dtype == torch.float32 else 0.0  # bf16: SDPA's math path computes in fp32 too
+    torch.testing.assert_close(ours, reference, rtol=0, atol=tolerance)
+    upstream = torch.randn_like(ours)
+    for mine, theirs in zip(torch.autograd.grad(ours, (query, key, value), upstream),
+                            torch.autograd.grad(reference, (query, key, value), upstream)):
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=0, atol=1e-6 if tolerance else 1e-7)
+
+
+def test_dropout_falls_on_the_attention_probabilities_and_keeps_their_expectation():
+    torch.manual_seed(3)
+    length, p = 64, 0.25
+    query = torch.randn(8, 4, length, length)
+    key = torch.randn(8, 4, length, length)
+    value = torch.eye(length).expand(8, 4, length, length)  # the output is then the dropped probabilities
+    probabilities = torch.softmax(query @ key.transpose(-2, -1) * 0.1, dim=-1)
+    dropped, _ = sdpa_with_fast_dropout(TRAINING, query, key, value, None, dropout=p, scaling=0.1)
+    dropped = dropped.transpose(1, 2)
+    zeroed = (dropped == 0).float().mean().item()
+    assert zeroed == pytest.approx(p, abs=0.01)
+    kept = dropped != 0
+    torch.testing.assert_close(dropped[kept], probabilities[kept] / (1 - p), rtol=1e-5, atol=1e-7)
+    assert dropped.sum(-1).mean().item() == pytest.approx(1.0, abs=0.01)  # expectation of each row's sum
+
+
+def test_outside_training_or_without_dropout_it_is_sdpa_itself():
+    query, key, value, mask = _inputs(torch.float32, "bool")
+    for module, p in ((EVALUATING, 0.1), (TRAINING, 0.0)):
+        torch.manual_seed(5)  # the same masks if SDPA draws any
+        ours, _ = sdpa_with_fast_dropout(module, query, key, value, mask, dropout=p, scaling=0.3)
+        torch.manual_seed(5)
+        theirs, _ = sdpa_attention_forward(module, query, key, value, mask, dropout=p, scaling=0.3)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_a_switched_model_gets_its_padding_mask_and_switches_back(tiny_bert_cased):
+    tokenizer = load_tokenizer(str(tiny_bert_cased))
+    torch.manual_seed(0)
+    plain = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
+    switched = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
+    switched.load_state_dict(plain.state_dict())
+    for model in (plain, switched):
+        model.train()
+        for module in model.modules():  # no random drops anywhere, the attention still on its dropout path
+            if isinstance(module, torch.nn.Dropout):
+                module.p = NO_DROP if "attention.self" in _name_of(model, module) else 0.0
+    assert use_fast_attention_dropout(switched)
+    assert switched.config._attn_implementation == NAME
+    batch = tokenizer(["a short one", "a much longer sentence with padding after the short one"],
+                      padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any()
+    with sdpa_kernel(SDPBackend.MATH):
+        expected = plain(**batch).logits
+    torch.testing.assert_close(switched(**batch).logits, expected, rtol=0, atol=1e-5)
+    restore_attention(switched)
+    assert switched.config._attn_implementation == "sdpa"
+
+
+def _name_of(model, module) -> str:
+    return next(name for name, candidate in model.named_modules() if candidate is module)
+
+
+def test_models_without_transformers_sdpa_are_left_alone(tiny_bert_cased):
+    eager = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
+    eager.set_attn_implementation("eager")
+    assert not use_fast_attention_dropout(eager)
+    assert eager.config._attn_implementation == "eager"
+
+
+def test_training_uses_it_and_saves_a_plain_model(tiny_bert_cased, tmp_path):
+    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
+                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
+                  precision="fp32", save_strategy="epoch")
+    result = train(build_config(None, values), progress=False)
+    if torch.cuda.is_available():
+        pytest.skip("CUDA keeps SDPA's fused dropout")
+    assert result.metrics["training"]["dropout_masks"] == "fast (16-bit lanes), attention probabilities included"
+    for config_file in result.output.rglob("config.json"):
+        assert NAME not in config_file.read_text(), config_file
+        assert json.loads(config_file.read_text())["model_type"] == "bert"
+    assert load_model(str(result.output), "ner", None).config._attn_implementation == "sdpa"
