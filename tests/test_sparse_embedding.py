@@ -23,8 +23,9 @@ def _pair(vocab: int = 60, width: int = 8):
     return dense, sparse
 
 
+@pytest.mark.parametrize("defer", [False, True])  # dense gradients scaled by clipping, or inside the fused step
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping every step, and never
-def test_sparse_rows_take_the_dense_adamw_steps(max_norm):
+def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
     dense, sparse = _pair()
     dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
     sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
@@ -32,15 +33,19 @@ def test_sparse_rows_take_the_dense_adamw_steps(max_norm):
     for step in range(40):
         ids = torch.randint(0, 20 if step < 20 else 40, (4, 7), generator=generator)  # rows 40+ never read
         norms = []
+        sparse_clip = (lambda parameters, norm: clip_grad_norm_(parameters, norm, sparse_optimizer)) if defer \
+            else clip_grad_norm_
         for model, optimizer, clip in ((dense, dense_optimizer, torch.nn.utils.clip_grad_norm_),
-                                       (sparse, sparse_optimizer, clip_grad_norm_)):
+                                       (sparse, sparse_optimizer, sparse_clip)):
             (model(ids) ** 2).mean().backward()
             norms.append(clip(model.parameters(), max_norm))
             optimizer.step()
             optimizer.zero_grad()
         torch.testing.assert_close(norms[1], norms[0], rtol=1e-6, atol=0)
+    # Deferred, the fused kernel divides by 1/factor where torch multiplies by factor: one rounding apart, which
+    # Adam's division by sqrt(v) carries into a few parameters at 1e-7 (a skipped scaling shows in the norms above).
     for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
-        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6 if defer else 1e-7)
     assert torch.equal(sparse[0].weight[40:], dense[0].weight[40:])
     touched = sparse_optimizer.state[sparse[0].weight]["rows_touched"]
     assert int(touched.sum()) == 40

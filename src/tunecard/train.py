@@ -182,8 +182,11 @@ class TunecardTrainer(Trainer):
 
     def _clip_grad_norm(self, model):
         # torch's clip_grad_norm_ refuses the word embedding's sparse gradient (sparse_embedding.py).
-        if self.sparse_rows:
-            return sparse_embedding.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+        if self.sparse_rows:  # the dense gradients are scaled inside the optimizer's fused step
+            optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps it
+            fused = isinstance(optimizer, sparse_embedding.SparseRowsAdamW) and optimizer.defaults["fused"]
+            return sparse_embedding.clip_grad_norm_(model.parameters(), self.args.max_grad_norm,
+                                                    optimizer if fused else None)
         return super()._clip_grad_norm(model)
 
     def _get_train_sampler(self, train_dataset=None):
