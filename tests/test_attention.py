@@ -77,8 +77,8 @@ def test_outside_training_or_without_dropout_it_is_sdpa_itself():
 def test_a_switched_model_gets_its_padding_mask_and_switches_back(tiny_bert_cased):
     tokenizer = load_tokenizer(str(tiny_bert_cased))
     torch.manual_seed(0)
-    plain = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
-    switched = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
+    plain = load_model(str(tiny_bert_cased), "token-classification", {0: "O", 1: "B-X"})
+    switched = load_model(str(tiny_bert_cased), "token-classification", {0: "O", 1: "B-X"})
     switched.load_state_dict(plain.state_dict())
     for model in (plain, switched):
         model.train()
@@ -102,7 +102,7 @@ def _name_of(model, module) -> str:
 
 
 def test_models_without_transformers_sdpa_are_left_alone(tiny_bert_cased):
-    eager = load_model(str(tiny_bert_cased), "ner", {0: "O", 1: "B-X"})
+    eager = load_model(str(tiny_bert_cased), "token-classification", {0: "O", 1: "B-X"})
     eager.set_attn_implementation("eager")
     assert not use_fast_attention_dropout(eager)
     assert eager.config._attn_implementation == "eager"
@@ -119,4 +119,4 @@ def test_training_uses_it_and_saves_a_plain_model(tiny_bert_cased, tmp_path):
     for config_file in result.output.rglob("config.json"):
         assert NAME not in config_file.read_text(), config_file
         assert json.loads(config_file.read_text())["model_type"] == "bert"
-    assert load_model(str(result.output), "ner", None).config._attn_implementation == "sdpa"
+    assert load_model(str(result.output), "token-classification").config._attn_implementation == "sdpa"

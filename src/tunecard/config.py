@@ -100,6 +100,9 @@ class TrainConfig(BaseModel):
         True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
         "faster), the attention probabilities' too where the model runs transformers' SDPA; false: torch's own "
         "masks, as runs before this option drew them")
+    fuse_qkv: bool = Field(
+        True, description="CPU training: each BERT-style self-attention computes its query, key and value "
+        "projections in one matmul (the same outputs, faster); false: three, as transformers does")
     sparse_embedding: bool = Field(
         True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
         "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")

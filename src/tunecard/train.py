@@ -35,6 +35,7 @@ from .dropout import use_fast_dropout
 from .encode import Encoder, EncodingStats
 from .errors import ConfigError
 from .evaluate import evaluate_features, table_metrics
+from .fused_qkv import fuse_qkv, unfuse_qkv
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
@@ -337,6 +338,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     dropout_masks = "fast (16-bit lanes)" if fast and use_fast_dropout(model) else "torch"
     if fast and use_fast_attention_dropout(model):
         dropout_masks += ", attention probabilities included"
+    fused = config.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
@@ -385,6 +387,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
     restore_attention(model)
+    unfuse_qkv(model)
     for callback in callbacks:
         recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
     history = recorder.history()
@@ -428,6 +431,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "total_train_batch_size": total_batch,
             "batches": batches,
             "dropout_masks": dropout_masks,
+            "qkv_projections": "fused" if fused else "separate",
             "embedding_gradient": "sparse rows" if sparse_rows else "dense",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
