@@ -18,7 +18,8 @@ from tunecard.modeling import load_model, load_tokenizer
 from tunecard.train import train
 
 NO_DROP = 1e-9  # rounds to keeping every element (dropout.kept_fraction), yet still takes the dropout path
-TRAINING, EVALUATING = types.SimpleNamespace(training=True), types.SimpleNamespace(training=False)
+TRAINING, EVALUATING = (types.SimpleNamespace(training=True, is_causal=False),
+                        types.SimpleNamespace(training=False, is_causal=False))
 
 
 def _inputs(dtype, mask_kind):
@@ -62,6 +63,15 @@ def test_dropout_falls_on_the_attention_probabilities_and_keeps_their_expectatio
     kept = dropped != 0
     torch.testing.assert_close(dropped[kept], probabilities[kept] / (1 - p), rtol=1e-5, atol=1e-7)
     assert dropped.sum(-1).mean().item() == pytest.approx(1.0, abs=0.01)  # expectation of each row's sum
+
+
+def test_a_causal_attention_keeps_sdpas_causal_mask():
+    query, key, value, _ = _inputs(torch.float32, "none")
+    decoder = types.SimpleNamespace(training=True, is_causal=True)
+    ours, _ = sdpa_with_fast_dropout(decoder, query, key, value, None, dropout=NO_DROP, scaling=0.3)
+    with sdpa_kernel(SDPBackend.MATH):
+        causal = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True, scale=0.3)
+    torch.testing.assert_close(ours, causal.transpose(1, 2), rtol=0, atol=1e-6)
 
 
 def test_outside_training_or_without_dropout_it_is_sdpa_itself():

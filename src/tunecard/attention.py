@@ -30,7 +30,11 @@ def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value
     `query`, `key`, `value` are (batch, heads, length, head size); `attention_mask` is SDPA's (True or 0.0
     where a query may see a key). Returns (batch, length, heads, head size) as transformers' SDPA does.
     """
-    if not module.training or dropout == 0.0 or key.shape[1] != query.shape[1] or kwargs.get("cache") is not None:
+    causal = kwargs.get("is_causal")
+    causal = getattr(module, "is_causal", True) if causal is None else causal  # as transformers' SDPA reads it
+    special = any(kwargs.get(name) is not None for name in ("cache", "position_bias", "softcap"))
+    if not module.training or dropout == 0.0 or causal or special or key.shape[1] != query.shape[1]:
+        # SDPA handles what this function does not: causal masks, caches, biases, grouped heads
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
