@@ -71,6 +71,13 @@ def tiny_bert_chinese(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-chinese"), _vocab("bert-base-chinese"), lowercase=True)
 
 
+def quick_ner_values(model_folder: Path, tmp_path: Path, **overrides) -> dict:
+    """Config values for a one-epoch, two-batch NER run on the WNUT-17 sample (training-path tests)."""
+    return dict(task="ner", model=str(model_folder), train=str(WNUT_SAMPLE / "train.conll"),
+                output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
+                precision="fp32", save_strategy="no", **overrides)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -11,7 +11,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from conftest import WNUT_SAMPLE
+from conftest import quick_ner_values
 from tunecard.attention import NAME, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
 from tunecard.config import build_config
 from tunecard.modeling import load_model, load_tokenizer
@@ -119,9 +119,7 @@ def test_models_without_transformers_sdpa_are_left_alone(tiny_bert_cased):
 
 
 def test_training_uses_it_and_saves_a_plain_model(tiny_bert_cased, tmp_path):
-    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
-                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
-                  precision="fp32", save_strategy="epoch")
+    values = quick_ner_values(tiny_bert_cased, tmp_path) | {"save_strategy": "epoch"}  # checkpoints' configs too
     result = train(build_config(None, values), progress=False)
     if torch.cuda.is_available():
         pytest.skip("CUDA keeps SDPA's fused dropout")

@@ -149,7 +149,7 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
     import gc
     import weakref
 
-    from conftest import WNUT_SAMPLE
+    from conftest import quick_ner_values
     from tunecard.config import build_config
     from tunecard.train import TunecardTrainer, train
 
@@ -160,9 +160,7 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
         original_init(self, *args, **kwargs)
         alive.extend([weakref.ref(self), weakref.ref(self.model)])
 
-    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
-                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
-                  precision="fp32", save_strategy="no")
+    values = quick_ner_values(tiny_bert_cased, tmp_path)
     gc.disable()  # only train() may collect
     try:
         with mock.patch.object(TunecardTrainer, "__init__", remember):

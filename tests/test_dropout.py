@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import WNUT_SAMPLE
+from conftest import quick_ner_values
 from tunecard.config import build_config
 from tunecard.dropout import FastDropout, dropout, keep_mask, kept_fraction, use_fast_dropout
 from tunecard.modeling import load_model
@@ -95,9 +95,7 @@ def test_swap_replaces_plain_dropouts_and_leaves_inference_alone(tiny_bert_cased
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_training_records_its_dropout_masks_and_false_keeps_torchs(tiny_bert_cased, tmp_path, fast):
-    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
-                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
-                  precision="fp32", save_strategy="no", fast_dropout=fast)
+    values = quick_ner_values(tiny_bert_cased, tmp_path, fast_dropout=fast)
     result = train(build_config(None, values), progress=False)
     expected = ("fast (16-bit lanes), attention probabilities included" if fast and not torch.cuda.is_available()
                 else "torch")

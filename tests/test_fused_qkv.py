@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import WNUT_SAMPLE
+from conftest import quick_ner_values
 from tunecard.config import build_config
 from tunecard.fused_qkv import FusedProjection, fuse_qkv, unfuse_qkv
 from tunecard.modeling import load_model
@@ -88,9 +88,7 @@ def test_parameters_stay_and_unfuse_gives_plain_linears(tiny_bert_cased):
 
 @pytest.mark.parametrize("fuse", [True, False])
 def test_training_records_it_and_saves_plain_modules(tiny_bert_cased, tmp_path, fuse):
-    values = dict(task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
-                  output=str(tmp_path / "run"), num_epochs=1, max_train_examples=32, train_batch_size=16,
-                  precision="fp32", save_strategy="no", fuse_qkv=fuse)
+    values = quick_ner_values(tiny_bert_cased, tmp_path, fuse_qkv=fuse)
     result = train(build_config(None, values), progress=False)
     expected = "fused" if fuse and not torch.cuda.is_available() else "separate"
     assert result.metrics["training"]["qkv_projections"] == expected
