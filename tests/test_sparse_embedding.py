@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import WNUT_SAMPLE
 from tunecard.config import build_config
-from tunecard.sparse_embedding import SparseRowsAdamW, clip_grad_norm_
+from tunecard.sparse_embedding import ROW_OF_SLOT, SparseRowsAdamW, clip_grad_norm_
 from tunecard.train import train
 
 
@@ -47,25 +47,65 @@ def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
     for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
         torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6 if defer else 1e-7)
     assert torch.equal(sparse[0].weight[40:], dense[0].weight[40:])
-    touched = sparse_optimizer.state[sparse[0].weight]["rows_touched"]
-    assert int(touched.sum()) == 40
+    row_of_slot = sparse_optimizer.state[sparse[0].weight][ROW_OF_SLOT]
+    assert sorted(row_of_slot[row_of_slot >= 0].long().tolist()) == list(range(40))  # each read row once
+
+
+def _touched(state: dict) -> list[int]:
+    return state[ROW_OF_SLOT][state[ROW_OF_SLOT] >= 0].long().tolist()  # in the order first read
 
 
 def test_the_optimizer_state_survives_a_save_and_load():
     _, sparse = _pair()
     optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
-    (sparse(torch.tensor([[1, 2, 2, 5]])) ** 2).mean().backward()
+    (sparse(torch.tensor([[5, 2, 2, 1]])) ** 2).mean().backward()
     optimizer.step()
     optimizer.zero_grad()
     restored = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
     restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     state = restored.state[sparse[0].weight]
-    assert state["rows_touched"].nonzero().flatten().tolist() == [1, 2, 5]
+    assert _touched(state) == [1, 2, 5]
     assert torch.equal(state["exp_avg"], optimizer.state[sparse[0].weight]["exp_avg"])
     (sparse(torch.tensor([[5, 7]])) ** 2).mean().backward()
     restored.step()  # goes on from the loaded moments and touched rows
-    assert state["rows_touched"].nonzero().flatten().tolist() == [1, 2, 5, 7]
+    assert _touched(state) == [1, 2, 5, 7]
     assert int(state["step"]) == 2
+
+
+def test_a_checkpoint_with_moments_in_row_order_goes_on_with_the_dense_steps():
+    """Checkpoints written before the moments were packed (a 0/1 flag per row, moments in row order) still resume."""
+    dense, sparse = _pair()
+    dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0)
+    sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
+    batches = [torch.tensor([[9, 3, 3]]), torch.tensor([[3, 12, 1]]), torch.tensor([[12, 30]]), torch.tensor([[1, 4]])]
+
+    def step(ids):
+        for model, optimizer, clip in ((dense, dense_optimizer, torch.nn.utils.clip_grad_norm_),
+                                       (sparse, sparse_optimizer, clip_grad_norm_)):
+            (model(ids) ** 2).mean().backward()
+            clip(model.parameters(), 0.5)
+            optimizer.step()
+            optimizer.zero_grad()
+
+    for ids in batches[:2]:
+        step(ids)
+    saved = copy.deepcopy(sparse_optimizer.state_dict())
+    old = saved["state"][0]  # the embedding weight's state, rewritten as the earlier code kept it
+    rows = old.pop(ROW_OF_SLOT)
+    rows = rows[rows >= 0].long()
+    old["rows_touched"] = torch.zeros(len(old["exp_avg"]))
+    old["rows_touched"][rows] = 1.0
+    for key in ("exp_avg", "exp_avg_sq"):
+        in_row_order = torch.zeros_like(old[key])
+        in_row_order[rows] = old[key][:len(rows)]
+        old[key] = in_row_order
+    sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0)
+    sparse_optimizer.load_state_dict(saved)
+    assert sorted(_touched(sparse_optimizer.state[sparse[0].weight])) == [1, 3, 9, 12]
+    for ids in batches[2:]:
+        step(ids)
+    for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
+        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-7)
 
 
 def test_weight_decay_is_refused_on_sparse_rows():

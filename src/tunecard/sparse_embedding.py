@@ -9,6 +9,9 @@ adds the two pieces no library has:
 - `SparseRowsAdamW` updates the rows the embedding has ever received a gradient for, with AdamW's own fused
   kernel on those rows. A row never read has zero moments, and dense AdamW leaves it unchanged when weight decay
   is 0, so skipping it changes nothing (with decay it would shrink: `applies` then keeps the dense path).
+  The moments of the touched rows are kept packed at the front of their tensors, in the order the rows were
+  first read, so the kernel updates them in place: only the weight rows are gathered and written back (the
+  moments' gathers and write-backs took two thirds of the sparse step's time, docs/performance.md).
 - `clip_grad_norm_` takes the norm over the dense gradients and the sparse rows' values, and scales both.
 """
 
@@ -20,7 +23,11 @@ import torch
 from torch import nn
 from torch.optim.adamw import adamw
 
-TOUCHED = "rows_touched"  # optimizer state: 1.0 for rows that ever had a gradient (float: load_state_dict casts)
+# Optimizer state: the embedding row whose moments sit at each slot of exp_avg / exp_avg_sq (-1: free), slots
+# filled from the front. Stored as a float tensor of the weight's dtype (exact for row numbers below 2**24),
+# because torch's load_state_dict casts every state tensor but "step" to the parameter's dtype.
+ROW_OF_SLOT = "row_of_slot"
+OLD_TOUCHED = "rows_touched"  # checkpoints from before the packing: 1.0 per touched row, moments in row order
 
 
 def input_embedding(model: nn.Module) -> nn.Embedding | None:
@@ -34,8 +41,8 @@ def applies(model: nn.Module, *, weight_decay: float, max_grad_norm: float, opti
     clipping on (the Trainer skips `_clip_grad_norm` otherwise and would meet a sparse gradient), and a plain
     nn.Embedding as the input embedding."""
     embedding = input_embedding(model)
-    return (embedding is not None and cpu and processes == 1
-            and optimizer == "adamw" and weight_decay == 0 and max_grad_norm > 0)
+    return (embedding is not None and cpu and processes == 1 and embedding.weight.dtype == torch.float32
+            and embedding.num_embeddings < 2**24 and optimizer == "adamw" and weight_decay == 0 and max_grad_norm > 0)
 
 
 def set_sparse(model: nn.Module, sparse: bool) -> None:
@@ -78,27 +85,47 @@ class SparseRowsAdamW(torch.optim.AdamW):
     def _step_rows(self, group: dict, p: torch.Tensor, grad: torch.Tensor) -> None:
         if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
             raise ValueError("sparse gradients: only AdamW without weight decay, amsgrad or maximize is exact")
+        if p.dtype != torch.float32:
+            raise ValueError("sparse gradients: the embedding weight must be float32 (row numbers are kept as floats)")
         state = self.state[p]
         if not state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state[TOUCHED] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
-        touched = state[TOUCHED]
+            state[ROW_OF_SLOT] = torch.full((p.shape[0],), -1.0, dtype=p.dtype, device=p.device)
+        row_of_slot = state[ROW_OF_SLOT]
+        used = int((row_of_slot >= 0).sum())
+        slot_of_row = torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device)
+        slot_of_row[row_of_slot[:used].long()] = torch.arange(used, device=p.device)
         grad_rows = grad.indices()[0]
-        touched[grad_rows] = 1.0
-        rows = touched.nonzero().squeeze(1)
-        # Where each gradient row sits among the touched rows (both are sorted by row index).
-        slot = torch.searchsorted(rows, grad_rows)
-        row_grad = torch.zeros(len(rows), *p.shape[1:], dtype=p.dtype, device=p.device)
-        row_grad[slot] = grad.values()
-        row_param, row_avg, row_avg_sq = (t.index_select(0, rows) for t in (p, state["exp_avg"], state["exp_avg_sq"]))
+        grad_slots = slot_of_row[grad_rows]
+        new = grad_slots < 0
+        added = int(new.sum())
+        if added:  # rows read for the first time take the next free slots (their moments there are zero)
+            grad_slots[new] = torch.arange(used, used + added, device=p.device)
+            row_of_slot[used:used + added] = grad_rows[new].to(row_of_slot.dtype)
+            used += added
+        rows = row_of_slot[:used].long()
+        row_grad = torch.zeros(used, *p.shape[1:], dtype=p.dtype, device=p.device)
+        row_grad.index_copy_(0, grad_slots, grad.values())
+        row_param = p.index_select(0, rows)
         beta1, beta2 = group["betas"]
-        adamw([row_param], [row_grad], [row_avg], [row_avg_sq], [], [state["step"]], fused=group["fused"],
-              foreach=group["foreach"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
-              eps=group["eps"], maximize=False)
-        for target, rows_value in ((p, row_param), (state["exp_avg"], row_avg), (state["exp_avg_sq"], row_avg_sq)):
-            target.index_copy_(0, rows, rows_value)
+        adamw([row_param], [row_grad], [state["exp_avg"][:used]], [state["exp_avg_sq"][:used]], [], [state["step"]],
+              fused=group["fused"], foreach=group["foreach"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+              weight_decay=0.0, eps=group["eps"], maximize=False)  # the moments' slices are updated in place
+        p.index_copy_(0, rows, row_param)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            if OLD_TOUCHED in state:  # moments saved in row order: pack the touched rows to the front
+                rows = state.pop(OLD_TOUCHED).nonzero().squeeze(1)
+                state[ROW_OF_SLOT] = torch.full_like(state["exp_avg"][:, 0], -1.0)
+                state[ROW_OF_SLOT][:len(rows)] = rows.to(state[ROW_OF_SLOT].dtype)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    packed = torch.zeros_like(state[key])
+                    packed[:len(rows)] = state[key].index_select(0, rows)
+                    state[key] = packed
 
 
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float,
