@@ -127,6 +127,7 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     assert sorted(p.name for p in output.iterdir()) == ["old.txt"]
     checkpoints = RunFolder(output).checkpoints
     assert (checkpoints / "checkpoint-4" / STATE_FILE).is_file(), "the finished training is kept for a re-run"
+    assert not (checkpoints / "checkpoint-4" / "optimizer.pt").exists(), "no step is left to read the moments"
 
     monkeypatch.undo()
     # Re-running the same command continues from the checkpoint (no --resume, no --overwrite needed): the
@@ -136,6 +137,10 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     assert result.metrics["training"]["global_steps"] == 4 and len(result.history["steps"]) == 4
     assert (output / "README.md").is_file() and not (output / "old.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    uninterrupted = train(build_config(None, _values(tiny_bert_cased, tmp_path / "uninterrupted", num_epochs=1)),
+                          progress=False)
+    for key in ("loss", "accuracy", "f1"):  # the weights written after the resume are the trained ones
+        assert result.metrics["validation"][key] == pytest.approx(uninterrupted.metrics["validation"][key], rel=1e-6)
 
 
 def _set_flags(values: dict) -> list[str]:

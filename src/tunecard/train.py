@@ -190,6 +190,14 @@ class TunecardTrainer(Trainer):
                                                     optimizer if fused else None)
         return super()._clip_grad_norm(model)
 
+    def _save_optimizer_and_scheduler(self, output_dir):
+        # The checkpoint after the last step resumes only the writing of the run folder: no step will read the
+        # optimizer's moments (twice the model's size; 0.65 s of a 25 s run on 3000 CoNLL-2003 sentences).
+        # Resuming without them is the Trainer's own path for a checkpoint that lacks them.
+        if self.state.max_steps and self.state.global_step >= self.state.max_steps:
+            return
+        super()._save_optimizer_and_scheduler(output_dir)
+
     def _get_train_sampler(self, train_dataset=None):
         if self.train_sampling == "bucketed":
             dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -385,6 +393,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
+    _release_optimizer(trainer, model)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
     restore_attention(model)
     unfuse_qkv(model)
@@ -462,6 +471,18 @@ def _keep_tensorboard_logs(output_dir: Path, folder: Path) -> None:
     logs = output_dir / "runs"
     if logs.is_dir():
         shutil.copytree(logs, folder / TENSORBOARD_FOLDER)
+
+
+def _release_optimizer(trainer: Trainer, model) -> None:
+    """Free the optimizer's moments and the gradients once training is over (the last checkpoint, if any, is
+    written): twice the model's size that the final evaluations, the run folder's writing and whatever the
+    process does next would otherwise hold on to. Measured on the 3000-sentence CoNLL-2003 run: the process's
+    peak (then in the final phase) fell below the peak during training."""
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    if optimizer is not None:
+        optimizer.state.clear()
+    model.zero_grad(set_to_none=True)
+    environment.release_memory()
 
 
 def _plain_adam(config: TrainConfig):
