@@ -103,6 +103,10 @@ class TrainConfig(BaseModel):
     fuse_qkv: bool = Field(
         True, description="CPU training: each BERT-style self-attention computes its query, key and value "
         "projections in one matmul (the same outputs, faster); false: three, as transformers does")
+    bf16_weights: bool = Field(
+        True, description="CPU training under bf16 autocast: the Linear weights' bf16 copies are cast once per "
+        "optimizer step into one buffer instead of in every forward pass (the same arithmetic, faster); false: "
+        "autocast casts them")
     sparse_embedding: bool = Field(
         True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
         "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")

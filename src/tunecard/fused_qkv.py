@@ -25,6 +25,7 @@ class _Shared:
         self.parts = parts
         self.input: torch.Tensor | None = None
         self.outputs: tuple[torch.Tensor, ...] | None = None
+        self.bf16: tuple[torch.Tensor, torch.Tensor | None] | None = None  # the fused bf16 copies (bf16_weights.py)
 
 
 class FusedProjection(nn.Linear):
@@ -40,8 +41,11 @@ class FusedProjection(nn.Linear):
             return output
         if self._part > 0 or not self.training:
             return super().forward(x)
-        weights = torch.cat([part.weight for part in shared.parts])
-        bias = None if self.bias is None else torch.cat([part.bias for part in shared.parts])
+        if shared.bf16 is not None and torch.is_autocast_enabled("cpu"):
+            weights, bias = shared.bf16  # the three weights already side by side
+        else:
+            weights = torch.cat([part.weight for part in shared.parts])
+            bias = None if self.bias is None else torch.cat([part.bias for part in shared.parts])
         fused = F.linear(x, weights, bias)
         shared.input = x
         shared.outputs = fused.split([part.out_features for part in shared.parts], dim=-1)

@@ -20,7 +20,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerStat
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
-from . import environment, sparse_embedding
+from . import bf16_weights, environment, sparse_embedding
 from .attention import restore_attention, use_fast_attention_dropout
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
 from .card import write_card
@@ -143,8 +143,10 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, train_sampling: str = "random", head_learning_rate: float | None = None,
-                 packed=None, sparse_rows: bool = False, **kwargs):
+                 packed=None, sparse_rows: bool = False, bf16_copies: bf16_weights.Bf16Weights | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.bf16_copies = bf16_copies
         self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
         self.recorder = recorder
@@ -165,6 +167,8 @@ class TunecardTrainer(Trainer):
         learning rate leaves the head under-trained (measured in docs/training.md).
         """
         optimizer = super().create_optimizer(model)
+        if self.bf16_copies is not None:
+            self.bf16_copies.watch(optimizer)
         if self.head_learning_rate is None or self.head_learning_rate == self.args.learning_rate:
             return optimizer
         opt_model = self.model if model is None else model
@@ -180,6 +184,14 @@ class TunecardTrainer(Trainer):
         for group in head_groups:
             optimizer.add_param_group(group)
         return optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.bf16_copies is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        self.bf16_copies.before_forward()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.bf16_copies.after_backward()
+        return loss
 
     def _clip_grad_norm(self, model):
         # torch's clip_grad_norm_ refuses the word embedding's sparse gradient (sparse_embedding.py).
@@ -347,6 +359,10 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     if fast and use_fast_attention_dropout(model):
         dropout_masks += ", attention probabilities included"
     fused = config.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
+    bf16_copies = None  # after fusing: a fused projection's three weights get one bf16 copy
+    if config.bf16_weights and bf16_weights.applies(model, bf16=bf16, cpu=not torch.cuda.is_available(),
+                                                    processes=world_size()):
+        bf16_copies = bf16_weights.Bf16Weights(model)
     has_validation = "validation" in datasets
     saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
     if saved and console is not None:
@@ -384,6 +400,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         head_learning_rate=config.head_learning_rate,
         packed=eval_packed,
         sparse_rows=sparse_rows,
+        bf16_copies=bf16_copies,
     )
     started = time.perf_counter()
     if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
@@ -396,6 +413,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     _release_optimizer(trainer, model)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
     restore_attention(model)
+    if bf16_copies is not None:
+        bf16_copies.remove()
     unfuse_qkv(model)
     for callback in callbacks:
         recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
@@ -441,6 +460,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "batches": batches,
             "dropout_masks": dropout_masks,
             "qkv_projections": "fused" if fused else "separate",
+            "bf16_weights": "copies cast once per optimizer step" if bf16_copies is not None else
+            ("cast by autocast in every forward pass" if bf16 else None),
             "embedding_gradient": "sparse rows" if sparse_rows else "dense",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
