@@ -32,6 +32,7 @@ from tunecard.train import label_names, read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
+PLAIN, COPIES = "autocast casts", "bf16 copies"
 
 
 def main() -> None:
@@ -48,7 +49,9 @@ def main() -> None:
     model = load_model(config.model, config.task, dict(enumerate(labels)))
     features = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256).encode_tokens(corpus.examples)
     collator, _ = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id), tokenizer.pad_token_id)
-    use_fast_dropout(model), use_fast_attention_dropout(model), fuse_qkv(model)
+    use_fast_dropout(model)
+    use_fast_attention_dropout(model)
+    fuse_qkv(model)
     sparse_embedding.set_sparse(model, True)
     order = list(range(len(features)))
     random.Random(config.seed).shuffle(order)
@@ -56,11 +59,11 @@ def main() -> None:
                for k in range(0, 16 * args.steps, 16)]
 
     variants = {}
-    for name in ("autocast casts", "bf16 copies"):
+    for name in (PLAIN, COPIES):
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
-        copies = Bf16Weights(replica) if name == "bf16 copies" else None
+        copies = Bf16Weights(replica) if name == COPIES else None
         if copies is not None:
             copies.watch(optimizer)
         variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})
@@ -93,7 +96,7 @@ def main() -> None:
     print(f"{args.steps - args.warmup} steps after {args.warmup} of warm-up; medians in ms")
     for name, (*_, times) in variants.items():
         print(f"{name:15s} " + "  ".join(f"{part} {statistics.median(times[part]):6.1f}" for part in PARTS))
-    plain, copies = (variants[name][3]["step"] for name in variants)
+    plain, copies = variants[PLAIN][3]["step"], variants[COPIES][3]["step"]
     faster = sum(c < p for p, c in zip(plain, copies))
     speedup = statistics.median(p / c for p, c in zip(plain, copies))
     print(f"bf16 copies faster in {faster} of {len(plain)} steps; median paired speedup {speedup:.3f}")

@@ -77,6 +77,11 @@ def autocast_context(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def cpu_bf16_autocast() -> bool:
+    """Whether the code runs inside a CPU autocast region that computes in bf16."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first, so memory peaks at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batching import cpu_bf16_autocast
+
 PARTS = ("query", "key", "value")
 
 
@@ -41,7 +43,7 @@ class FusedProjection(nn.Linear):
             return output
         if self._part > 0 or not self.training:
             return super().forward(x)
-        if shared.bf16 is not None and torch.is_autocast_enabled("cpu"):
+        if shared.bf16 is not None and cpu_bf16_autocast():
             weights, bias = shared.bf16  # the three weights already side by side
         else:
             weights = torch.cat([part.weight for part in shared.parts])

@@ -119,9 +119,10 @@ class SparseRowsAdamW(torch.optim.AdamW):
         super().load_state_dict(state_dict)
         for state in self.state.values():
             if OLD_TOUCHED in state:  # moments saved in row order: pack the touched rows to the front
-                rows = state.pop(OLD_TOUCHED).nonzero().squeeze(1)
-                state[ROW_OF_SLOT] = torch.full_like(state["exp_avg"][:, 0], -1.0)
-                state[ROW_OF_SLOT][:len(rows)] = rows.to(state[ROW_OF_SLOT].dtype)
+                touched = state.pop(OLD_TOUCHED)
+                rows = touched.nonzero().squeeze(1)
+                state[ROW_OF_SLOT] = torch.full_like(touched, -1.0)
+                state[ROW_OF_SLOT][:len(rows)] = rows.to(touched.dtype)
                 for key in ("exp_avg", "exp_avg_sq"):
                     packed = torch.zeros_like(state[key])
                     packed[:len(rows)] = state[key].index_select(0, rows)
