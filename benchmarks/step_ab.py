@@ -1,11 +1,13 @@
-"""tunecard's CPU training step with and without the bf16 weight copies (`bf16_weights.py`), interleaved.
+"""tunecard's CPU training step with and without one lever, interleaved.
 
-Two copies of the model train on the same packed batches of 16 CoNLL-2003 sentences, one step each in turn
-(which goes first alternates), with everything else `tunecard train` uses on CPU: bf16 autocast, fast dropout
-masks (the attention probabilities' too), fused query/key/value projections, sparse embedding rows, clipping
-handed to the fused AdamW step. Prints the median time of each part of a step and how often the copies won.
+Two copies of the model train on the same batches of 16 CoNLL-2003 sentences, one step each in turn (which
+goes first alternates), with everything else `tunecard train` uses on CPU: bf16 autocast where the CPU has
+bf16, fast dropout masks (the attention probabilities' too), fused query/key/value projections, sparse
+embedding rows, clipping handed to the fused AdamW step. The lever: `bf16-copies` (`bf16_weights.py`, on
+bf16 CPUs) or `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
+packed rows). Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--steps 150] [--warmup 20]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free] [--steps 150] [--warmup 20]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tunecard.bf16_weights import Bf16Weights
 from tunecard.config import build_config
 from tunecard.dropout import use_fast_dropout
 from tunecard.encode import Encoder
+from tunecard.environment import cpu_supports_bf16
 from tunecard.fused_qkv import fuse_qkv
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.packing import choose_train_collator
@@ -32,11 +35,12 @@ from tunecard.train import label_names, read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
-PLAIN, COPIES = "autocast casts", "bf16 copies"
+VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lever", choices=list(VARIANTS), default="bf16-copies")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
@@ -48,22 +52,30 @@ def main() -> None:
     torch.manual_seed(config.seed)
     model = load_model(config.model, config.task, dict(enumerate(labels)))
     features = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256).encode_tokens(corpus.examples)
-    collator, _ = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id), tokenizer.pad_token_id)
+    bf16 = cpu_supports_bf16()
+    if args.lever == "bf16-copies" and not bf16:
+        parser.error("bf16-copies needs a CPU with native bf16 (AVX512-BF16 or AMX)")
+    plain, lever = VARIANTS[args.lever]
+    collators = {}
+    for name in (plain, lever):
+        collators[name], kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                                      tokenizer.pad_token_id, padding_free=name == "padding-free")
+        print(f"{name}: {kind}")
     use_fast_dropout(model)
     use_fast_attention_dropout(model)
     fuse_qkv(model)
     sparse_embedding.set_sparse(model, True)
     order = list(range(len(features)))
     random.Random(config.seed).shuffle(order)
-    batches = [collator([features[i].model_inputs() for i in order[k:k + 16]])
-               for k in range(0, 16 * args.steps, 16)]
+    batches = [{name: collator([features[i].model_inputs() for i in order[k:k + 16]])
+                for name, collator in collators.items()} for k in range(0, 16 * args.steps, 16)]
 
     variants = {}
-    for name in (PLAIN, COPIES):
+    for name in (plain, lever):
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
-        copies = Bf16Weights(replica) if name == COPIES else None
+        copies = Bf16Weights(replica) if name == "bf16 copies" else None
         if copies is not None:
             copies.watch(optimizer)
         variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})
@@ -72,7 +84,7 @@ def main() -> None:
         marks = [time.perf_counter()]
         if copies is not None:
             copies.before_forward()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = replica(**batch).loss
         marks.append(time.perf_counter())
         loss.backward()
@@ -92,14 +104,14 @@ def main() -> None:
     for index, batch in enumerate(batches):
         names = list(variants) if index % 2 == 0 else list(reversed(variants))
         for name in names:
-            step(*variants[name], batch, record=index >= args.warmup)
+            step(*variants[name], batch[name], record=index >= args.warmup)
     print(f"{args.steps - args.warmup} steps after {args.warmup} of warm-up; medians in ms")
     for name, (*_, times) in variants.items():
         print(f"{name:15s} " + "  ".join(f"{part} {statistics.median(times[part]):6.1f}" for part in PARTS))
-    plain, copies = variants[PLAIN][3]["step"], variants[COPIES][3]["step"]
-    faster = sum(c < p for p, c in zip(plain, copies))
-    speedup = statistics.median(p / c for p, c in zip(plain, copies))
-    print(f"bf16 copies faster in {faster} of {len(plain)} steps; median paired speedup {speedup:.3f}")
+    without, with_lever = variants[plain][3]["step"], variants[lever][3]["step"]
+    faster = sum(w < p for p, w in zip(without, with_lever))
+    speedup = statistics.median(p / w for p, w in zip(without, with_lever))
+    print(f"{lever} faster in {faster} of {len(without)} steps; median paired speedup {speedup:.3f}")
 
 
 if __name__ == "__main__":

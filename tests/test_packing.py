@@ -15,7 +15,9 @@ from tunecard.config import build_config
 from tunecard.encode import Encoder
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import PackedCollator, first_fit_rows, packed_collator_for, packing_matches
+from tunecard.attention import restore_attention, use_tunecard_attention
+from tunecard.packing import (PADDING_FREE, SLOTS, PackedCollator, choose_train_collator, first_fit_rows,
+                              packed_collator_for, packing_matches)
 from tunecard.train import train
 
 
@@ -76,6 +78,61 @@ def test_packed_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert
     assert packing_matches(model, features, packed_collator, PadCollator(tokenizer.pad_token_id))
 
 
+@given(st.lists(st.integers(2, 40), min_size=1, max_size=24))
+def test_a_padding_free_batch_holds_each_token_once_where_the_rows_have_it(lengths):
+    items = [{"input_ids": [100 * i + t for t in range(n)], "labels": [i] * n, "token_type_ids": [i % 2] * n}
+             for i, n in enumerate(lengths)]
+    rows = PackedCollator(0)(items)
+    flat = PackedCollator(0, flat=True)(items)
+    slots = flat[SLOTS]
+    assert flat["input_ids"].shape == (1, sum(lengths))
+    assert len(set(slots.tolist())) == len(slots), "two tokens in one place"
+    assert flat["input_ids"][0].tolist() == [token for item in items for token in item["input_ids"]]
+    for name in ("input_ids", "labels", "token_type_ids", "position_ids"):
+        assert torch.equal(flat[name][0], rows[name].view(-1)[slots]), name
+    assert torch.equal(flat["attention_mask"], rows["attention_mask"])
+
+
+@pytest.mark.parametrize("fast_masks", [True, False])
+def test_a_padding_free_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert, fast_masks):
+    model, tokenizer, features = _features(no_dropout_bert)
+    items = [f.model_inputs() for f in features]
+    padded = PadCollator(tokenizer.pad_token_id)(items)
+    flat_collator = packed_collator_for(model, tokenizer.pad_token_id, flat=True)
+    flat = flat_collator(items)
+    rows = packed_collator_for(model, tokenizer.pad_token_id)(items)
+    assert flat["input_ids"].numel() == sum(len(item["input_ids"]) for item in items) < rows["input_ids"].numel()
+    assert not packing_matches(model, features, flat_collator, PadCollator(tokenizer.pad_token_id)), \
+        "plain SDPA cannot read a flat batch: the check must refuse it"
+    assert use_tunecard_attention(model, fast_masks=fast_masks)
+    model.train()
+    padded_loss = model(**padded).loss
+    padded_loss.backward()
+    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    flat_loss = model(**flat).loss
+    flat_loss.backward()
+    assert flat_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
+    for name, param in model.named_parameters():
+        if name in padded_grads:
+            torch.testing.assert_close(param.grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert packing_matches(model, features, flat_collator, PadCollator(tokenizer.pad_token_id))
+    restore_attention(model)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_the_padding_free_check_leaves_the_attention_as_it_was(no_dropout_bert):
+    model, tokenizer, features = _features(no_dropout_bert)
+    collator, kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                           tokenizer.pad_token_id, padding_free=True)
+    assert kind == PADDING_FREE and collator.flat
+    assert model.config._attn_implementation == "sdpa"
+    model.config._attn_implementation = "eager"  # no AttentionInterface switch: packed rows, not flat
+    collator, kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                           tokenizer.pad_token_id, padding_free=True)
+    assert kind == "packed" and not collator.flat
+
+
 def test_wrong_positions_fail_the_check(no_dropout_bert):
     model, tokenizer, features = _features(no_dropout_bert)
     wrong = PackedCollator(tokenizer.pad_token_id, position_offset=3)
@@ -90,10 +147,12 @@ def _run(model: Path, output: Path, **overrides):
     return train(build_config(None, values), progress=False)
 
 
-def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path):
-    packed = _run(no_dropout_bert, tmp_path / "packed")
+@pytest.mark.parametrize("layout, overrides", [("packed, padding-free", {}), ("packed", {"padding_free": False}),
+                                               ("packed, padding-free", {"fast_dropout": False})])
+def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path, layout, overrides):
+    packed = _run(no_dropout_bert, tmp_path / "packed", **overrides)
     padded = _run(no_dropout_bert, tmp_path / "padded", packing=False)
-    assert packed.metrics["training"]["batches"] == "packed"
+    assert packed.metrics["training"]["batches"] == layout
     assert padded.metrics["training"]["batches"] == "padded"
     packed_losses = [step["loss"] for step in packed.history["steps"]]
     padded_losses = [step["loss"] for step in padded.history["steps"]]
@@ -101,8 +160,9 @@ def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path):
     assert packed_losses == pytest.approx(padded_losses, abs=1e-4)
     assert packed.metrics["validation"]["f1"] == pytest.approx(padded.metrics["validation"]["f1"], abs=1e-6)
     card = (packed.output / "README.md").read_text()
-    assert "Batches: packed" in card
+    assert f"Batches: {layout}," in card
     assert "Batches: packed" not in (padded.output / "README.md").read_text()
+    assert "tunecard_sdpa" not in (packed.output / "config.json").read_text()  # saved with plain SDPA
 
 
 class _Feature:

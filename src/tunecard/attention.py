@@ -8,6 +8,11 @@ functions: no library option swaps the random masks inside SDPA.
 
 The arithmetic follows SDPA's math path for bf16 inputs: scores, softmax, dropout and the weighted sum in fp32,
 the result cast back to the inputs' dtype. In evaluation, or without dropout, it is SDPA itself.
+
+Both registered functions also take padding-free batches (`packing.py`): given `packed_slots`, the queries,
+keys and values of the one flat sequence are scattered into the rows the block mask describes, attended there,
+and gathered back, so every other layer computes on real tokens only. `NAME_TORCH_MASKS` does that with SDPA's
+own dropout, for runs without the fast masks.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .dropout import dropout as masked_dropout
 
-NAME = "tunecard_sdpa"  # registered name; never saved (transformers keeps it out of config.json)
+NAME = "tunecard_sdpa"  # registered names; never saved (transformers keeps them out of config.json)
+NAME_TORCH_MASKS = "tunecard_sdpa_torch_masks"
 
 
 def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -51,24 +57,55 @@ def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value
     return output.transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(NAME, sdpa_with_fast_dropout)
-AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks SDPA gets (an unregistered name gets none at all)
+def _to_rows(states: torch.Tensor, slots: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """(1, heads, tokens, size) of a flat sequence -> (rows, heads, width, size), token i at row-major `slots[i]`
+    and zeros in the rows' padding (which attends only to itself and is never gathered back)."""
+    tokens = states[0].transpose(0, 1)  # (tokens, heads, size)
+    placed = tokens.new_zeros(rows * width, *tokens.shape[1:]).index_copy(0, slots, tokens)
+    return placed.view(rows, width, *tokens.shape[1:]).transpose(1, 2)
 
 
-def use_fast_attention_dropout(model) -> bool:
-    """Switch a model that runs transformers' SDPA through the AttentionInterface to `sdpa_with_fast_dropout`.
+def _padding_free(attend):
+    """`attend` for both layouts: rows as given, or a flat sequence placed in rows by `packed_slots`."""
+
+    def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                  packed_slots: torch.Tensor | None = None, **kwargs):
+        if packed_slots is None:
+            return attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        rows, width = attention_mask.shape[0], attention_mask.shape[-1]
+        query, key, value = (_to_rows(states, packed_slots, rows, width) for states in (query, key, value))
+        output, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        # (rows, width, heads, size) -> (1, tokens, heads, size), as the flat sequence expects
+        return output.reshape(rows * width, *output.shape[2:]).index_select(0, packed_slots).unsqueeze(0), None
+
+    return attention
+
+
+for _name, _attend in ((NAME, sdpa_with_fast_dropout), (NAME_TORCH_MASKS, sdpa_attention_forward)):
+    AttentionInterface.register(_name, _padding_free(_attend))
+    AttentionMaskInterface.register(_name, sdpa_mask)  # the masks SDPA gets (an unregistered name gets none)
+
+
+def use_tunecard_attention(model, fast_masks: bool = True) -> bool:
+    """Switch a model that runs transformers' SDPA through the AttentionInterface to this module's attention:
+    `sdpa_with_fast_dropout` (`fast_masks`) or SDPA with its own masks, either taking padding-free batches.
 
     Returns whether it was switched; models with their own attention code (or eager/flash attention) are left
     alone. `restore_attention` switches back before the model is saved or used for anything else.
     """
     if not getattr(type(model), "_supports_attention_backend", False):
         return False
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if getattr(model.config, "_attn_implementation", None) not in ("sdpa", NAME, NAME_TORCH_MASKS):
         return False
-    model.set_attn_implementation(NAME)
-    return model.config._attn_implementation == NAME
+    name = NAME if fast_masks else NAME_TORCH_MASKS
+    model.set_attn_implementation(name)
+    return model.config._attn_implementation == name
+
+
+def use_fast_attention_dropout(model) -> bool:
+    return use_tunecard_attention(model, fast_masks=True)
 
 
 def restore_attention(model) -> None:
-    if getattr(model.config, "_attn_implementation", None) == NAME:
+    if getattr(model.config, "_attn_implementation", None) in (NAME, NAME_TORCH_MASKS):
         model.set_attn_implementation("sdpa")

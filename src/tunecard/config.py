@@ -96,6 +96,10 @@ class TrainConfig(BaseModel):
     packing: bool = Field(
         True, description="NER training batches packed into rows without padding (same batches, same results, "
         "faster), used when a check shows the model gives the same outputs packed; false: always pad")
+    padding_free: bool = Field(
+        True, description="with packing: the packed sentences go through every layer but attention as one "
+        "sequence without the rows' padding (the same results, fewer tokens through each matmul), used when the "
+        "same check passes that way; false: packed rows throughout")
     fast_dropout: bool = Field(
         True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
         "faster), the attention probabilities' too where the model runs transformers' SDPA; false: torch's own "

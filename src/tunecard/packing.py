@@ -8,9 +8,17 @@ float rounding), same optimizer steps; only the padding is gone. Batch compositi
 untouched, unlike length bucketing. transformers packs only for flash-attention on GPUs
 (DataCollatorWithFlattening); the block mask here works with SDPA and eager attention on any device.
 
+Padding-free (`flat=True`, the default for training): the rows still leave padding at their ends, a quarter
+of the tokens on random CoNLL-2003 batches, and every Linear layer computes on it. A flat batch is the packed
+rows' tokens without their padding, one sequence [1, tokens], plus `packed_slots`: where each token sits in
+the rows. Embeddings, projections, feed-forward layers, LayerNorm and dropout then see only real tokens;
+`attention.py` scatters queries, keys and values into the rows, attends there under the block mask, and
+gathers the result back. (transformers passes the extra key to the attention function the way it passes
+flash-attention's sequence lengths.) Only attention functions registered by `attention.py` read it.
+
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
 forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
-back to padding instead of training on wrong inputs.
+back to padding instead of training on wrong inputs; the padding-free layout is checked the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .attention import use_tunecard_attention
 from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from .encode import IGNORE_INDEX, Feature
 
@@ -27,6 +36,8 @@ POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", 
 PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences are ~1e-6
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
 PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
+PADDING_FREE = "packed, padding-free"  # flat batches (PackedCollator(flat=True)); training.batches in metrics.json
+SLOTS = "packed_slots"  # a flat batch's key: each token's place in the rows attention runs on
 
 
 def position_offset(model) -> int:
@@ -74,23 +85,35 @@ class PackedCollator:
     and a boolean attention mask [rows, 1, T, T] (True = may attend) that is block-diagonal per item.
     Padding positions attend only to themselves, so softmax never sees an empty row.
 
+    With `flat=True` the call returns the padding-free batch instead (see the module's docstring): input_ids,
+    token_type_ids, position_ids and labels of shape [1, tokens] (the items' tokens in order), the same
+    attention mask, and `packed_slots` [tokens] (indices into the rows flattened). Such a batch needs an
+    attention function from `attention.py`.
+
     Length-sorted passes (evaluation, prediction) call `pack` with longer rows and `unpack` the logits back to
     one row per item: short sentences of similar length then share rows instead of each being a row of its own.
     """
 
     def __init__(self, pad_token_id: int | None, position_offset: int = 0, additive_mask_dtype=None,
-                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF):
+                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, flat: bool = False):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
         self.position_offset = position_offset
         # eager attention adds the mask to its scores: it needs 0 / -inf-like floats, not booleans
         self.additive_mask_dtype = additive_mask_dtype
         self.multiple = max(1, pad_to_multiple_of)
+        self.flat = flat
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        return self.pack(items)[0]
+        batch, _, slots = self._pack(items)
+        return padding_free(batch, slots) if self.flat else batch
 
     def pack(self, items: Sequence[dict], capacity: int = 0) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
         """The packed batch with rows of `capacity` tokens (see `placements`), and (row, column) per item."""
+        batch, where, _ = self._pack(items, capacity)
+        return batch, where
+
+    def _pack(self, items: Sequence[dict], capacity: int = 0):
+        """`pack`'s batch and placements, and each token's index in the rows flattened (items in order)."""
         lengths = [len(item["input_ids"]) for item in items]
         row_count, where = placements(lengths, capacity)
         width = max(start + length for length, (_, start) in zip(lengths, where))
@@ -130,7 +153,7 @@ class PackedCollator:
             batch["labels"] = labels
         if token_types is not None:
             batch["token_type_ids"] = token_types
-        return batch, where
+        return batch, where, target
 
     @staticmethod
     def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]], lengths: Sequence[int],
@@ -144,9 +167,15 @@ class PackedCollator:
         return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
 
 
-def packed_collator_for(model, pad_token_id: int | None) -> PackedCollator:
+def padding_free(batch: dict[str, torch.Tensor], slots: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A packed batch's tokens at `slots` (indices into its rows flattened) as one sequence, and `SLOTS`."""
+    flat = {name: tensor.view(-1)[slots].unsqueeze(0) for name, tensor in batch.items() if name != "attention_mask"}
+    return {**flat, "attention_mask": batch["attention_mask"], SLOTS: slots}
+
+
+def packed_collator_for(model, pad_token_id: int | None, flat: bool = False) -> PackedCollator:
     eager = getattr(model.config, "_attn_implementation", "eager") not in ("sdpa", "flex_attention")
-    return PackedCollator(pad_token_id, position_offset(model), torch.float32 if eager else None)
+    return PackedCollator(pad_token_id, position_offset(model), torch.float32 if eager else None, flat=flat)
 
 
 @torch.no_grad()
@@ -168,18 +197,33 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
     finally:
         model.train(was_training)
     lengths = [len(item["input_ids"]) for item in items]
-    worst = 0.0
-    for index, (length, (row, start)) in enumerate(zip(lengths, placements(lengths)[1])):
-        difference = logits[row, start:start + length] - reference[index, :length]
-        worst = max(worst, difference.abs().max().item())
+    if packed.flat:  # one sequence, the items' tokens in order
+        starts = torch.tensor([0, *lengths]).cumsum(0).tolist()
+        found = [logits[0, start:start + length] for start, length in zip(starts, lengths)]
+    else:
+        found = [logits[row, start:start + length] for length, (row, start) in zip(lengths, placements(lengths)[1])]
+    worst = max((got - reference[index, :len(got)]).abs().max().item() for index, got in enumerate(found))
     return worst <= PARITY_TOLERANCE
 
 
-def choose_train_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None):
-    """(collator, what metrics.json records): packed rows if the model gives the same outputs packed."""
+def choose_train_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None,
+                          padding_free: bool = False):
+    """(collator, what metrics.json records): packed rows if the model gives the same outputs packed; with
+    `padding_free`, flat batches if it also gives them so under `attention.py`'s attention (the caller then
+    trains with that attention: `attention.use_tunecard_attention`)."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
         return padded, PADDED
+    checked = features[:CHECK_FEATURES]
     packed = packed_collator_for(model, pad_token_id)
-    if packing_matches(model, features[:CHECK_FEATURES], packed, padded):
-        return packed, PACKED
-    return padded, REFUSED
+    if not packing_matches(model, checked, packed, padded):
+        return padded, REFUSED
+    if padding_free:
+        flat = packed_collator_for(model, pad_token_id, flat=True)
+        before = model.config._attn_implementation
+        if use_tunecard_attention(model, fast_masks=False):
+            try:
+                if packing_matches(model, checked, flat, padded):
+                    return flat, PADDING_FREE
+            finally:
+                model.set_attn_implementation(before)
+    return packed, PACKED

@@ -21,7 +21,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
 from . import bf16_weights, environment, sparse_embedding
-from .attention import restore_attention, use_fast_attention_dropout
+from .attention import restore_attention, use_fast_attention_dropout, use_tunecard_attention
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
 from .card import write_card
 from .checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
@@ -39,7 +39,7 @@ from .fused_qkv import fuse_qkv, unfuse_qkv
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import PACKED, PADDED, REFUSED, choose_train_collator
+from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_train_collator
 from .plots import write_plots
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
@@ -345,8 +345,9 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     train_collator, batches = PadCollator(tokenizer.pad_token_id), PADDED
     if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
         train_collator, batches = choose_train_collator(model, datasets["train"].features, train_collator,
-                                                        tokenizer.pad_token_id)
-    eval_packed = train_collator if batches == PACKED else None  # evaluation packs what training packs
+                                                        tokenizer.pad_token_id, padding_free=config.padding_free)
+    # evaluation packs what training packs (in rows: `pack` leaves a padding-free collator's rows as they are)
+    eval_packed = train_collator if batches in (PACKED, PADDING_FREE) else None
     if batches == REFUSED and console is not None:
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
                       "(position ids or attention mask work differently); training with padded batches.",
@@ -358,6 +359,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     dropout_masks = "fast (16-bit lanes)" if fast and use_fast_dropout(model) else "torch"
     if fast and use_fast_attention_dropout(model):
         dropout_masks += ", attention probabilities included"
+    elif batches == PADDING_FREE and not use_tunecard_attention(model, fast_masks=False):
+        raise RuntimeError("padding-free batches need tunecard's attention, which this model took in the check")
     fused = config.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
     bf16_copies = None  # after fusing: a fused projection's three weights get one bf16 copy
     if config.bf16_weights and bf16_weights.applies(model, bf16=bf16, cpu=not torch.cuda.is_available(),
