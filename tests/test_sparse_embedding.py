@@ -44,8 +44,10 @@ def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
         torch.testing.assert_close(norms[1], norms[0], rtol=1e-6, atol=0)
     # Deferred, the fused kernel divides by 1/factor where torch multiplies by factor: one rounding apart, which
     # Adam's division by sqrt(v) carries into a few parameters at 1e-7 (a skipped scaling shows in the norms above).
+    # Not deferred, the kernel's vector width still splits the rows' elements between its vector body and scalar
+    # tail differently from the dense tensor's: on an AVX2-only CPU one parameter of 480 ended 1.8e-7 apart.
     for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
-        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6 if defer else 1e-7)
+        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6)
     assert torch.equal(sparse[0].weight[40:], dense[0].weight[40:])
     row_of_slot = sparse_optimizer.state[sparse[0].weight][ROW_OF_SLOT]
     assert sorted(row_of_slot[row_of_slot >= 0].long().tolist()) == list(range(40))  # each read row once
