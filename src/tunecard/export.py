@@ -258,7 +258,10 @@ def export_onnx(folder: str | Path, output: str | Path | None = None, quantize: 
             stripped = Path(scratch) / "stripped.onnx"
             onnx.save(graph, str(stripped))
             with _quiet(None):
-                quantize_dynamic(str(stripped), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+                # 7-bit weights (reduce_range): CPUs without VNNI multiply u8 x s8 pairs into saturating int16
+                # sums; full-range weights lost 0.58 F1 points there (AMD EPYC, AVX2), 7-bit ones 0.01.
+                quantize_dynamic(str(stripped), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                                 reduce_range=True)
             stripped.unlink()
             int8_check = _compare(predictor, predictor.model, OnnxModel(int8, predictor.model.config), features)
             report["files"][int8.name] = {"precision": "int8 (dynamic)", **int8_check}
