@@ -53,6 +53,20 @@ def _features(model_folder: Path, count: int = 16):
     return model, tokenizer, features
 
 
+def _assert_same_loss_and_gradients(model, padded: dict, other: dict) -> None:
+    model.train()
+    padded_loss = model(**padded).loss
+    padded_loss.backward()
+    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    other_loss = model(**other).loss
+    other_loss.backward()
+    assert other_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
+    for name, param in model.named_parameters():
+        if name in padded_grads:
+            torch.testing.assert_close(param.grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert, attention):
     model, tokenizer, features = _features(no_dropout_bert)
@@ -64,17 +78,7 @@ def test_packed_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert
     assert packed["input_ids"].shape[0] < len(items), "16 short sentences should share rows"
     assert (packed["labels"] != -100).sum() == (padded["labels"] != -100).sum()
 
-    model.train()
-    padded_loss = model(**padded).loss
-    padded_loss.backward()
-    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    packed_loss = model(**packed).loss
-    packed_loss.backward()
-    assert packed_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
-    for name, param in model.named_parameters():
-        if name in padded_grads:
-            torch.testing.assert_close(param.grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    _assert_same_loss_and_gradients(model, padded, packed)
     assert packing_matches(model, features, packed_collator, PadCollator(tokenizer.pad_token_id))
 
 
@@ -105,17 +109,7 @@ def test_a_padding_free_batch_gives_the_padded_logits_loss_and_gradients(no_drop
     assert not packing_matches(model, features, flat_collator, PadCollator(tokenizer.pad_token_id)), \
         "plain SDPA cannot read a flat batch: the check must refuse it"
     assert use_tunecard_attention(model, fast_masks=fast_masks)
-    model.train()
-    padded_loss = model(**padded).loss
-    padded_loss.backward()
-    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    flat_loss = model(**flat).loss
-    flat_loss.backward()
-    assert flat_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
-    for name, param in model.named_parameters():
-        if name in padded_grads:
-            torch.testing.assert_close(param.grad, padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    _assert_same_loss_and_gradients(model, padded, flat)
     assert packing_matches(model, features, flat_collator, PadCollator(tokenizer.pad_token_id))
     restore_attention(model)
     assert model.config._attn_implementation == "sdpa"
