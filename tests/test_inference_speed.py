@@ -43,8 +43,9 @@ def test_token_budget_batches_hold_every_index_once_within_the_budget(lengths, b
     assert all(sum(lengths[i] for i in batch) <= budget or len(batch) == 1 for batch in batches)
 
 
+@pytest.mark.parametrize("flat", [False, True])
 @pytest.mark.parametrize("row_tokens", [128, 12])  # 12: most sentences are longer than a row and go alone
-def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, row_tokens):
+def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, row_tokens, flat):
     monkeypatch.setattr(batching, "PACKED_ROW_TOKENS", row_tokens)
     tokenizer = load_tokenizer(str(ner_folder))
     model = load_model(str(ner_folder), "token-classification", None)
@@ -57,16 +58,18 @@ def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, ro
         for row, index in enumerate(indices):
             padded[index] = logits[row, :len(features[index])]
     seen, shared_rows = [], []
-    packed = packed_collator_for(model, tokenizer.pad_token_id)
-    pack = packed.pack
+    packed = packed_collator_for(model, tokenizer.pad_token_id, flat=flat)
+    pack = packed._pack
 
     def counting_pack(items, capacity):
-        batch, where = pack(items, capacity)
+        batch, where, slots = pack(items, capacity)
         shared_rows.append(batch["input_ids"].shape[0] < len(items))
-        return batch, where
+        return batch, where, slots
 
-    packed.pack = counting_pack
+    packed._pack = counting_pack
     for indices, logits, batch in forward_batches(model, features, collator, 8, packed=packed):
+        if flat:
+            assert model.config._attn_implementation == "tunecard_sdpa_torch_masks"  # switched for the passes
         assert logits.shape[:2] == batch["input_ids"].shape  # one row per feature, as padding gives them
         assert torch.equal(batch["labels"], collator([features[i].model_inputs() for i in indices])["labels"])
         for row, index in enumerate(indices):
@@ -74,21 +77,22 @@ def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, ro
         seen.extend(indices)
     assert sorted(seen) == list(range(len(features)))
     assert any(shared_rows)  # sentences did share rows (with rows of 12, only the shortest do)
+    assert model.config._attn_implementation == "sdpa"  # switched back after the passes
 
 
 def test_the_predictor_packs_and_finds_the_padded_entities(ner_folder):
     packed = Predictor(ner_folder, precision="fp32")
     padded = Predictor(ner_folder, precision="fp32", packing=False)
-    assert packed.packed is not None and padded.packed is None
+    assert packed.packed is not None and packed.packed.flat and padded.packed is None  # padding-free passes
     spans = [[(e["label"], e["start"], e["end"]) for e in entities] for entities in packed.predict(TEXTS)]
     assert spans == [[(e["label"], e["start"], e["end"]) for e in entities] for entities in padded.predict(TEXTS)]
     assert any(spans), "the wide random head should find some entity: the comparison would be empty otherwise"
 
 
 def test_a_model_that_fails_the_probe_predicts_padded(ner_folder, monkeypatch):
-    import tunecard.inference as inference
+    import tunecard.packing as packing
 
-    monkeypatch.setattr(inference, "packing_matches", lambda *args: False)
+    monkeypatch.setattr(packing, "packing_matches", lambda *args: False)
     predictor = Predictor(ner_folder, precision="fp32")
     assert predictor.packed is None
     assert len(predictor.predict(TEXTS)) == len(TEXTS)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from . import attention
 from .encode import IGNORE_INDEX, Feature
 
 
@@ -115,7 +116,8 @@ def forward_batches(
 
     Args:
         packed: a `packing.PackedCollator` (token classification, a model that passed `packing_matches`): the
-            batches' sentences run packed in rows of PACKED_ROW_TOKENS; the logits are yielded as padding gives them.
+            batches' sentences run packed in rows of PACKED_ROW_TOKENS (padding-free if the collator is flat,
+            under `attention.py`'s attention for the passes); the logits are yielded as padding gives them.
 
     Yields:
         (feature indices, float32 logits of shape [batch, seq, labels] or [batch, labels], the padded batch).
@@ -128,19 +130,31 @@ def forward_batches(
         batches = length_sorted_batches(lengths, batch_size)
     else:
         batches = token_budget_batches(lengths, batch_size * PACKED_TOKENS_PER_INPUT)
-    for indices in batches:
-        items = [features[i].model_inputs() if with_labels else dict(features[i].inputs) for i in indices]
-        batch = collator(items)
-        if packed is None:
-            inputs = batch
-        else:
-            inputs, where = packed.pack(items, PACKED_ROW_TOKENS)
-        inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
-        mask = inputs.get("attention_mask")
-        if mask is not None and mask.is_floating_point():  # eager attention adds it to scores in the weights' dtype
-            inputs["attention_mask"] = mask.to(dtype)
-        with autocast_context(device, bf16):
-            logits = model(**inputs).logits
-        if packed is not None:
-            logits = packed.unpack(logits, where, [lengths[i] for i in indices], batch["input_ids"].shape[1])
-        yield indices, logits.float(), batch
+    flat = packed is not None and packed.flat
+    before = getattr(model.config, "_attn_implementation", None)
+    if flat and before not in (attention.NAME, attention.NAME_TORCH_MASKS):
+        if not attention.use_tunecard_attention(model, fast_masks=False):
+            raise ValueError("padding-free passes need tunecard's attention; this model does not take it")
+    try:
+        for indices in batches:
+            items = [features[i].model_inputs() if with_labels else dict(features[i].inputs) for i in indices]
+            batch = collator(items)
+            where = None
+            if packed is None:
+                inputs = batch
+            elif flat:
+                inputs = packed.pack_flat(items, PACKED_ROW_TOKENS)
+            else:
+                inputs, where = packed.pack(items, PACKED_ROW_TOKENS)
+            inputs = {k: v.to(device) for k, v in inputs.items() if k != "labels"}
+            mask = inputs.get("attention_mask")
+            if mask is not None and mask.is_floating_point():  # eager attention adds it to scores in the weights' dtype
+                inputs["attention_mask"] = mask.to(dtype)
+            with autocast_context(device, bf16):
+                logits = model(**inputs).logits
+            if packed is not None:
+                logits = packed.unpack(logits, where, [lengths[i] for i in indices], batch["input_ids"].shape[1])
+            yield indices, logits.float(), batch
+    finally:
+        if flat and model.config._attn_implementation != before:
+            model.set_attn_implementation(before)

@@ -20,7 +20,7 @@ from .encode import Encoder, unpadded_backend
 from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
-from .packing import packed_collator_for, packing_matches
+from .packing import PACKED, PADDING_FREE, choose_train_collator
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
@@ -123,11 +123,12 @@ class Predictor:
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
         self.bf16 = backend == "torch" and environment.use_bf16(precision)
-        self.packed = None  # the PackedCollator, when packing is on and the probe passed
+        self.packed = None  # the PackedCollator, when packing is on and the probe passed (padding-free if it can)
         if packing and backend == "torch" and self.is_ner:
-            packed = packed_collator_for(self.model, self.tokenizer.pad_token_id)
-            if packing_matches(self.model, self._encode_words(PACKING_PROBE), packed,
-                               PadCollator(self.tokenizer.pad_token_id)):
+            packed, kind = choose_train_collator(self.model, self._encode_words(PACKING_PROBE),
+                                                 PadCollator(self.tokenizer.pad_token_id),
+                                                 self.tokenizer.pad_token_id, padding_free=True)
+            if kind in (PACKED, PADDING_FREE):
                 self.packed = packed
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
         # forward passes below run without autocast.

@@ -155,13 +155,22 @@ class PackedCollator:
             batch["token_type_ids"] = token_types
         return batch, where, target
 
+    def pack_flat(self, items: Sequence[dict], capacity: int = 0) -> dict[str, torch.Tensor]:
+        """`pack`'s batch without the rows' padding (see `padding_free`): the items' tokens in order."""
+        batch, _, slots = self._pack(items, capacity)
+        return padding_free(batch, slots)
+
     @staticmethod
-    def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]], lengths: Sequence[int],
+    def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]] | None, lengths: Sequence[int],
                width: int) -> torch.Tensor:
         """Packed logits [rows, T, labels] as one row per item [items, width, labels], as padding would have
-        given them; positions past an item's end hold the first token's values (padding: never read)."""
+        given them; positions past an item's end hold the first token's values (padding: never read).
+        `where` None: the logits of a flat batch [1, tokens, labels], the items' tokens in order."""
         rows, row_width, _ = logits.shape
-        first = torch.tensor([row * row_width + start for row, start in where])
+        if where is None:
+            first = torch.tensor([0, *lengths[:-1]]).cumsum(0)
+        else:
+            first = torch.tensor([row * row_width + start for row, start in where])
         columns = torch.arange(width)
         index = (first[:, None] + columns).masked_fill(columns >= torch.tensor(lengths)[:, None], 0)
         return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
@@ -210,7 +219,8 @@ def choose_train_collator(model, features: list[Feature], padded: PadCollator, p
                           padding_free: bool = False):
     """(collator, what metrics.json records): packed rows if the model gives the same outputs packed; with
     `padding_free`, flat batches if it also gives them so under `attention.py`'s attention (the caller then
-    trains with that attention: `attention.use_tunecard_attention`)."""
+    trains with that attention: `attention.use_tunecard_attention`; `batching.forward_batches` switches to it
+    for its passes). `inference.Predictor` chooses its passes' layout here too."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
         return padded, PADDED
     checked = features[:CHECK_FEATURES]
