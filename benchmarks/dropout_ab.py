@@ -24,7 +24,7 @@ from tunecard.config import build_config
 from tunecard.dropout import FastDropout
 from tunecard.encode import Encoder
 from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import choose_train_collator
+from tunecard.packing import choose_collator
 from tunecard.train import read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
@@ -52,8 +52,8 @@ def main() -> None:
     torch.manual_seed(config.seed)
     model = load_model(config.model, config.task, dict(enumerate(labels)))
     features = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256).encode_tokens(corpus.examples)
-    collator, batches = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                              tokenizer.pad_token_id)
+    collator, batches = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                        tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     bf16 = environment.use_bf16("auto")
     model.train()

@@ -30,7 +30,7 @@ from tunecard.encode import Encoder
 from tunecard.environment import cpu_supports_bf16
 from tunecard.fused_qkv import fuse_qkv
 from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import choose_train_collator
+from tunecard.packing import choose_collator
 from tunecard.train import label_names, read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
@@ -58,8 +58,9 @@ def main() -> None:
     plain, lever = VARIANTS[args.lever]
     collators = {}
     for name in (plain, lever):
-        collators[name], kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                                      tokenizer.pad_token_id, padding_free=name == "padding-free")
+        padding_free = args.lever == "padding-free" and name == lever
+        collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                                tokenizer.pad_token_id, padding_free=padding_free)
         print(f"{name}: {kind}")
     use_fast_dropout(model)
     use_fast_attention_dropout(model)
@@ -75,7 +76,7 @@ def main() -> None:
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
-        copies = Bf16Weights(replica) if name == "bf16 copies" else None
+        copies = Bf16Weights(replica) if args.lever == "bf16-copies" and name == lever else None
         if copies is not None:
             copies.watch(optimizer)
         variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})

@@ -16,7 +16,7 @@ from tunecard.encode import Encoder
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, use_tunecard_attention
-from tunecard.packing import (PADDING_FREE, SLOTS, PackedCollator, choose_train_collator, first_fit_rows,
+from tunecard.packing import (PADDING_FREE, SLOTS, PackedCollator, choose_collator, first_fit_rows,
                               packed_collator_for, packing_matches)
 from tunecard.train import train
 
@@ -117,13 +117,13 @@ def test_a_padding_free_batch_gives_the_padded_logits_loss_and_gradients(no_drop
 
 def test_the_padding_free_check_leaves_the_attention_as_it_was(no_dropout_bert):
     model, tokenizer, features = _features(no_dropout_bert)
-    collator, kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                           tokenizer.pad_token_id, padding_free=True)
+    collator, kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                     tokenizer.pad_token_id, padding_free=True)
     assert kind == PADDING_FREE and collator.flat
     assert model.config._attn_implementation == "sdpa"
     model.config._attn_implementation = "eager"  # no AttentionInterface switch: packed rows, not flat
-    collator, kind = choose_train_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                           tokenizer.pad_token_id, padding_free=True)
+    collator, kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                     tokenizer.pad_token_id, padding_free=True)
     assert kind == "packed" and not collator.flat
 
 

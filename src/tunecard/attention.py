@@ -17,6 +17,8 @@ own dropout, for runs without the fast masks.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -26,6 +28,8 @@ from .dropout import dropout as masked_dropout
 
 NAME = "tunecard_sdpa"  # registered names; never saved (transformers keeps them out of config.json)
 NAME_TORCH_MASKS = "tunecard_sdpa_torch_masks"
+NAMES = (NAME, NAME_TORCH_MASKS)
+SLOTS = "packed_slots"  # the batch key (and keyword) of a padding-free batch's token places in the rows
 
 
 def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -95,7 +99,7 @@ def use_tunecard_attention(model, fast_masks: bool = True) -> bool:
     """
     if not getattr(type(model), "_supports_attention_backend", False):
         return False
-    if getattr(model.config, "_attn_implementation", None) not in ("sdpa", NAME, NAME_TORCH_MASKS):
+    if getattr(model.config, "_attn_implementation", None) not in ("sdpa", *NAMES):
         return False
     name = NAME if fast_masks else NAME_TORCH_MASKS
     model.set_attn_implementation(name)
@@ -106,6 +110,19 @@ def use_fast_attention_dropout(model) -> bool:
     return use_tunecard_attention(model, fast_masks=True)
 
 
+@contextlib.contextmanager
+def tunecard_attention(model):
+    """The block runs `model` under this module's attention (switched to it with SDPA's own masks if it runs
+    plain SDPA, and back afterwards); yields whether the model runs it, i.e. takes padding-free batches."""
+    before = getattr(model.config, "_attn_implementation", None)
+    ready = before in NAMES or use_tunecard_attention(model, fast_masks=False)
+    try:
+        yield ready
+    finally:
+        if getattr(model.config, "_attn_implementation", None) != before:
+            model.set_attn_implementation(before)
+
+
 def restore_attention(model) -> None:
-    if getattr(model.config, "_attn_implementation", None) in (NAME, NAME_TORCH_MASKS):
+    if getattr(model.config, "_attn_implementation", None) in NAMES:
         model.set_attn_implementation("sdpa")

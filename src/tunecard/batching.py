@@ -131,11 +131,10 @@ def forward_batches(
     else:
         batches = token_budget_batches(lengths, batch_size * PACKED_TOKENS_PER_INPUT)
     flat = packed is not None and packed.flat
-    before = getattr(model.config, "_attn_implementation", None)
-    if flat and before not in (attention.NAME, attention.NAME_TORCH_MASKS):
-        if not attention.use_tunecard_attention(model, fast_masks=False):
-            raise ValueError("padding-free passes need tunecard's attention; this model does not take it")
-    try:
+    with attention.tunecard_attention(model) if flat else contextlib.nullcontext(True) as ready:
+        if not ready:
+            raise ValueError("padding-free passes need tunecard's attention (transformers' SDPA through its "
+                             "AttentionInterface); this model has other attention code: pass packed rows")
         for indices in batches:
             items = [features[i].model_inputs() if with_labels else dict(features[i].inputs) for i in indices]
             batch = collator(items)
@@ -155,6 +154,3 @@ def forward_batches(
             if packed is not None:
                 logits = packed.unpack(logits, where, [lengths[i] for i in indices], batch["input_ids"].shape[1])
             yield indices, logits.float(), batch
-    finally:
-        if flat and model.config._attn_implementation != before:
-            model.set_attn_implementation(before)

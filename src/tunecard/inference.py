@@ -20,7 +20,7 @@ from .encode import Encoder, unpadded_backend
 from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
-from .packing import PACKED, PADDING_FREE, choose_train_collator
+from .packing import PACKED, PADDING_FREE, choose_collator
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
@@ -125,9 +125,9 @@ class Predictor:
         self.bf16 = backend == "torch" and environment.use_bf16(precision)
         self.packed = None  # the PackedCollator, when packing is on and the probe passed (padding-free if it can)
         if packing and backend == "torch" and self.is_ner:
-            packed, kind = choose_train_collator(self.model, self._encode_words(PACKING_PROBE),
-                                                 PadCollator(self.tokenizer.pad_token_id),
-                                                 self.tokenizer.pad_token_id, padding_free=True)
+            packed, kind = choose_collator(self.model, self._encode_words(PACKING_PROBE),
+                                           PadCollator(self.tokenizer.pad_token_id),
+                                           self.tokenizer.pad_token_id, padding_free=True)
             if kind in (PACKED, PADDING_FREE):
                 self.packed = packed
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .attention import use_tunecard_attention
+from .attention import SLOTS, tunecard_attention
 from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from .encode import IGNORE_INDEX, Feature
 
@@ -37,7 +37,6 @@ PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences 
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
 PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
 PADDING_FREE = "packed, padding-free"  # flat batches (PackedCollator(flat=True)); training.batches in metrics.json
-SLOTS = "packed_slots"  # a flat batch's key: each token's place in the rows attention runs on
 
 
 def position_offset(model) -> int:
@@ -104,8 +103,7 @@ class PackedCollator:
         self.flat = flat
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch, _, slots = self._pack(items)
-        return padding_free(batch, slots) if self.flat else batch
+        return self.pack_flat(items) if self.flat else self.pack(items)[0]
 
     def pack(self, items: Sequence[dict], capacity: int = 0) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
         """The packed batch with rows of `capacity` tokens (see `placements`), and (row, column) per item."""
@@ -156,9 +154,10 @@ class PackedCollator:
         return batch, where, target
 
     def pack_flat(self, items: Sequence[dict], capacity: int = 0) -> dict[str, torch.Tensor]:
-        """`pack`'s batch without the rows' padding (see `padding_free`): the items' tokens in order."""
+        """`pack`'s batch without the rows' padding (see the class docstring): the items' tokens in order."""
         batch, _, slots = self._pack(items, capacity)
-        return padding_free(batch, slots)
+        flat = {name: tensor.view(-1)[slots].unsqueeze(0) for name, tensor in batch.items() if name != "attention_mask"}
+        return {**flat, "attention_mask": batch["attention_mask"], SLOTS: slots}
 
     @staticmethod
     def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]] | None, lengths: Sequence[int],
@@ -174,12 +173,6 @@ class PackedCollator:
         columns = torch.arange(width)
         index = (first[:, None] + columns).masked_fill(columns >= torch.tensor(lengths)[:, None], 0)
         return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
-
-
-def padding_free(batch: dict[str, torch.Tensor], slots: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A packed batch's tokens at `slots` (indices into its rows flattened) as one sequence, and `SLOTS`."""
-    flat = {name: tensor.view(-1)[slots].unsqueeze(0) for name, tensor in batch.items() if name != "attention_mask"}
-    return {**flat, "attention_mask": batch["attention_mask"], SLOTS: slots}
 
 
 def packed_collator_for(model, pad_token_id: int | None, flat: bool = False) -> PackedCollator:
@@ -206,21 +199,18 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
     finally:
         model.train(was_training)
     lengths = [len(item["input_ids"]) for item in items]
-    if packed.flat:  # one sequence, the items' tokens in order
-        starts = torch.tensor([0, *lengths]).cumsum(0).tolist()
-        found = [logits[0, start:start + length] for start, length in zip(starts, lengths)]
-    else:
-        found = [logits[row, start:start + length] for length, (row, start) in zip(lengths, placements(lengths)[1])]
-    worst = max((got - reference[index, :len(got)]).abs().max().item() for index, got in enumerate(found))
+    where = None if packed.flat else placements(lengths)[1]
+    found = packed.unpack(logits, where, lengths, max(lengths))
+    worst = max((found[i, :length] - reference[i, :length]).abs().max().item() for i, length in enumerate(lengths))
     return worst <= PARITY_TOLERANCE
 
 
-def choose_train_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None,
-                          padding_free: bool = False):
-    """(collator, what metrics.json records): packed rows if the model gives the same outputs packed; with
-    `padding_free`, flat batches if it also gives them so under `attention.py`'s attention (the caller then
-    trains with that attention: `attention.use_tunecard_attention`; `batching.forward_batches` switches to it
-    for its passes). `inference.Predictor` chooses its passes' layout here too."""
+def choose_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None,
+                    padding_free: bool = False):
+    """(collator, what metrics.json records) for training batches or prediction passes: packed rows if the model
+    gives the same outputs packed; with `padding_free`, flat batches if it also gives them so under
+    `attention.py`'s attention (training then runs under it: `attention.use_tunecard_attention`;
+    `batching.forward_batches` switches to it for its passes)."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
         return padded, PADDED
     checked = features[:CHECK_FEATURES]
@@ -228,12 +218,8 @@ def choose_train_collator(model, features: list[Feature], padded: PadCollator, p
     if not packing_matches(model, checked, packed, padded):
         return padded, REFUSED
     if padding_free:
-        flat = packed_collator_for(model, pad_token_id, flat=True)
-        before = model.config._attn_implementation
-        if use_tunecard_attention(model, fast_masks=False):
-            try:
-                if packing_matches(model, checked, flat, padded):
-                    return flat, PADDING_FREE
-            finally:
-                model.set_attn_implementation(before)
+        flat = packed_collator_for(model, pad_token_id, flat=True)  # before the switch: SDPA's boolean mask
+        with tunecard_attention(model) as ready:
+            if ready and packing_matches(model, checked, flat, padded):
+                return flat, PADDING_FREE
     return packed, PACKED

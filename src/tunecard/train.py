@@ -39,7 +39,7 @@ from .fused_qkv import fuse_qkv, unfuse_qkv
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_train_collator
+from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_collator
 from .plots import write_plots
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
@@ -344,9 +344,9 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     eval_collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)  # length-sorted batches
     train_collator, batches = PadCollator(tokenizer.pad_token_id), PADDED
     if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
-        train_collator, batches = choose_train_collator(model, datasets["train"].features, train_collator,
-                                                        tokenizer.pad_token_id, padding_free=config.padding_free)
-    # evaluation packs what training packs (in rows: `pack` leaves a padding-free collator's rows as they are)
+        train_collator, batches = choose_collator(model, datasets["train"].features, train_collator,
+                                                  tokenizer.pad_token_id, padding_free=config.padding_free)
+    # evaluation packs what training packs (padding-free passes too: forward_batches switches the attention)
     eval_packed = train_collator if batches in (PACKED, PADDING_FREE) else None
     if batches == REFUSED and console is not None:
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
