@@ -1,7 +1,9 @@
-"""Packed NER training batches: the same model outputs, the same training steps, and a fallback when they differ."""
+"""Packed training batches (NER and text classification): the same model outputs, the same training steps, and a
+fallback when they differ."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -13,11 +15,13 @@ from conftest import WNUT_SAMPLE, _vocab
 from tunecard.batching import PadCollator
 from tunecard.config import build_config
 from tunecard.encode import Encoder
+from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, use_tunecard_attention
-from tunecard.packing import (PADDING_FREE, SLOTS, PackedCollator, choose_collator, first_fit_rows,
-                              packed_collator_for, packing_matches)
+from tunecard.packing import (FIRSTS, PACKED, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
+                              first_fit_rows, packed_collator_for, packing_matches, read_first_tokens,
+                              stop_reading_first_tokens)
 from tunecard.train import train
 
 
@@ -55,6 +59,7 @@ def _features(model_folder: Path, count: int = 16):
 
 def _assert_same_loss_and_gradients(model, padded: dict, other: dict) -> None:
     model.train()
+    model.zero_grad()
     padded_loss = model(**padded).loss
     padded_loss.backward()
     padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -160,11 +165,20 @@ def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path, layou
 
 
 class _Feature:
-    def __init__(self, ids: list[int]):
+    def __init__(self, ids: list[int], label: int | None = None):
         self.ids = ids
+        self.label = label
 
     def model_inputs(self) -> dict:
-        return {"input_ids": self.ids, "attention_mask": [1] * len(self.ids), "labels": [0] * len(self.ids)}
+        labels = [0] * len(self.ids) if self.label is None else self.label
+        return {"input_ids": self.ids, "attention_mask": [1] * len(self.ids), "labels": labels}
+
+
+def _random_features(classify: bool = False) -> list[_Feature]:
+    generator = torch.Generator().manual_seed(0)
+    return [_Feature([5, *torch.randint(10, 900, (int(n),), generator=generator).tolist(), 6],
+                     label=n % 3 if classify else None)
+            for n in torch.randint(1, 30, (16,), generator=generator).tolist()]
 
 
 @pytest.mark.parametrize("family, packs", [("bert", True), ("roberta", True), ("distilbert", True),
@@ -174,9 +188,7 @@ def test_each_model_family_packs_or_falls_back(family, packs):
     mask, and the check sends it back to padding instead of training it on wrong inputs."""
     import transformers
 
-    generator = torch.Generator().manual_seed(0)
-    features = [_Feature([5, *torch.randint(10, 900, (int(n),), generator=generator).tolist(), 6])
-                for n in torch.randint(1, 30, (16,), generator=generator)]
+    features = _random_features()
     small = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                  num_labels=3)
     config = {
@@ -190,6 +202,13 @@ def test_each_model_family_packs_or_falls_back(family, packs):
     pad = config.pad_token_id if config.pad_token_id is not None else 0
     assert packing_matches(model, features, packed_collator_for(model, pad), PadCollator(pad)) is packs
 
+    # The same families as sequence classifiers: each head reads position 0 of its encoder's output.
+    classifier = transformers.AutoModelForSequenceClassification.from_config(config)
+    collator, kind = choose_collator(classifier, _random_features(classify=True), PadCollator(pad), pad,
+                                     padding_free=True, classify=True)
+    assert kind == (PADDING_FREE if packs else REFUSED)
+    stop_reading_first_tokens(classifier)
+
 
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
     import importlib
@@ -199,3 +218,66 @@ def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert,
     result = _run(no_dropout_bert, tmp_path / "refused")
     assert result.metrics["training"]["batches"] == "padded (the packing check failed for this model)"
     assert "Batches: packed" not in (result.output / "README.md").read_text()
+
+
+@given(st.lists(st.integers(2, 40), min_size=1, max_size=24), st.booleans())
+def test_a_classification_batch_points_at_each_items_first_token(lengths, flat):
+    items = [{"input_ids": [100 * i + t for t in range(n)], "labels": i % 5} for i, n in enumerate(lengths)]
+    batch = PackedCollator(0, flat=flat, classify=True)(items)
+    assert batch["labels"].tolist() == [item["labels"] for item in items]
+    firsts = batch[FIRSTS].tolist()
+    assert batch["input_ids"].reshape(-1)[firsts].tolist() == [item["input_ids"][0] for item in items]
+    assert batch["position_ids"].reshape(-1)[firsts].tolist() == [0] * len(items)
+
+
+def _classifier(model_folder: Path):
+    tokenizer = load_tokenizer(str(model_folder))
+    corpus = read_corpus(WNUT_SAMPLE / "train.conll", task="ner")
+    examples = [TextExample(text=" ".join(e.tokens), label=str(len(e.tokens) % 3)) for e in corpus.examples[:16]]
+    model = load_model(str(model_folder), "text-classification", {0: "0", 1: "1", 2: "2"})
+    features = Encoder(tokenizer, {"0": 0, "1": 1, "2": 2}, 128).encode_texts(examples)
+    return model, tokenizer, features
+
+
+def test_a_packed_classification_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert):
+    model, tokenizer, features = _classifier(no_dropout_bert)
+    items = [f.model_inputs() for f in features]
+    padded = PadCollator(tokenizer.pad_token_id)(items)
+    rows_collator = packed_collator_for(model, tokenizer.pad_token_id, classify=True)
+    flat_collator = packed_collator_for(model, tokenizer.pad_token_id, flat=True, classify=True)
+    rows, flat = rows_collator(items), flat_collator(items)
+    assert rows["input_ids"].shape[0] < len(items) and flat["input_ids"].numel() < padded["input_ids"].numel()
+    pad = PadCollator(tokenizer.pad_token_id)
+    assert not packing_matches(model, features, rows_collator, pad), "without the hook the head reads the rows"
+    assert read_first_tokens(model)
+    assert packing_matches(model, features, rows_collator, pad)
+    _assert_same_loss_and_gradients(model, padded, rows)
+    assert use_tunecard_attention(model, fast_masks=False)
+    _assert_same_loss_and_gradients(model, padded, flat)
+    assert packing_matches(model, features, flat_collator, pad)
+    restore_attention(model)
+    stop_reading_first_tokens(model)
+    assert not packing_matches(model, features, rows_collator, pad), "the hook is gone"
+
+
+def test_packed_classification_training_takes_the_padded_steps(no_dropout_bert, tmp_path):
+    corpus = read_corpus(WNUT_SAMPLE / "train.conll", task="ner")
+    for split, examples in (("train", corpus.examples[:64]), ("dev", corpus.examples[64:96])):
+        with open(tmp_path / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((" ".join(e.tokens), "entity" if set(e.tags) - {"O"} else "none") for e in examples)
+    runs = {}
+    for name, packing in (("packed", True), ("padded", False)):
+        values = dict(task="text-classification", model=str(no_dropout_bert), train=str(tmp_path / "train.csv"),
+                      validation=str(tmp_path / "dev.csv"), output=str(tmp_path / name), num_epochs=1,
+                      train_batch_size=16, learning_rate=1e-3, precision="fp32", packing=packing)
+        runs[name] = train(build_config(None, values), progress=False)
+    packed, padded = runs["packed"], runs["padded"]
+    assert packed.metrics["training"]["batches"] == PADDING_FREE
+    assert padded.metrics["training"]["batches"] == "padded"
+    packed_losses = [step["loss"] for step in packed.history["steps"]]
+    assert len(packed_losses) == 4
+    assert packed_losses == pytest.approx([step["loss"] for step in padded.history["steps"]], abs=1e-4)
+    assert packed.metrics["validation"]["accuracy"] == padded.metrics["validation"]["accuracy"]
+    assert "Batches: packed, padding-free," in (packed.output / "README.md").read_text()

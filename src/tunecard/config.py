@@ -94,8 +94,9 @@ class TrainConfig(BaseModel):
     train_sampling: Literal["random", "bucketed"] = Field(
         "random", description="bucketed: batches of similar length in random order (less padding, faster)")
     packing: bool = Field(
-        True, description="NER training batches packed into rows without padding (same batches, same results, "
-        "faster), used when a check shows the model gives the same outputs packed; false: always pad")
+        True, description="training batches (NER and text classification) packed into rows without padding (same "
+        "batches, same results, faster), used when a check shows the model gives the same outputs packed; false: "
+        "always pad")
     padding_free: bool = Field(
         True, description="with packing: the packed sentences go through every layer but attention as one "
         "sequence without the rows' padding (the same results, fewer tokens through each matmul), used when the "

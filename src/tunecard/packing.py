@@ -1,4 +1,4 @@
-"""Padding-free training batches for token classification: several sentences share one row.
+"""Padding-free batches: several sentences share one row.
 
 A random batch of 16 CoNLL-2003 sentences pads to its longest (about three times the average length), so
 most of a padded step computes on padding. Packing puts the batch's sentences end to end in as few rows as
@@ -15,6 +15,12 @@ the rows. Embeddings, projections, feed-forward layers, LayerNorm and dropout th
 `attention.py` scatters queries, keys and values into the rows, attends there under the block mask, and
 gathers the result back. (transformers passes the extra key to the attention function the way it passes
 flash-attention's sequence lengths.) Only attention functions registered by `attention.py` read it.
+
+Text classification (`classify=True`): the head reads one token per item (BERT's pooler, DistilBERT's and
+RoBERTa's heads all take position 0). Labels are then one per item, and the batch carries `packed_firsts`, where
+each item's first token sits; `read_first_tokens` hooks the encoder so that its output is those tokens' states,
+one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded batch. Written by
+hand: transformers packs sequences only for token-level and causal language-model losses.
 
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
 forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
@@ -37,6 +43,8 @@ PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences 
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
 PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
 PADDING_FREE = "packed, padding-free"  # flat batches (PackedCollator(flat=True)); training.batches in metrics.json
+FIRSTS = "packed_firsts"  # classification batches: each item's first token, an index into the tokens flattened
+HOOK = "_tunecard_first_tokens"  # the model attribute holding read_first_tokens' hook handle
 
 
 def position_offset(model) -> int:
@@ -78,7 +86,8 @@ def placements(lengths: Sequence[int], capacity: int = 0) -> tuple[int, list[tup
 
 
 class PackedCollator:
-    """Packs token-classification items into rows as long as the batch's longest item.
+    """Packs items (token classification; text classification with `classify`) into rows as long as the batch's
+    longest item.
 
     Output: input_ids, token_type_ids (if the items have them), position_ids and labels of shape [rows, T],
     and a boolean attention mask [rows, 1, T, T] (True = may attend) that is block-diagonal per item.
@@ -89,18 +98,23 @@ class PackedCollator:
     attention mask, and `packed_slots` [tokens] (indices into the rows flattened). Such a batch needs an
     attention function from `attention.py`.
 
+    With `classify=True` (text classification) labels are one per item [items], and `packed_firsts` [items]
+    gives each item's first token as an index into the rows flattened (the flat sequence, if flat); the model
+    needs `read_first_tokens`, and its logits are one row per item, in order.
+
     Length-sorted passes (evaluation, prediction) call `pack` with longer rows and `unpack` the logits back to
     one row per item: short sentences of similar length then share rows instead of each being a row of its own.
     """
 
     def __init__(self, pad_token_id: int | None, position_offset: int = 0, additive_mask_dtype=None,
-                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, flat: bool = False):
+                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, flat: bool = False, classify: bool = False):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
         self.position_offset = position_offset
         # eager attention adds the mask to its scores: it needs 0 / -inf-like floats, not booleans
         self.additive_mask_dtype = additive_mask_dtype
         self.multiple = max(1, pad_to_multiple_of)
         self.flat = flat
+        self.classify = classify
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         return self.pack_flat(items) if self.flat else self.pack(items)[0]
@@ -117,7 +131,8 @@ class PackedCollator:
         width = max(start + length for length, (_, start) in zip(lengths, where))
         shape = (row_count, round_up(width, self.multiple))
         input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
-        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long) if "labels" in items[0] else None
+        token_labels = "labels" in items[0] and not self.classify
+        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long) if token_labels else None
         positions = torch.zeros(shape, dtype=torch.long)
         segment = torch.full(shape, -1, dtype=torch.long)  # which item each token belongs to
         token_types = torch.zeros(shape, dtype=torch.long) if "token_type_ids" in items[0] else None
@@ -151,13 +166,22 @@ class PackedCollator:
             batch["labels"] = labels
         if token_types is not None:
             batch["token_type_ids"] = token_types
+        if self.classify:
+            if "labels" in items[0]:
+                batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+            batch[FIRSTS] = torch.tensor([row * shape[1] + start for row, start in where])
         return batch, where, target
 
     def pack_flat(self, items: Sequence[dict], capacity: int = 0) -> dict[str, torch.Tensor]:
         """`pack`'s batch without the rows' padding (see the class docstring): the items' tokens in order."""
         batch, _, slots = self._pack(items, capacity)
-        flat = {name: tensor.view(-1)[slots].unsqueeze(0) for name, tensor in batch.items() if name != "attention_mask"}
-        return {**flat, "attention_mask": batch["attention_mask"], SLOTS: slots}
+        per_item = {"attention_mask", FIRSTS, *(["labels"] if self.classify else [])}
+        flat = {name: tensor.view(-1)[slots].unsqueeze(0) for name, tensor in batch.items() if name not in per_item}
+        flat.update({name: batch[name] for name in per_item if name in batch})
+        if self.classify:  # the items' tokens are in order: each starts where the ones before it end
+            lengths = torch.tensor([len(item["input_ids"]) for item in items])
+            flat[FIRSTS] = lengths.cumsum(0) - lengths
+        return {**flat, SLOTS: slots}
 
     @staticmethod
     def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]] | None, lengths: Sequence[int],
@@ -175,9 +199,45 @@ class PackedCollator:
         return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
 
 
-def packed_collator_for(model, pad_token_id: int | None, flat: bool = False) -> PackedCollator:
+def packed_collator_for(model, pad_token_id: int | None, flat: bool = False, classify: bool = False) -> PackedCollator:
     eager = getattr(model.config, "_attn_implementation", "eager") not in ("sdpa", "flex_attention")
-    return PackedCollator(pad_token_id, position_offset(model), torch.float32 if eager else None, flat=flat)
+    return PackedCollator(pad_token_id, position_offset(model), torch.float32 if eager else None, flat=flat,
+                          classify=classify)
+
+
+def _first_tokens_only(module, args, kwargs, output):
+    """Forward hook (with kwargs) on an encoder: given `packed_firsts`, its output becomes those tokens' states."""
+    firsts = kwargs.get(FIRSTS)
+    if firsts is None:
+        return output
+    hidden = output[0]
+    picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, firsts).unsqueeze(1)  # [items, 1, hidden]
+    if isinstance(output, tuple):
+        return (picked, *output[1:])
+    output["last_hidden_state"] = picked  # a ModelOutput: item and attribute both
+    return output
+
+
+def read_first_tokens(model) -> bool:
+    """Hook the encoder of a sequence classifier so that batches with `packed_firsts` reach its head as one
+    token per item (see the module's docstring). Returns whether the model has an encoder to hook; without the
+    key in a batch the hook changes nothing. `stop_reading_first_tokens` removes it."""
+    if getattr(model, HOOK, None) is not None:
+        return True
+    base = getattr(model, "base_model", None)
+    encoder = next((getattr(base, name) for name in ("encoder", "transformer")
+                    if isinstance(getattr(base, name, None), torch.nn.Module)), None)
+    if base is None or base is model or encoder is None:
+        return False
+    setattr(model, HOOK, encoder.register_forward_hook(_first_tokens_only, with_kwargs=True))
+    return True
+
+
+def stop_reading_first_tokens(model) -> None:
+    handle = getattr(model, HOOK, None)
+    if handle is not None:
+        handle.remove()
+        setattr(model, HOOK, None)
 
 
 @torch.no_grad()
@@ -198,6 +258,8 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
         return False
     finally:
         model.train(was_training)
+    if packed.classify:  # one row of logits per item, in order, either way
+        return logits.shape == reference.shape and (logits - reference).abs().max().item() <= PARITY_TOLERANCE
     lengths = [len(item["input_ids"]) for item in items]
     where = None if packed.flat else placements(lengths)[1]
     found = packed.unpack(logits, where, lengths, max(lengths))
@@ -206,19 +268,21 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
 
 
 def choose_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None,
-                    padding_free: bool = False):
+                    padding_free: bool = False, classify: bool = False):
     """(collator, what metrics.json records) for training batches or prediction passes: packed rows if the model
     gives the same outputs packed; with `padding_free`, flat batches if it also gives them so under
     `attention.py`'s attention (training then runs under it: `attention.use_tunecard_attention`;
-    `batching.forward_batches` switches to it for its passes)."""
+    `batching.forward_batches` switches to it for its passes). `classify`: a sequence classifier, which then
+    keeps `read_first_tokens`' hook if it packs (`stop_reading_first_tokens` removes it)."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
         return padded, PADDED
     checked = features[:CHECK_FEATURES]
-    packed = packed_collator_for(model, pad_token_id)
-    if not packing_matches(model, checked, packed, padded):
+    packed = packed_collator_for(model, pad_token_id, classify=classify)
+    if (classify and not read_first_tokens(model)) or not packing_matches(model, checked, packed, padded):
+        stop_reading_first_tokens(model)
         return padded, REFUSED
     if padding_free:
-        flat = packed_collator_for(model, pad_token_id, flat=True)  # before the switch: SDPA's boolean mask
+        flat = packed_collator_for(model, pad_token_id, flat=True, classify=classify)  # before the switch: SDPA's boolean mask
         with tunecard_attention(model) as ready:
             if ready and packing_matches(model, checked, flat, padded):
                 return flat, PADDING_FREE

@@ -39,7 +39,7 @@ from .fused_qkv import fuse_qkv, unfuse_qkv
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
 from .outputs import RunFolder
-from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_collator
+from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_collator, stop_reading_first_tokens
 from .plots import write_plots
 from .recorder import ProgressBar, RunRecorder
 from .sampling import BucketedRandomSampler
@@ -343,11 +343,14 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     eval_collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)  # length-sorted batches
     train_collator, batches = PadCollator(tokenizer.pad_token_id), PADDED
-    if config.packing and config.is_ner:  # text classification reads each row's first token: never packed
+    if config.packing:
         train_collator, batches = choose_collator(model, datasets["train"].features, train_collator,
-                                                  tokenizer.pad_token_id, padding_free=config.padding_free)
-    # evaluation packs what training packs (padding-free passes too: forward_batches switches the attention)
-    eval_packed = train_collator if batches in (PACKED, PADDING_FREE) else None
+                                                  tokenizer.pad_token_id, padding_free=config.padding_free,
+                                                  classify=not config.is_ner)
+    # NER evaluation packs what training packs (padding-free passes too: forward_batches switches the attention).
+    # Text classification evaluates in length-sorted padded batches: packed passes were no faster there
+    # (docs/performance.md), since sorted batches of whole texts hold little padding.
+    eval_packed = train_collator if batches in (PACKED, PADDING_FREE) and config.is_ner else None
     if batches == REFUSED and console is not None:
         console.print("[yellow]note[/] packing: this model's outputs differ when sentences share a row "
                       "(position ids or attention mask work differently); training with padded batches.",
@@ -415,6 +418,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
     restore_attention(model)
+    stop_reading_first_tokens(model)
     if bf16_copies is not None:
         bf16_copies.remove()
     unfuse_qkv(model)
