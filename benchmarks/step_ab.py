@@ -4,16 +4,18 @@ Two copies of the model train on the same batches of 16 CoNLL-2003 sentences, on
 goes first alternates), with everything else `tunecard train` uses on CPU: bf16 autocast where the CPU has
 bf16, fast dropout masks (the attention probabilities' too), fused query/key/value projections, sparse
 embedding rows, clipping handed to the fused AdamW step. The lever: `bf16-copies` (`bf16_weights.py`, on
-bf16 CPUs) or `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
-packed rows). Prints the median time of each part of a step and how often the lever won.
+bf16 CPUs), `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
+packed rows) or `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
+batches against padded ones). Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free] [--steps 150] [--warmup 20]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing] [--steps 150] [--warmup 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+from pathlib import Path
 import random
 import statistics
 import time
@@ -25,6 +27,7 @@ from tunecard.attention import use_fast_attention_dropout
 from tunecard.batching import PadCollator
 from tunecard.bf16_weights import Bf16Weights
 from tunecard.config import build_config
+from tunecard.data import read_corpus
 from tunecard.dropout import use_fast_dropout
 from tunecard.encode import Encoder
 from tunecard.environment import cpu_supports_bf16
@@ -35,7 +38,9 @@ from tunecard.train import label_names, read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
-VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free")}
+VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
+            "text-packing": ("padded", "padding-free")}
+SST2 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2" / "train.txt"
 
 
 def main() -> None:
@@ -46,21 +51,26 @@ def main() -> None:
     args = parser.parse_args()
 
     config = build_config(CONFIG)
-    corpus = read_splits(config)["train"]
+    text = args.lever == "text-packing"
+    corpus = read_corpus(SST2) if text else read_splits(config)["train"]
     labels = label_names(corpus)
     tokenizer = load_tokenizer(config.model)
     torch.manual_seed(config.seed)
-    model = load_model(config.model, config.task, dict(enumerate(labels)))
-    features = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256).encode_tokens(corpus.examples)
+    model = load_model(config.model, "text-classification" if text else config.task, dict(enumerate(labels)))
+    encoder = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256)
+    features = encoder.encode_texts(corpus.examples[:3000]) if text else encoder.encode_tokens(corpus.examples)
     bf16 = cpu_supports_bf16()
     if args.lever == "bf16-copies" and not bf16:
         parser.error("bf16-copies needs a CPU with native bf16 (AVX512-BF16 or AMX)")
     plain, lever = VARIANTS[args.lever]
     collators = {}
     for name in (plain, lever):
-        padding_free = args.lever == "padding-free" and name == lever
-        collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                                tokenizer.pad_token_id, padding_free=padding_free)
+        if text and name == plain:
+            collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
+        else:
+            padding_free = args.lever in ("padding-free", "text-packing") and name == lever
+            collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                                    tokenizer.pad_token_id, padding_free=padding_free, classify=text)
         print(f"{name}: {kind}")
     use_fast_dropout(model)
     use_fast_attention_dropout(model)
