@@ -280,4 +280,6 @@ def test_packed_classification_training_takes_the_padded_steps(no_dropout_bert, 
     assert len(packed_losses) == 4
     assert packed_losses == pytest.approx([step["loss"] for step in padded.history["steps"]], abs=1e-4)
     assert packed.metrics["validation"]["accuracy"] == padded.metrics["validation"]["accuracy"]
-    assert "Batches: packed, padding-free," in (packed.output / "README.md").read_text()
+    card = (packed.output / "README.md").read_text()
+    assert "Batches: packed, padding-free, each batch's texts" in card
+    assert "the classifier reads each text's first token" in card
