@@ -19,7 +19,7 @@ from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, use_tunecard_attention
-from tunecard.packing import (FIRSTS, PACKED, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
+from tunecard.packing import (FIRSTS, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
                               first_fit_rows, packed_collator_for, packing_matches, read_first_tokens,
                               stop_reading_first_tokens)
 from tunecard.train import train
