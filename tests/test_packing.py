@@ -18,10 +18,10 @@ from tunecard.encode import Encoder
 from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
-from tunecard.attention import restore_attention, use_tunecard_attention
+from tunecard.attention import restore_attention, tunecard_attention, use_tunecard_attention
 from tunecard.packing import (FIRSTS, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
-                              first_fit_rows, packed_collator_for, packing_matches, read_first_tokens,
-                              stop_reading_first_tokens)
+                              first_fit_rows, first_token_points, packed_collator_for, packing_matches,
+                              read_first_tokens, stop_reading_first_tokens)
 from tunecard.train import train
 
 
@@ -207,7 +207,13 @@ def test_each_model_family_packs_or_falls_back(family, packs):
     collator, kind = choose_collator(classifier, _random_features(classify=True), PadCollator(pad), pad,
                                      padding_free=True, classify=True)
     assert kind == (PADDING_FREE if packs else REFUSED)
+    hooked = [bool(point._forward_hooks) for point in first_token_points(classifier)]
+    # BERT and RoBERTa hand the head's token over after the last attention block; DistilBERT adds that block's
+    # residual outside it (the check refuses the hook there), so it takes the encoder's output.
+    assert hooked == {"bert": [True, False], "roberta": [True, False], "distilbert": [False, True],
+                      "deberta-v2": [False, False]}[family]
     stop_reading_first_tokens(classifier)
+    assert not any(point._forward_hooks for point in first_token_points(classifier))
 
 
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
@@ -249,13 +255,16 @@ def test_a_packed_classification_batch_gives_the_padded_logits_loss_and_gradient
     assert rows["input_ids"].shape[0] < len(items) and flat["input_ids"].numel() < padded["input_ids"].numel()
     pad = PadCollator(tokenizer.pad_token_id)
     assert not packing_matches(model, features, rows_collator, pad), "without the hook the head reads the rows"
-    assert read_first_tokens(model)
-    assert packing_matches(model, features, rows_collator, pad)
-    _assert_same_loss_and_gradients(model, padded, rows)
-    assert use_tunecard_attention(model, fast_masks=False)
-    _assert_same_loss_and_gradients(model, padded, flat)
-    assert packing_matches(model, features, flat_collator, pad)
-    restore_attention(model)
+    points = first_token_points(model)
+    assert points == [model.bert.encoder.layer[-1].attention, model.bert.encoder]
+    for point in points:
+        assert read_first_tokens(model, point)
+        assert packing_matches(model, features, rows_collator, pad)
+        _assert_same_loss_and_gradients(model, padded, rows)
+        with tunecard_attention(model) as ready:
+            assert ready
+            _assert_same_loss_and_gradients(model, padded, flat)
+            assert packing_matches(model, features, flat_collator, pad)
     stop_reading_first_tokens(model)
     assert not packing_matches(model, features, rows_collator, pad), "the hook is gone"
 

@@ -18,9 +18,12 @@ flash-attention's sequence lengths.) Only attention functions registered by `att
 
 Text classification (`classify=True`): the head reads one token per item (BERT's pooler, DistilBERT's and
 RoBERTa's heads all take position 0). Labels are then one per item, and the batch carries `packed_firsts`, where
-each item's first token sits; `read_first_tokens` hooks the encoder so that its output is those tokens' states,
-one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded batch. Written by
-hand: transformers packs sequences only for token-level and causal language-model losses.
+each item's first token sits; `read_first_tokens` hooks the model so that from there on only those tokens'
+states go on, one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded
+batch. The hook sits after the last layer's attention block where the check passes there (BERT, RoBERTa: the
+layer's feed-forward then computes one token per item), else on the encoder's output (DistilBERT adds the
+block's residual outside it). Written by hand: transformers packs sequences only for token-level and causal
+language-model losses.
 
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
 forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
@@ -218,18 +221,33 @@ def _first_tokens_only(module, args, kwargs, output):
     return output
 
 
-def read_first_tokens(model) -> bool:
-    """Hook the encoder of a sequence classifier so that batches with `packed_firsts` reach its head as one
-    token per item (see the module's docstring). Returns whether the model has an encoder to hook; without the
-    key in a batch the hook changes nothing. `stop_reading_first_tokens` removes it."""
-    if getattr(model, HOOK, None) is not None:
-        return True
+def first_token_points(model) -> list[torch.nn.Module]:
+    """Modules of a sequence classifier after which its head needs only each text's first token, cheapest
+    first: the last layer's attention block, if the layer has one (its feed-forward then runs on one token per
+    text: two thirds of that layer's matmuls), and the encoder. Empty if the model has no encoder to hook."""
     base = getattr(model, "base_model", None)
+    if base is None or base is model:
+        return []
     encoder = next((getattr(base, name) for name in ("encoder", "transformer")
                     if isinstance(getattr(base, name, None), torch.nn.Module)), None)
-    if base is None or base is model or encoder is None:
+    if encoder is None:
+        return []
+    layers = getattr(encoder, "layer", None)
+    last_attention = getattr(layers[-1], "attention", None) if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
+    return [last_attention, encoder] if isinstance(last_attention, torch.nn.Module) else [encoder]
+
+
+def read_first_tokens(model, point: torch.nn.Module | None = None) -> bool:
+    """Hook `point` (one of `first_token_points`; default the encoder, the last) so that batches with
+    `packed_firsts` leave it as one token per text, which is all the head reads (see the module's docstring).
+    Returns whether the model has such a point; without the key in a batch the hook changes nothing.
+    `stop_reading_first_tokens` removes it."""
+    stop_reading_first_tokens(model)
+    points = first_token_points(model)
+    if not points:
         return False
-    setattr(model, HOOK, encoder.register_forward_hook(_first_tokens_only, with_kwargs=True))
+    point = points[-1] if point is None else point
+    setattr(model, HOOK, point.register_forward_hook(_first_tokens_only, with_kwargs=True))
     return True
 
 
@@ -278,8 +296,12 @@ def choose_collator(model, features: list[Feature], padded: PadCollator, pad_tok
         return padded, PADDED
     checked = features[:CHECK_FEATURES]
     packed = packed_collator_for(model, pad_token_id, classify=classify)
-    if (classify and not read_first_tokens(model)) or not packing_matches(model, checked, packed, padded):
-        stop_reading_first_tokens(model)
+    if classify:  # the cheapest place to keep only the first tokens at which the check passes
+        if not any(read_first_tokens(model, point) and packing_matches(model, checked, packed, padded)
+                   for point in first_token_points(model)):
+            stop_reading_first_tokens(model)
+            return padded, REFUSED
+    elif not packing_matches(model, checked, packed, padded):
         return padded, REFUSED
     if padding_free:
         flat = packed_collator_for(model, pad_token_id, flat=True, classify=classify)  # before the switch: SDPA's boolean mask
