@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import quick_ner_values
 from tunecard.config import build_config
-from tunecard.dropout import FastDropout, dropout, keep_mask, kept_fraction, use_fast_dropout
+from tunecard.dropout import FastDropout, dropout, keep_factors, keep_mask, kept_fraction, use_fast_dropout
 from tunecard.modeling import load_model
 from tunecard.train import train
 
@@ -43,6 +43,33 @@ def test_output_keeps_the_input_expectation_and_the_gradient_uses_the_same_mask(
     assert (y.detach().sum() / x.detach().sum()).item() == pytest.approx(1.0, abs=3e-3)
     y.sum().backward()
     torch.testing.assert_close(x.grad, kept.double() * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_outputs_and_gradients_are_torchs_dropout_arithmetic_bit_for_bit(dtype):
+    # The float mask replaced a boolean one for speed; it must change no bit of x * mask * scale either way.
+    torch.manual_seed(5)
+    x = (torch.randn(3, 257, 33) * 4).to(dtype).requires_grad_(True)
+    upstream = torch.randn(3, 257, 33).to(dtype)
+    p = 0.1
+    scale = 1 / kept_fraction(p)
+    torch.manual_seed(11)
+    y = dropout(x, p)
+    (gradient,) = torch.autograd.grad(y, x, upstream)
+    torch.manual_seed(11)
+    mask = keep_mask(x.shape, kept_fraction(p))
+    expected = torch.ops.aten.native_dropout_backward(x.detach(), mask, scale)
+    assert y.dtype == dtype and torch.equal(y, expected)
+    assert torch.equal(y.signbit(), expected.signbit())  # dropped negatives stay -0.0, as torch's give them
+    assert torch.equal(gradient, torch.ops.aten.native_dropout_backward(upstream, mask, scale))
+
+
+def test_keep_factors_are_the_keep_mask_of_the_same_draws():
+    for keep in (0.9, 0.5, 1.0, 0.0):
+        torch.manual_seed(2)
+        factors = keep_factors((1001,), keep, torch.bfloat16)
+        torch.manual_seed(2)
+        assert factors.dtype == torch.bfloat16 and torch.equal(factors, keep_mask((1001,), keep).bfloat16())
 
 
 def test_bf16_inputs_stay_bf16():
