@@ -19,7 +19,7 @@ from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, tunecard_attention, use_tunecard_attention
-from tunecard.packing import (FIRSTS, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
+from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
                               first_fit_rows, first_token_points, packed_collator_for, packing_matches,
                               read_first_tokens, stop_reading_first_tokens)
 from tunecard.train import train
@@ -95,8 +95,9 @@ def test_a_padding_free_batch_holds_each_token_once_where_the_rows_have_it(lengt
     flat = PackedCollator(0, flat=True)(items)
     slots = flat[SLOTS]
     tokens = sum(lengths)
-    # rounded up to a multiple of 16 with the rows' padding places (one kernel shape per length for oneDNN)
-    assert flat["input_ids"].shape == (1, min(-(-tokens // 16) * 16, rows["input_ids"].numel()))
+    # rounded up to a multiple of 32 with the rows' padding places (one kernel shape per length for oneDNN)
+    assert FLAT_LENGTH_MULTIPLE == 32
+    assert flat["input_ids"].shape == (1, min(-(-tokens // 32) * 32, rows["input_ids"].numel()))
     assert len(set(slots.tolist())) == len(slots), "two tokens in one place"
     assert flat["input_ids"][0, :tokens].tolist() == [token for item in items for token in item["input_ids"]]
     padding_places = slots[tokens:]
@@ -116,7 +117,7 @@ def test_a_padding_free_batch_gives_the_padded_logits_loss_and_gradients(no_drop
     flat = flat_collator(items)
     rows = packed_collator_for(model, tokenizer.pad_token_id)(items)
     tokens = sum(len(item["input_ids"]) for item in items)
-    assert tokens <= flat["input_ids"].numel() < tokens + 16
+    assert tokens <= flat["input_ids"].numel() < tokens + FLAT_LENGTH_MULTIPLE
     assert flat["input_ids"].numel() < rows["input_ids"].numel()
     assert not packing_matches(model, features, flat_collator, PadCollator(tokenizer.pad_token_id)), \
         "plain SDPA cannot read a flat batch: the check must refuse it"
