@@ -45,10 +45,10 @@ def keep_factors(shape: torch.Size | tuple[int, ...], keep_probability: float, d
                  device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
     """`keep_mask`'s mask (the same draws) as 1.0 / 0.0 in `dtype`.
 
-    Why not the boolean mask: on CPU a multiply of a float tensor by a boolean one casts element by element
-    outside the vectorized loops; torch's dropout backward (x * mask * scale) took 1.26 ms on an attention's
-    344k probabilities, against 0.02 ms for a float-by-float multiply (docs/performance.md). Writing the
-    comparison straight into a float tensor costs less than producing the booleans.
+    Why not the boolean mask: on CPU, arithmetic that mixes a boolean tensor with a float one converts element
+    by element outside the vectorized loops. On an attention's 344k probabilities, converting the booleans to
+    float took 113 us, and torch's dropout backward (x * mask * scale) 0.2-1.3 ms against 0.02 ms for a
+    float-by-float multiply; the comparison written straight into a float tensor takes 36 us (docs/performance.md).
     """
     threshold = _threshold(keep_probability)
     if threshold >= LANES // 2:
@@ -61,41 +61,23 @@ def kept_fraction(p: float) -> float:
     return round((1.0 - p) * LANES) / LANES
 
 
-class _MaskedScale(torch.autograd.Function):
-    """y = x * mask * scale, with the same mask in the backward pass: torch's dropout backward
-    (`native_dropout_backward`: x * mask, then * scale) bit for bit, with `mask` as 1.0 / 0.0 in x's dtype.
-
-    In fp32 and fp64 the scale is folded into the mask (one multiply each way; x * scale rounds once either way);
-    in bf16 or fp16 the scale would round in the mask, so the two multiplies stay apart."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, factors: torch.Tensor, scale: float) -> torch.Tensor:
-        folded = x.dtype in (torch.float32, torch.float64)
-        if folded:
-            factors = factors.mul_(scale)
-        ctx.save_for_backward(factors)
-        ctx.scale = None if folded else scale
-        return _apply(x, factors, ctx.scale)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (factors,) = ctx.saved_tensors
-        return _apply(grad, factors, ctx.scale), None, None
-
-
-def _apply(x: torch.Tensor, factors: torch.Tensor, scale: float | None) -> torch.Tensor:
-    y = x * factors
-    return y if scale is None else y.mul_(scale)
-
-
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """Functional form of `FastDropout`."""
+    """Functional form of `FastDropout`: x * mask * scale, bit for bit what torch's dropout backward
+    (`native_dropout_backward`) computes for the same mask, forward and backward.
+
+    Plain tensor operations, so autograd records its own C++ nodes (a Python autograd.Function cost about 40 us
+    a call each way). In fp32 and fp64 the scale is folded into the mask: x * scale rounds once either way. In
+    bf16 or fp16 the scale would round in the mask, so the multiplies stay apart; backward then scales before it
+    masks, which changes no bit (a dropped element is a zero of the gradient's sign either way)."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
         return x * 0.0
     keep = kept_fraction(p)
-    return _MaskedScale.apply(x, keep_factors(x.shape, keep, x.dtype, x.device), 1.0 / keep)
+    factors = keep_factors(x.shape, keep, x.dtype, x.device)
+    if x.dtype in (torch.float32, torch.float64):
+        return x * factors.mul_(1.0 / keep)
+    return (x * factors).mul_(1.0 / keep)
 
 
 class FastDropout(nn.Dropout):
