@@ -5,10 +5,13 @@ goes first alternates), with everything else `tunecard train` uses on CPU: bf16 
 bf16, fast dropout masks (the attention probabilities' too), fused query/key/value projections, sparse
 embedding rows, clipping handed to the fused AdamW step. The lever: `bf16-copies` (`bf16_weights.py`, on
 bf16 CPUs), `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
-packed rows) or `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
-batches against padded ones). Prints the median time of each part of a step and how often the lever won.
+packed rows), `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
+batches against padded ones) or `float-masks` (`dropout.py`'s masks as 1.0 / 0.0 in the input's dtype and plain
+tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free).
+Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing] [--steps 150] [--warmup 20]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks]
+                                           [--steps 150] [--warmup 20]
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import time
 
 import torch
 
-from tunecard import sparse_embedding
+from tunecard import attention, sparse_embedding
+from tunecard import dropout as tunecard_dropout
 from tunecard.attention import use_fast_attention_dropout
 from tunecard.batching import PadCollator
 from tunecard.bf16_weights import Bf16Weights
@@ -39,7 +43,36 @@ from tunecard.train import label_names, read_splits
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
 VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
-            "text-packing": ("padded", "padding-free")}
+            "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks")}
+
+
+class _BooleanMaskScale(torch.autograd.Function):
+    """Dropout as `dropout.py` computed it before its float masks: torch's x * mask * scale on a boolean mask."""
+
+    @staticmethod
+    def forward(ctx, x, mask, scale):
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return torch.ops.aten.native_dropout_backward(x, mask, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return torch.ops.aten.native_dropout_backward(grad, mask, ctx.scale), None, None
+
+
+def boolean_mask_dropout(x, p, training=True):
+    if not training or p == 0.0:
+        return x
+    keep = tunecard_dropout.kept_fraction(p)
+    return _BooleanMaskScale.apply(x, tunecard_dropout.keep_mask(x.shape, keep, x.device), 1.0 / keep)
+
+
+def use_dropout(function) -> None:
+    """Make FastDropout and the attention's probability dropout call `function`."""
+    tunecard_dropout.dropout = attention.masked_dropout = function
+
+
 SST2 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2" / "train.txt"
 
 
@@ -68,11 +101,12 @@ def main() -> None:
         if text and name == plain:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
-            padding_free = args.lever in ("padding-free", "text-packing") and name == lever
+            padding_free = args.lever == "float-masks" or (args.lever in ("padding-free", "text-packing") and name == lever)
             collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
         print(f"{name}: {kind}")
     use_fast_dropout(model)
+    dropouts = {plain: boolean_mask_dropout, lever: tunecard_dropout.dropout} if args.lever == "float-masks" else {}
     use_fast_attention_dropout(model)
     fuse_qkv(model)
     sparse_embedding.set_sparse(model, True)
@@ -115,6 +149,8 @@ def main() -> None:
     for index, batch in enumerate(batches):
         names = list(variants) if index % 2 == 0 else list(reversed(variants))
         for name in names:
+            if dropouts:
+                use_dropout(dropouts[name])
             step(*variants[name], batch[name], record=index >= args.warmup)
     print(f"{args.steps - args.warmup} steps after {args.warmup} of warm-up; medians in ms")
     for name, (*_, times) in variants.items():
