@@ -101,12 +101,13 @@ def main() -> None:
         if text and name == plain:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
-            padding_free = args.lever == "float-masks" or (args.lever in ("padding-free", "text-packing") and name == lever)
+            # float-masks compares two dropouts on the default (padding-free) batches
+            padding_free = args.lever == "float-masks" or (args.lever in ("padding-free", "text-packing")
+                                                           and name == lever)
             collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
         print(f"{name}: {kind}")
     use_fast_dropout(model)
-    dropouts = {plain: boolean_mask_dropout, lever: tunecard_dropout.dropout} if args.lever == "float-masks" else {}
     use_fast_attention_dropout(model)
     fuse_qkv(model)
     sparse_embedding.set_sparse(model, True)
@@ -146,6 +147,7 @@ def main() -> None:
                 times[part].append((end - start) * 1000)
             times["step"].append((marks[-1] - marks[0]) * 1000)
 
+    dropouts = {plain: boolean_mask_dropout, lever: tunecard_dropout.dropout} if args.lever == "float-masks" else {}
     for index, batch in enumerate(batches):
         names = list(variants) if index % 2 == 0 else list(reversed(variants))
         for name in names:

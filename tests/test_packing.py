@@ -19,8 +19,8 @@ from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, tunecard_attention, use_tunecard_attention
-from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, PADDING_FREE, REFUSED, SLOTS, PackedCollator, choose_collator,
-                              first_fit_rows, first_token_points, packed_collator_for, packing_matches,
+from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, PADDING_FREE, REFUSED, SLOTS, PackedCollator,
+                              choose_collator, first_fit_rows, first_token_points, packed_collator_for, packing_matches,
                               read_first_tokens, stop_reading_first_tokens)
 from tunecard.train import train
 

@@ -19,41 +19,29 @@ from torch import nn
 LANES = 65536  # values of one 16-bit lane
 
 
-def _lanes(shape: torch.Size | tuple[int, ...], device, generator) -> torch.Tensor:
-    """int16 lanes of `shape`, uniform over [-32768, 32767], four to one 64-bit draw of torch's generator."""
-    count = math.prod(shape)
-    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform (a plain random_() leaves the sign bit 0)
-    return words.view(torch.int16)[:count].view(shape)
-
-
-def _threshold(keep_probability: float) -> int:
-    """A lane is kept below this; LANES // 2 (the int16 end) means keep everything."""
-    return round(keep_probability * LANES) - LANES // 2
-
-
 def keep_mask(shape: torch.Size | tuple[int, ...], keep_probability: float, device: torch.device | str = "cpu",
               generator: torch.Generator | None = None) -> torch.Tensor:
     """A boolean tensor of `shape`, each element True with probability round(keep_probability * 65536) / 65536."""
-    threshold = _threshold(keep_probability)
-    if threshold >= LANES // 2:  # 32768 does not fit in int16 (it would wrap to -32768 and keep nothing)
-        return torch.ones(shape, dtype=torch.bool, device=device)
-    return _lanes(shape, device, generator) < threshold
+    return keep_factors(shape, keep_probability, torch.bool, device, generator)
 
 
 def keep_factors(shape: torch.Size | tuple[int, ...], keep_probability: float, dtype: torch.dtype,
                  device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-    """`keep_mask`'s mask (the same draws) as 1.0 / 0.0 in `dtype`.
+    """`keep_mask`'s mask (the same draws) as 1.0 / 0.0 in `dtype` (or True / False for torch.bool).
 
-    Why not the boolean mask: on CPU, arithmetic that mixes a boolean tensor with a float one converts element
-    by element outside the vectorized loops. On an attention's 344k probabilities, converting the booleans to
-    float took 113 us, and torch's dropout backward (x * mask * scale) 0.2-1.3 ms against 0.02 ms for a
+    Why not the boolean mask for dropout itself: on CPU, arithmetic that mixes a boolean tensor with a float one
+    converts element by element outside the vectorized loops. On an attention's 344k probabilities, converting the
+    booleans to float took 113 us, and torch's dropout backward (x * mask * scale) 0.2-1.3 ms against 0.02 ms for a
     float-by-float multiply; the comparison written straight into a float tensor takes 36 us (docs/performance.md).
     """
-    threshold = _threshold(keep_probability)
-    if threshold >= LANES // 2:
+    threshold = round(keep_probability * LANES) - LANES // 2  # an int16 lane is kept below this
+    if threshold >= LANES // 2:  # 32768 does not fit in int16 (it would wrap to -32768 and keep nothing)
         return torch.ones(shape, dtype=dtype, device=device)
-    return torch.lt(_lanes(shape, device, generator), threshold, out=torch.empty(shape, dtype=dtype, device=device))
+    count = math.prod(shape)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform (a plain random_() leaves the sign bit 0)
+    lanes = words.view(torch.int16)[:count].view(shape)  # int16 lanes, uniform over [-32768, 32767]
+    return torch.lt(lanes, threshold, out=torch.empty(shape, dtype=dtype, device=device))
 
 
 def kept_fraction(p: float) -> float:

@@ -48,9 +48,9 @@ PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed 
 PADDING_FREE = "packed, padding-free"  # flat batches (PackedCollator(flat=True)); training.batches in metrics.json
 FIRSTS = "packed_firsts"  # classification batches: each item's first token, an index into the tokens flattened
 HOOK = "_tunecard_first_tokens"  # the model attribute holding read_first_tokens' hook handle
-# A flat batch's length is rounded up to a multiple of this (or to all the rows' places, if fewer): each distinct
-# length makes oneDNN build and cache bf16 matmul kernels. 32 rather than the rows' 16: on 3000 CoNLL-2003
-# sentences the process's peak RSS fell from 1366 to 1173 MB at the same speed (docs/performance.md).
+# PackedCollator's default for a flat batch's length (see _round_flat_length): 32 rather than the rows' 16, since
+# on 3000 CoNLL-2003 sentences the process's peak RSS fell from 1366 to 1173 MB at the same speed
+# (docs/performance.md).
 FLAT_LENGTH_MULTIPLE = 32
 
 
@@ -114,12 +114,14 @@ class PackedCollator:
     """
 
     def __init__(self, pad_token_id: int | None, position_offset: int = 0, additive_mask_dtype=None,
-                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, flat: bool = False, classify: bool = False):
+                 pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF, flat: bool = False, classify: bool = False,
+                 flat_multiple: int = FLAT_LENGTH_MULTIPLE):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
         self.position_offset = position_offset
         # eager attention adds the mask to its scores: it needs 0 / -inf-like floats, not booleans
         self.additive_mask_dtype = additive_mask_dtype
-        self.multiple = max(1, pad_to_multiple_of)
+        self.multiple = max(1, pad_to_multiple_of)  # the rows' width
+        self.flat_multiple = max(1, flat_multiple)  # a flat batch's length
         self.flat = flat
         self.classify = classify
 
@@ -192,12 +194,12 @@ class PackedCollator:
         return {**flat, SLOTS: slots}
 
     def _round_flat_length(self, slots: torch.Tensor, row_slots: int) -> torch.Tensor:
-        """`slots` followed by padding places of the rows, so that a flat batch is `FLAT_LENGTH_MULTIPLE` tokens
-        long, or as long as the rows' places if they are fewer. Why: every distinct length makes oneDNN (bf16
+        """`slots` followed by padding places of the rows, so that a flat batch is a multiple of `flat_multiple`
+        tokens long, or as long as the rows' places if they are fewer. Why: every distinct length makes oneDNN (bf16
         matmuls) build and cache new kernels; with a new length at every step the cache grew a training run's
         RSS by 1.2 GB (docs/performance.md). A padding place attends only to itself, its label is ignored and
         nothing reads its output, so the loss, the gradients and every other token's logits are unchanged."""
-        extra = min(round_up(len(slots), FLAT_LENGTH_MULTIPLE), row_slots) - len(slots)
+        extra = min(round_up(len(slots), self.flat_multiple), row_slots) - len(slots)
         if extra <= 0:
             return slots
         free = torch.ones(row_slots, dtype=torch.bool)
