@@ -10,7 +10,7 @@ batches against padded ones) or `float-masks` (`dropout.py`'s masks as 1.0 / 0.0
 tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free).
 Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention]
                                            [--steps 150] [--warmup 20]
 """
 
@@ -24,6 +24,8 @@ import statistics
 import time
 
 import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from tunecard import attention, sparse_embedding
 from tunecard import dropout as tunecard_dropout
@@ -43,7 +45,9 @@ from tunecard.train import label_names, read_splits
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
 VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
-            "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks")}
+            "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks"),
+            "rows-attention": ("autograd", "one node")}
+AUTOGRAD_ATTENTION = "tunecard_sdpa_autograd"  # the plain side of rows-attention, registered for this script only
 
 
 class _BooleanMaskScale(torch.autograd.Function):
@@ -102,7 +106,7 @@ def main() -> None:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
             # float-masks compares two dropouts on the default (padding-free) batches
-            padding_free = args.lever == "float-masks" or (args.lever in ("padding-free", "text-packing")
+            padding_free = args.lever in ("float-masks", "rows-attention") or (args.lever in ("padding-free", "text-packing")
                                                            and name == lever)
             collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
@@ -121,7 +125,12 @@ def main() -> None:
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
-        copies = Bf16Weights(replica) if args.lever == "bf16-copies" and name == lever else None
+        if args.lever == "rows-attention" and name == plain:
+            AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
+            AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
+            replica.set_attn_implementation(AUTOGRAD_ATTENTION)
+        wants_copies = (args.lever == "bf16-copies" and name == lever) or (args.lever == "rows-attention" and bf16)
+        copies = Bf16Weights(replica) if wants_copies else None
         if copies is not None:
             copies.watch(optimizer)
         variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})

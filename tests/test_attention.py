@@ -12,9 +12,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from conftest import quick_ner_values
-from tunecard.attention import NAME, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
+from tunecard import attention
+from tunecard.attention import NAME, SLOTS, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
 from tunecard.config import build_config
 from tunecard.modeling import load_model, load_tokenizer
+from tunecard.packing import PackedCollator
 from tunecard.train import train
 
 NO_DROP = 1e-9  # rounds to keeping every element (dropout.kept_fraction), yet still takes the dropout path
@@ -47,6 +49,64 @@ def test_outputs_and_gradients_are_sdpas_math(dtype, mask_kind):
     for mine, theirs in zip(torch.autograd.grad(ours, (query, key, value), upstream),
                             torch.autograd.grad(reference, (query, key, value), upstream)):
         torch.testing.assert_close(mine.float(), theirs.float(), rtol=0, atol=1e-6 if tolerance else 1e-7)
+
+
+def _flat_batch(lengths: list[int]) -> dict[str, torch.Tensor]:
+    items = [{"input_ids": list(range(1, n + 1)), "attention_mask": [1] * n, "labels": [0] * n} for n in lengths]
+    return PackedCollator(0, flat=True)(items)
+
+
+def _projections(tokens: int, heads: int, size: int, dtype, seed: int):
+    """A fused projection's output (1, tokens, 3 * heads * size) and its query, key and value views, as
+    transformers' BERT attention hands them over: (1, heads, tokens, size)."""
+    generator = torch.Generator().manual_seed(seed)
+    fused = torch.randn(1, tokens, 3 * heads * size, generator=generator).to(dtype).requires_grad_(True)
+    views = [part.view(1, tokens, heads, size).transpose(1, 2) for part in fused.split(heads * size, dim=-1)]
+    return fused, views
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_padding_free_training_attention_is_the_autograd_arithmetic_bit_for_bit(dtype, mask_kind, fused):
+    batch = _flat_batch([7, 30, 3, 18, 25, 1, 12, 9, 40, 5])
+    mask = batch["attention_mask"]
+    assert mask.dtype == torch.bool and mask.shape[0] > 1 and batch[SLOTS].numel() > 150
+    if mask_kind == "float":
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+    tokens, heads, size = batch["input_ids"].shape[1], 4, 8
+    results = []
+    for attend in (attention._fast_masks_autograd, attention._padding_free_fast):
+        source, (query, key, value) = _projections(tokens, heads, size, dtype, seed=1)
+        if not fused:  # three tensors of their own: the function takes a concatenation of them
+            query, key, value = (part.detach().clone().requires_grad_(True) for part in (query, key, value))
+        torch.manual_seed(7)  # the same dropout masks for both
+        output, _ = attend(TRAINING, query, key, value, mask, dropout=0.1, scaling=0.3, packed_slots=batch[SLOTS])
+        upstream = torch.randn(output.shape, generator=torch.Generator().manual_seed(2)).to(dtype)
+        inputs = (source,) if fused else (query, key, value)
+        results.append((output, torch.autograd.grad(output, inputs, upstream)))
+    (expected, expected_grads), (ours, our_grads) = results
+    assert ours.shape == expected.shape == (1, tokens, heads, size) and ours.dtype == dtype
+    assert torch.equal(ours, expected)
+    for mine, theirs in zip(our_grads, expected_grads):
+        assert torch.equal(mine, theirs)
+        assert mine.abs().sum() > 0
+
+
+def test_padding_free_training_attention_goes_through_one_autograd_node():
+    batch = _flat_batch([5, 9, 14])
+    tokens = batch["input_ids"].shape[1]
+    _, (query, key, value) = _projections(tokens, 2, 8, torch.bfloat16, seed=3)
+    output, _ = attention._padding_free_fast(TRAINING, query, key, value, batch["attention_mask"], dropout=0.1,
+                                             packed_slots=batch[SLOTS])
+    node = output.grad_fn
+    while type(node).__name__ in ("ViewBackward0", "UnsafeViewBackward0"):
+        node = node.next_functions[0][0]
+    assert type(node).__name__ == "_PackedRowsAttentionBackward"
+    for module, p in ((EVALUATING, 0.1), (TRAINING, 0.0)):  # SDPA itself there, as without padding-free batches
+        output, _ = attention._padding_free_fast(module, query, key, value, batch["attention_mask"], dropout=p,
+                                                 packed_slots=batch[SLOTS])
+        assert "_PackedRowsAttention" not in str(output.grad_fn)
 
 
 def test_dropout_falls_on_the_attention_probabilities_and_keeps_their_expectation():

@@ -12,7 +12,8 @@ the result cast back to the inputs' dtype. In evaluation, or without dropout, it
 Both registered functions also take padding-free batches (`packing.py`): given `packed_slots`, the queries,
 keys and values of the one flat sequence are scattered into the rows the block mask describes, attended there,
 and gathered back, so every other layer computes on real tokens only. `NAME_TORCH_MASKS` does that with SDPA's
-own dropout, for runs without the fast masks.
+own dropout, for runs without the fast masks. With the fast masks, a padding-free training batch goes through
+`_PackedRowsAttention`: the same arithmetic in one autograd node with a written-out backward.
 """
 
 from __future__ import annotations
@@ -25,11 +26,21 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .dropout import dropout as masked_dropout
+from .dropout import keep_factors, kept_fraction
 
 NAME = "tunecard_sdpa"  # registered names; never saved (transformers keeps them out of config.json)
 NAME_TORCH_MASKS = "tunecard_sdpa_torch_masks"
 NAMES = (NAME, NAME_TORCH_MASKS)
 SLOTS = "packed_slots"  # the batch key (and keyword) of a padding-free batch's token places in the rows
+
+
+def _sdpa_handles(module, query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict) -> bool:
+    """Whether SDPA itself computes this call: outside training, without dropout, or for what this module's
+    functions do not handle (causal masks, caches, biases, grouped heads)."""
+    causal = kwargs.get("is_causal")
+    causal = getattr(module, "is_causal", True) if causal is None else causal  # as transformers' SDPA reads it
+    special = any(kwargs.get(name) is not None for name in ("cache", "position_bias", "softcap"))
+    return not module.training or dropout == 0.0 or causal or special or key.shape[1] != query.shape[1]
 
 
 def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -40,11 +51,7 @@ def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value
     `query`, `key`, `value` are (batch, heads, length, head size); `attention_mask` is SDPA's (True or 0.0
     where a query may see a key). Returns (batch, length, heads, head size) as transformers' SDPA does.
     """
-    causal = kwargs.get("is_causal")
-    causal = getattr(module, "is_causal", True) if causal is None else causal  # as transformers' SDPA reads it
-    special = any(kwargs.get(name) is not None for name in ("cache", "position_bias", "softcap"))
-    if not module.training or dropout == 0.0 or causal or special or key.shape[1] != query.shape[1]:
-        # SDPA handles what this function does not: causal masks, caches, biases, grouped heads
+    if _sdpa_handles(module, query, key, dropout, kwargs):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
@@ -85,8 +92,107 @@ def _padding_free(attend):
     return attention
 
 
-for _name, _attend in ((NAME, sdpa_with_fast_dropout), (NAME_TORCH_MASKS, sdpa_attention_forward)):
-    AttentionInterface.register(_name, _padding_free(_attend))
+_fast_masks_autograd = _padding_free(sdpa_with_fast_dropout)
+
+
+def _contiguous(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`tensor` in `dtype` and row-major order, in one copy (`.to` keeps a permuted layout, or the tensor itself)."""
+    return torch.empty(tensor.shape, dtype=dtype, device=tensor.device).copy_(tensor)
+
+
+class _PackedRowsAttention(torch.autograd.Function):
+    """The attention of a padding-free training batch as one autograd node: `_fast_masks_autograd`'s arithmetic,
+    bit for bit (tested), with the backward written out.
+
+    Left to autograd, the same computation records about forty operations a layer, each with its own dispatch, and
+    several copies into and out of the rows' layout in each direction; here the queries, keys and values move into
+    the rows with one scatter and one fp32 cast, and their gradients back with one cast and one gather (a training
+    step 89.4 against 95.2 ms on the AMX Xeon, `benchmarks/step_ab.py --lever rows-attention`). Written by hand because SDPA's fused CPU kernels take no
+    dropout and nothing else fuses a block-masked attention's backward on CPU short of compiling the model.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, slots, mask, heads: int, dropout: float, scaling: float):
+        """`qkv`: (tokens, 3 * heads * size), each token's query, key and value side by side; `slots`: each token's
+        place in the rows; `mask`: the rows' block mask (rows, 1, width, width), True (or 0.0) where a query may see
+        a key. Returns (tokens, heads * size) in `qkv`'s dtype."""
+        size = qkv.shape[1] // (3 * heads)
+        rows, width = mask.shape[0], mask.shape[-1]
+        placed = qkv.new_zeros(rows * width, qkv.shape[1]).index_copy_(0, slots, qkv)
+        states = _contiguous(placed.view(rows, width, 3, heads, size).permute(2, 0, 3, 1, 4), torch.float32)
+        query, key, value = states.view(3, rows * heads, width, size).unbind(0)
+        scores = torch.bmm(query, key.transpose(1, 2)).mul_(scaling)
+        if mask.dtype == torch.bool:
+            # The lowest float added, not -inf: the same probabilities as masking (exp gives exactly 0), and a
+            # query that sees no key would get finite weights instead of NaN.
+            mask = torch.where(mask, 0.0, torch.finfo(torch.float32).min)
+        scores.view(rows, heads, width, width).add_(mask)
+        probabilities = torch.softmax(scores, dim=-1)
+        keep = kept_fraction(dropout)
+        factors = keep_factors(probabilities.shape, keep, torch.float32).mul_(1.0 / keep)  # as dropout.dropout
+        dropped = probabilities * factors
+        output = torch.bmm(dropped, value).view(rows, heads, width, size).permute(0, 2, 1, 3)
+        output = _contiguous(output, qkv.dtype).view(rows * width, heads * size)
+        ctx.save_for_backward(states, probabilities, factors, dropped, slots)
+        ctx.scaling = scaling
+        return output.index_select(0, slots)
+
+    @staticmethod
+    def backward(ctx, grad):
+        states, probabilities, factors, dropped, slots = ctx.saved_tensors
+        _, rows, heads, width, size = states.shape
+        query, key, value = states.view(3, rows * heads, width, size).unbind(0)
+        placed = grad.new_zeros(rows * width, heads * size).index_copy_(0, slots, grad)
+        grad_output = _contiguous(placed.view(rows, width, heads, size).permute(0, 2, 1, 3), torch.float32)
+        grad_output = grad_output.view(-1, width, size)
+        grad_states = torch.empty_like(states).view(3, rows * heads, width, size)
+        torch.bmm(dropped.transpose(1, 2), grad_output, out=grad_states[2])
+        grad_dropped = torch.bmm(grad_output, value.transpose(1, 2))
+        grad_scores = torch._softmax_backward_data(grad_dropped.mul_(factors), probabilities, -1, torch.float32)
+        # No masking of grad_scores: a masked key's probability is exactly 0, so its gradient already is (+-0).
+        grad_scores.mul_(ctx.scaling)
+        torch.bmm(grad_scores, key, out=grad_states[0])
+        torch.bmm(grad_scores.transpose(1, 2), query, out=grad_states[1])
+        grad_qkv = _contiguous(grad_states.view(3, rows, heads, width, size).permute(1, 3, 0, 2, 4), grad.dtype)
+        grad_qkv = grad_qkv.view(rows * width, -1)
+        return grad_qkv.index_select(0, slots), None, None, None, None, None
+
+
+def _side_by_side(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """(tokens, 3 * heads * size): each token's query, key and value side by side, as `_PackedRowsAttention` takes
+    them. The fused projection's output itself when the three are its views (`fused_qkv.py`), so their gradients
+    land in it directly; a concatenation of the three otherwise."""
+    _, heads, tokens, size = query.shape
+    base = query._base
+    width = heads * size
+    if (base is not None and key._base is base and value._base is base and base.is_contiguous()
+            and base.numel() == tokens * 3 * width and query.stride() == key.stride() == value.stride()
+            and query.stride()[1:] == (size, 3 * width, 1)
+            and (key.data_ptr() - query.data_ptr(), value.data_ptr() - query.data_ptr())
+            == (width * base.element_size(), 2 * width * base.element_size())
+            and query.data_ptr() == base.data_ptr()):
+        return base.view(tokens, 3 * width)
+    return torch.cat([states[0].transpose(0, 1) for states in (query, key, value)], dim=1).view(tokens, 3 * width)
+
+
+def _padding_free_fast(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                       packed_slots: torch.Tensor | None = None, **kwargs):
+    """`NAME`'s function: `_PackedRowsAttention` for padding-free training batches, `sdpa_with_fast_dropout`
+    (through `_padding_free`) for everything else."""
+    if (packed_slots is None or attention_mask is None or dropout >= 1.0
+            or _sdpa_handles(module, query, key, dropout, kwargs)):
+        return _fast_masks_autograd(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                    packed_slots=packed_slots, **kwargs)
+    heads, size = query.shape[1], query.shape[-1]
+    scaling = size ** -0.5 if scaling is None else scaling
+    with torch.autocast(query.device.type, enabled=False):
+        output = _PackedRowsAttention.apply(_side_by_side(query, key, value), packed_slots, attention_mask, heads,
+                                            dropout, scaling)
+    return output.view(1, -1, heads, size), None
+
+
+for _name, _attend in ((NAME, _padding_free_fast), (NAME_TORCH_MASKS, _padding_free(sdpa_attention_forward))):
+    AttentionInterface.register(_name, _attend)
     AttentionMaskInterface.register(_name, sdpa_mask)  # the masks SDPA gets (an unregistered name gets none)
 
 
