@@ -129,8 +129,9 @@ def main() -> None:
             AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
             AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
             replica.set_attn_implementation(AUTOGRAD_ATTENTION)
-        wants_copies = (args.lever == "bf16-copies" and name == lever) or (args.lever == "rows-attention" and bf16)
-        copies = Bf16Weights(replica) if wants_copies else None
+        copies = None
+        if (args.lever == "bf16-copies" and name == lever) or (args.lever == "rows-attention" and bf16):
+            copies = Bf16Weights(replica)
         if copies is not None:
             copies.watch(optimizer)
         variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})

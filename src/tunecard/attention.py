@@ -107,8 +107,9 @@ class _PackedRowsAttention(torch.autograd.Function):
     Left to autograd, the same computation records about forty operations a layer, each with its own dispatch, and
     several copies into and out of the rows' layout in each direction; here the queries, keys and values move into
     the rows with one scatter and one fp32 cast, and their gradients back with one cast and one gather (a training
-    step 89.4 against 95.2 ms on the AMX Xeon, `benchmarks/step_ab.py --lever rows-attention`). Written by hand because SDPA's fused CPU kernels take no
-    dropout and nothing else fuses a block-masked attention's backward on CPU short of compiling the model.
+    step 89.4 against 95.2 ms on the AMX Xeon, `benchmarks/step_ab.py --lever rows-attention`). Written by hand
+    because SDPA's fused CPU kernels take no dropout, and nothing else fuses a block-masked attention's backward on
+    CPU short of compiling the model.
     """
 
     @staticmethod
