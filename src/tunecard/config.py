@@ -100,7 +100,8 @@ class TrainConfig(BaseModel):
     padding_free: bool = Field(
         True, description="with packing: the packed sentences go through every layer but attention as one "
         "sequence without the rows' padding (the same results, fewer tokens through each matmul), used when the "
-        "same check passes that way; false: packed rows throughout")
+        "same check passes that way (with fast_dropout, their training attention is one autograd node, the same "
+        "arithmetic); false: packed rows throughout")
     fast_dropout: bool = Field(
         True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
         "faster), the attention probabilities' too where the model runs transformers' SDPA; false: torch's own "
