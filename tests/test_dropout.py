@@ -9,7 +9,8 @@ from torch import nn
 
 from conftest import quick_ner_values
 from tunecard.config import build_config
-from tunecard.dropout import FastDropout, dropout, keep_factors, keep_mask, kept_fraction, use_fast_dropout
+from tunecard.dropout import (FastDropout, dropout, keep_factors, keep_mask, kept_fraction, scaled_keep_factors,
+                              use_fast_dropout)
 from tunecard.modeling import load_model
 from tunecard.train import train
 
@@ -70,6 +71,27 @@ def test_keep_factors_are_the_keep_mask_of_the_same_draws():
         factors = keep_factors((1001,), keep, torch.bfloat16)
         torch.manual_seed(2)
         assert factors.dtype == torch.bfloat16 and torch.equal(factors, keep_mask((1001,), keep).bfloat16())
+
+
+@pytest.mark.parametrize("p", [1.0, 1 - 2**-18])
+def test_a_probability_that_keeps_no_lane_drops_everything(p):
+    # 1 - 2**-18 rounds to keeping 0 of 65536 lanes: all dropped, not a division by zero
+    assert kept_fraction(p) == 0.0
+    x = torch.randn(4, 8, requires_grad=True)
+    y = dropout(x, p)
+    assert torch.equal(y, torch.zeros_like(y))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    assert torch.equal(scaled_keep_factors((4, 8), p), torch.zeros(4, 8))
+
+
+def test_scaled_keep_factors_are_the_mask_times_the_scale():
+    p = 0.1
+    torch.manual_seed(3)
+    factors = scaled_keep_factors((2, 500), p)
+    torch.manual_seed(3)
+    mask = keep_mask((2, 500), kept_fraction(p))
+    assert torch.equal(factors, mask.float() * (1 / kept_fraction(p)))
 
 
 def test_bf16_inputs_stay_bf16():

@@ -26,7 +26,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .dropout import dropout as masked_dropout
-from .dropout import keep_factors, kept_fraction
+from .dropout import scaled_keep_factors
 
 NAME = "tunecard_sdpa"  # registered names; never saved (transformers keeps them out of config.json)
 NAME_TORCH_MASKS = "tunecard_sdpa_torch_masks"
@@ -129,8 +129,7 @@ class _PackedRowsAttention(torch.autograd.Function):
             mask = torch.where(mask, 0.0, torch.finfo(torch.float32).min)
         scores.view(rows, heads, width, width).add_(mask)
         probabilities = torch.softmax(scores, dim=-1)
-        keep = kept_fraction(dropout)
-        factors = keep_factors(probabilities.shape, keep, torch.float32).mul_(1.0 / keep)  # as dropout.dropout
+        factors = scaled_keep_factors(probabilities.shape, dropout)  # as dropout.dropout draws and scales them
         dropped = probabilities * factors
         output = torch.bmm(dropped, value).view(rows, heads, width, size).permute(0, 2, 1, 3)
         output = _contiguous(output, qkv.dtype).view(rows * width, heads * size)
@@ -180,8 +179,7 @@ def _padding_free_fast(module, query, key, value, attention_mask, dropout: float
                        packed_slots: torch.Tensor | None = None, **kwargs):
     """`NAME`'s function: `_PackedRowsAttention` for padding-free training batches, `sdpa_with_fast_dropout`
     (through `_padding_free`) for everything else."""
-    if (packed_slots is None or attention_mask is None or dropout >= 1.0
-            or _sdpa_handles(module, query, key, dropout, kwargs)):
+    if packed_slots is None or attention_mask is None or _sdpa_handles(module, query, key, dropout, kwargs):
         return _fast_masks_autograd(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                     packed_slots=packed_slots, **kwargs)
     heads, size = query.shape[1], query.shape[-1]

@@ -50,6 +50,17 @@ def kept_fraction(p: float) -> float:
     return round((1.0 - p) * LANES) / LANES
 
 
+def scaled_keep_factors(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Dropout's multipliers for probability p in fp32 or fp64: the scale where an element is kept, 0 where it is
+    dropped, all 0 when p rounds to keeping nothing. x * these is x * mask * scale bit for bit, since the scale
+    rounds once either way (in bf16 or fp16 it would round in the multipliers: `dropout` keeps it apart there)."""
+    keep = kept_fraction(p)
+    if keep <= 0.0:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    return keep_factors(shape, keep, dtype, device).mul_(1.0 / keep)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Functional form of `FastDropout`: x * mask * scale, bit for bit what torch's dropout backward
     (`native_dropout_backward`) computes for the same mask, forward and backward.
@@ -60,13 +71,12 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     masks, which changes no bit (a dropped element is a zero of the gradient's sign either way)."""
     if not training or p == 0.0:
         return x
-    if p >= 1.0:
-        return x * 0.0
     keep = kept_fraction(p)
-    factors = keep_factors(x.shape, keep, x.dtype, x.device)
+    if keep <= 0.0:  # p >= 1, or so close to 1 that no 16-bit lane keeps its element
+        return x * 0.0
     if x.dtype in (torch.float32, torch.float64):
-        return x * factors.mul_(1.0 / keep)
-    return (x * factors).mul_(1.0 / keep)
+        return x * scaled_keep_factors(x.shape, p, x.dtype, x.device)
+    return (x * keep_factors(x.shape, keep, x.dtype, x.device)).mul_(1.0 / keep)
 
 
 class FastDropout(nn.Dropout):
