@@ -93,6 +93,23 @@ def test_padding_free_training_attention_is_the_autograd_arithmetic_bit_for_bit(
         assert mine.abs().sum() > 0
 
 
+def test_the_fused_projections_output_is_taken_as_it_is():
+    tokens, heads, size = 20, 4, 8
+    hidden = torch.randn(1, tokens, 16)
+    weight = torch.randn(3 * heads * size, 16)
+    fused = torch.nn.functional.linear(hidden, weight)  # as fused_qkv.py computes it (a view of a 2-D matmul)
+    views = [part.view(1, tokens, heads, size).transpose(1, 2) for part in fused.split(heads * size, dim=-1)]
+    side_by_side = attention._side_by_side(*views)
+    assert side_by_side.shape == (tokens, 3 * heads * size)
+    assert side_by_side.data_ptr() == fused.data_ptr() and torch.equal(side_by_side, fused[0])
+    separate = [view.clone() for view in views]  # the same values, three tensors of their own
+    concatenated = attention._side_by_side(*separate)
+    assert concatenated.data_ptr() != fused.data_ptr() and torch.equal(concatenated, fused[0])
+    swapped = attention._side_by_side(views[1], views[0], views[2])  # views of it, but not in its order
+    assert swapped.data_ptr() != fused.data_ptr()
+    assert torch.equal(swapped, torch.cat([fused[0].split(heads * size, -1)[i] for i in (1, 0, 2)], dim=1))
+
+
 def test_padding_free_training_attention_goes_through_one_autograd_node():
     batch = _flat_batch([5, 9, 14])
     tokens = batch["input_ids"].shape[1]

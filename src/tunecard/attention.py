@@ -160,19 +160,19 @@ class _PackedRowsAttention(torch.autograd.Function):
 
 def _side_by_side(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """(tokens, 3 * heads * size): each token's query, key and value side by side, as `_PackedRowsAttention` takes
-    them. The fused projection's output itself when the three are its views (`fused_qkv.py`), so their gradients
-    land in it directly; a concatenation of the three otherwise."""
+    them. The fused projection's output itself when the three are exactly its views (`fused_qkv.py`), so their
+    gradients land in it directly; a concatenation of the three otherwise."""
     _, heads, tokens, size = query.shape
     base = query._base
-    width = heads * size
     if (base is not None and key._base is base and value._base is base and base.is_contiguous()
-            and base.numel() == tokens * 3 * width and query.stride() == key.stride() == value.stride()
-            and query.stride()[1:] == (size, 3 * width, 1)
-            and (key.data_ptr() - query.data_ptr(), value.data_ptr() - query.data_ptr())
-            == (width * base.element_size(), 2 * width * base.element_size())
-            and query.data_ptr() == base.data_ptr()):
-        return base.view(tokens, 3 * width)
-    return torch.cat([states[0].transpose(0, 1) for states in (query, key, value)], dim=1).view(tokens, 3 * width)
+            and base.numel() == tokens * 3 * heads * size):
+        side_by_side = base.view(tokens, 3 * heads * size)
+        # the (1, heads, tokens, size) views transformers makes of the fused output, if that is what the three are
+        parts = side_by_side.view(1, tokens, 3, heads, size).permute(2, 0, 3, 1, 4)
+        if all(given.data_ptr() == part.data_ptr() and given.stride()[1:] == part.stride()[1:]
+               for given, part in zip((query, key, value), parts)):
+            return side_by_side
+    return torch.cat([states[0].transpose(0, 1) for states in (query, key, value)], dim=1).view(tokens, -1)
 
 
 def _padding_free_fast(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
