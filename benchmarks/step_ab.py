@@ -7,7 +7,8 @@ embedding rows, clipping handed to the fused AdamW step. The lever: `bf16-copies
 bf16 CPUs), `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
 packed rows), `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
 batches against padded ones) or `float-masks` (`dropout.py`'s masks as 1.0 / 0.0 in the input's dtype and plain
-tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free).
+tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free,
+with the attention left to autograd as when it was measured).
 Prints the median time of each part of a step and how often the lever won.
 
     .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention]
@@ -47,7 +48,9 @@ PARTS = ("forward", "backward", "clipping", "optimizer", "step")
 VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
             "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks"),
             "rows-attention": ("autograd", "one node")}
-AUTOGRAD_ATTENTION = "tunecard_sdpa_autograd"  # the plain side of rows-attention, registered for this script only
+AUTOGRAD_ATTENTION = "tunecard_sdpa_autograd"  # attention.py's arithmetic left to autograd, for this script only
+AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
+AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
 
 
 class _BooleanMaskScale(torch.autograd.Function):
@@ -105,9 +108,9 @@ def main() -> None:
         if text and name == plain:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
-            # float-masks compares two dropouts on the default (padding-free) batches
-            padding_free = args.lever in ("float-masks", "rows-attention") or (args.lever in ("padding-free", "text-packing")
-                                                           and name == lever)
+            # float-masks and rows-attention compare both sides on the default (padding-free) batches
+            padding_free = (args.lever in ("float-masks", "rows-attention")
+                            or (args.lever in ("padding-free", "text-packing") and name == lever))
             collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
         print(f"{name}: {kind}")
@@ -125,9 +128,9 @@ def main() -> None:
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
-        if args.lever == "rows-attention" and name == plain:
-            AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
-            AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
+        # The attention left to autograd: rows-attention's plain side, and both sides of float-masks, whose
+        # swapped dropout reaches the attention probabilities only there (the one-node attention draws its own).
+        if (args.lever == "rows-attention" and name == plain) or args.lever == "float-masks":
             replica.set_attn_implementation(AUTOGRAD_ATTENTION)
         copies = None
         if (args.lever == "bf16-copies" and name == lever) or (args.lever == "rows-attention" and bf16):
