@@ -32,6 +32,9 @@ ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/m
 QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
 PRECISION_HELP = ("auto (bf16 where the CPU or GPU has it), bf16 (the weights cast once) or fp32; the card's numbers "
                   "come from training's evaluation under autocast, so bf16 may differ from them in the fourth digit.")
+RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two best logits (for some word, NER) are "
+                "less than this far apart, so close calls get fp32's answer. Default 0.15 (inference.RECHECK_MARGIN); "
+                "0: off, bf16's answers as they come (docs/performance.md, Close calls).")
 PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, if a check at load finds the model's "
                 "logits the same that way (faster; --no-packing: one padded row per text).")
 
@@ -98,6 +101,7 @@ def predict(
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
+    recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text."""
     from itertools import islice
@@ -111,7 +115,8 @@ def predict(
     else:
         lines = (line.rstrip("\r\n") for line in sys.stdin)
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
-                     backend=backend, onnx_file=onnx_file, quantized=quantized, packing=packing)
+                     backend=backend, onnx_file=onnx_file, quantized=quantized, packing=packing,
+                     recheck_margin=recheck_margin)
     key = "entities" if predictor.is_ner else "prediction"
     # Chunks of PREDICT_CHUNK lines: a large file streams through in bounded memory, output as it goes.
     while chunk := list(islice(lines, PREDICT_CHUNK)):

@@ -7,6 +7,7 @@ character offsets into the text, surface string and score (mean probability of i
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from .packing import PACKED, PADDING_FREE, choose_collator
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
 CHUNK_SIZE = 4096
+# bf16 prediction: close calls (two best logits nearer than this) are predicted again in fp32. On the
+# benchmark's MiniLM, no CoNLL-2003 sentence (17,291) came out different from fp32 with 0.12 or more; 0.15
+# leaves room (docs/performance.md, "Close calls").
+RECHECK_MARGIN = 0.15
 # Word lists of several lengths run packed and padded once at load: packing is used only if the logits agree.
 PACKING_PROBE = [("Peter Blackburn visited the European Commission in Brussels on Thursday to discuss the plan with "
                   "officials from Germany and France").split()[:n] for n in (2, 5, 9, 13, 19)]
@@ -93,20 +98,32 @@ class Predictor:
         quantized: onnx backend: run the int8 export (model.int8.onnx) instead.
         packing: NER with the torch backend: run short sentences end to end in shared rows (`packing.py`), if
             the model gives the same logits that way on a probe at load (`packed` says whether it does).
+        recheck_margin: torch backend with bf16 weights (default RECHECK_MARGIN): a text whose prediction is a
+            close call in bf16 (for some word, NER, or for the text, classification, the two best logits are less
+            than this far apart) is predicted again with the fp32 weights, which are kept for it; 0 turns it off.
+            bf16 rounding moves a logit by up to about 0.1 on MiniLM, so only close calls can flip
+            (docs/performance.md, "Close calls"). Nothing to do in fp32. `rechecked` counts the texts (windows,
+            for long NER texts) that the last `predict` ran again.
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 32, precision: str = "auto", trust_pickle: bool = False,
                  backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False,
-                 packing: bool = True):
+                 packing: bool = True, recheck_margin: float | None = None):
         from .export import BACKENDS, check_choice, load_onnx_model
 
         self.folder = Path(folder)
+        if recheck_margin is not None and not recheck_margin >= 0:
+            raise ModelError("E324", f"the recheck margin must be 0 or more, not {recheck_margin}.",
+                             fix="give a margin in logits, such as 0.15, or 0 to turn rechecking off.")
         if not self.folder.is_dir():
             raise ModelError("E308", "model folder not found.", path=self.folder, fix="check the path.")
         check_choice(backend, BACKENDS, "backend")
         if backend != "onnx" and (onnx_file is not None or quantized):
             raise ModelError("E324", "an ONNX file or the quantized model was asked for with the torch backend.",
                              fix="add --backend onnx.")
+        if backend == "onnx" and recheck_margin:
+            raise ModelError("E324", "rechecking close calls runs the torch fp32 weights; the ONNX backend has none.",
+                             fix="use the torch backend, or leave out the recheck margin.")
         self.task = task_of(self.folder)
         self.backend = backend
         self.tokenizer = load_tokenizer(str(self.folder))
@@ -131,8 +148,16 @@ class Predictor:
             if kind in (PACKED, PADDING_FREE):
                 self.packed = packed
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
-        # forward passes below run without autocast.
-        if self.bf16:
+        # forward passes below run without autocast. Rechecking keeps the fp32 model beside the bf16 copy.
+        if not self.bf16:  # in fp32 every call is already fp32's
+            recheck_margin = 0.0
+        self.recheck_margin = RECHECK_MARGIN if recheck_margin is None else recheck_margin
+        self.fp32_model = None
+        self.rechecked = 0
+        if self.bf16 and self.recheck_margin:
+            self.fp32_model = self.model
+            self.model = copy.deepcopy(self.model).to(torch.bfloat16)
+        elif self.bf16:
             self.model.to(torch.bfloat16)
 
     @property
@@ -144,6 +169,7 @@ class Predictor:
         if isinstance(texts, str):
             texts = [texts]
         predict_chunk = self._predict_entities if self.is_ner else self._predict_labels
+        self.rechecked = 0
         results: list = []
         for start in range(0, len(texts), CHUNK_SIZE):  # only one chunk's features exist at a time
             results.extend(predict_chunk(texts[start:start + CHUNK_SIZE]))
@@ -162,15 +188,37 @@ class Predictor:
         """NER on pre-split words: (tag, probability) per word."""
         features = self._encode_words(words_per_example)
         out: list[list] = [[None] * len(words) for words in words_per_example]
-        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size,
-                                                  with_labels=False, packed=self.packed):
+        close = self._tag_words(self.model, features, list(range(len(features))), out)
+        if close:  # the fp32 pass overwrites exactly the words those windows own
+            self._tag_words(self.fp32_model, features, close, out)
+            self.rechecked += len(close)
+        return out
+
+    def _tag_words(self, model, features: list, indices: list[int], out: list[list]) -> list[int]:
+        """Write (tag, probability) for the words of `features[indices]`, as `model` predicts them, into `out`;
+        returns the indices of the features with a close call, if this pass is one that rechecking follows."""
+        close: list[int] = []
+        for rows, logits, _ in forward_batches(model, [features[i] for i in indices], self.collator,
+                                               self.batch_size, with_labels=False, packed=self.packed):
             best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
             best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
-            for row, feature_index in enumerate(indices):
+            gaps = self._close_call_gaps(model, logits)
+            for row, subset_index in enumerate(rows):
+                feature_index = indices[subset_index]
                 feature = features[feature_index]
                 for position, word in feature.word_positions:
                     out[feature.example_index][word] = (self.id2label[best_id[row][position]], best_p[row][position])
-        return out
+                if gaps is not None and any(gaps[row][position] < self.recheck_margin
+                                            for position, _ in feature.word_positions):
+                    close.append(feature_index)
+        return close
+
+    def _close_call_gaps(self, model, logits: torch.Tensor) -> list | None:
+        """The gap between the two best logits at every place (as lists), or None when no recheck follows."""
+        if not self.recheck_margin or model is self.fp32_model or logits.shape[-1] < 2:
+            return None
+        best_two = logits.topk(2, dim=-1).values
+        return (best_two[..., 0] - best_two[..., 1]).tolist()
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
         words = split_words(self.encoder.backend, texts)
@@ -189,15 +237,28 @@ class Predictor:
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
-        for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size,
-                                                  with_labels=False):
+        close = self._label_texts(self.model, features, list(range(len(features))), results)
+        if close:
+            self._label_texts(self.fp32_model, features, close, results)
+            self.rechecked += len(close)
+        return results
+
+    def _label_texts(self, model, features: list, indices: list[int], results: list) -> list[int]:
+        """`_tag_words` for text classification: one label and its probabilities per text."""
+        close: list[int] = []
+        for rows, logits, _ in forward_batches(model, [features[i] for i in indices], self.collator,
+                                               self.batch_size, with_labels=False):
             probabilities = torch.softmax(logits, dim=-1).tolist()
-            for row, feature_index in enumerate(indices):
+            gaps = self._close_call_gaps(model, logits)
+            for row, subset_index in enumerate(rows):
+                feature_index = indices[subset_index]
                 probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities[row])}
                 label = max(probs, key=probs.get)
                 results[features[feature_index].example_index] = {"label": label, "score": probs[label],
                                                                   "probabilities": probs}
-        return results
+                if gaps is not None and gaps[row] < self.recheck_margin:
+                    close.append(feature_index)
+        return close
 
 
 def load(folder: str | Path, **kwargs) -> Predictor:

@@ -1,0 +1,135 @@
+"""bf16 prediction with close calls predicted again in fp32 (`Predictor(recheck_margin=...)`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
+from tunecard.batching import forward_batches
+from tunecard.cli import RECHECK_HELP, app
+from tunecard.data import read_corpus
+from tunecard.errors import ModelError
+from tunecard.inference import RECHECK_MARGIN, Predictor, split_words
+
+runner = CliRunner()
+
+
+def _saved(base, folder, cls, labels: list[str]):
+    """A saved classifier whose head is widened (std 1): logits spread over a few units, close calls included."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = cls.from_pretrained(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                label2id={label: i for i, label in enumerate(labels)})
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ner_folder(tiny_bert_cased, tmp_path_factory):
+    from transformers import AutoModelForTokenClassification
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    return _saved(tiny_bert_cased, tmp_path_factory.mktemp("ner"), AutoModelForTokenClassification, labels)
+
+
+@pytest.fixture(scope="module")
+def cls_folder(tiny_bert_cased, tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification
+
+    labels = ["negative", "neutral", "positive"]
+    return _saved(tiny_bert_cased, tmp_path_factory.mktemp("cls"), AutoModelForSequenceClassification, labels)
+
+
+@pytest.fixture(scope="module")
+def texts():
+    sentences = [" ".join(example.tokens) for example in read_corpus(WNUT_SAMPLE / "train.conll").examples[:80]]
+    return [*SAMPLE_TEXTS, *sentences]
+
+
+def _words(predictor, texts):
+    return [[w for w, _, _ in ws] for ws in split_words(predictor.encoder.backend, texts)]
+
+
+def _smallest_gaps(predictor, features) -> list[float]:
+    """Per feature, the smallest gap between its two best logits over the words it owns (NER)."""
+    gaps = [float("inf")] * len(features)
+    for indices, logits, _ in forward_batches(predictor.model, features, predictor.collator, predictor.batch_size,
+                                              with_labels=False, packed=predictor.packed):
+        best_two = logits.topk(2, dim=-1).values
+        gap = best_two[..., 0] - best_two[..., 1]
+        for row, index in enumerate(indices):
+            for position, _ in features[index].word_positions:
+                gaps[index] = min(gaps[index], gap[row, position].item())
+    return gaps
+
+
+def test_a_margin_wider_than_every_gap_gives_fp32s_predictions(ner_folder, texts):
+    fp32 = Predictor(ner_folder, precision="fp32")
+    everything = Predictor(ner_folder, precision="bf16", recheck_margin=1e9)
+    assert {p.dtype for p in everything.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in everything.fp32_model.parameters()} == {torch.float32}
+    assert everything.predict(texts) == fp32.predict(texts)  # labels, offsets and scores
+    features = everything.encode(texts)
+    assert everything.rechecked == sum(1 for f in features if f.word_positions)  # windows with words, not texts
+
+
+def test_exactly_the_close_calls_are_predicted_again(ner_folder, texts):
+    fp32 = Predictor(ner_folder, precision="fp32")
+    bf16 = Predictor(ner_folder, precision="bf16", recheck_margin=0)
+    assert bf16.fp32_model is None
+    words = _words(fp32, texts)
+    gaps = _smallest_gaps(bf16, bf16._encode_words(words))
+    margin = sorted(g for g in gaps if g != float("inf"))[len(gaps) // 3]  # a third of the sentences are close calls
+    close = {i for i, gap in enumerate(gaps) if gap < margin}  # one feature per sentence: none is windowed
+    assert 0 < len(close) < len(words)
+    rechecking = Predictor(ner_folder, precision="bf16", recheck_margin=margin)
+    tags = rechecking.predict_words(words)
+    assert rechecking.rechecked == len(close)
+    expected_fp32, expected_bf16 = fp32.predict_words(words), bf16.predict_words(words)
+    for index, sentence in enumerate(tags):
+        expected = expected_fp32 if index in close else expected_bf16
+        assert [tag for tag, _ in sentence] == [tag for tag, _ in expected[index]], index
+        assert [p for _, p in sentence] == pytest.approx([p for _, p in expected[index]], abs=1e-5)
+
+
+def test_rechecking_finds_fp32s_label_for_close_texts(cls_folder, texts):
+    fp32 = Predictor(cls_folder, precision="fp32")
+    everything = Predictor(cls_folder, precision="bf16", recheck_margin=1e9)
+    assert everything.predict(texts) == fp32.predict(texts)
+    assert everything.rechecked == len(texts)
+    assert Predictor(cls_folder, precision="bf16", recheck_margin=0).predict(texts)[0]["label"]
+
+
+def test_the_default_applies_to_bf16_only(ner_folder):
+    assert Predictor(ner_folder, precision="bf16").recheck_margin == RECHECK_MARGIN
+    fp32 = Predictor(ner_folder, precision="fp32")
+    assert fp32.recheck_margin == 0 and fp32.fp32_model is None
+
+
+@pytest.mark.parametrize("options", [dict(recheck_margin=-0.1), dict(recheck_margin=float("nan")),
+                                     dict(backend="onnx", recheck_margin=0.2)])
+def test_impossible_recheck_options_are_refused(ner_folder, options):
+    with pytest.raises(ModelError) as error:
+        Predictor(ner_folder, **options)
+    assert error.value.code == "E324"
+
+
+def test_the_cli_takes_the_margin(ner_folder):
+    assert str(RECHECK_MARGIN) in RECHECK_HELP
+    outputs = {}
+    for margin in ("0", "1e9"):
+        result = runner.invoke(app, ["predict", str(ner_folder), "--precision", "bf16", "--recheck-margin", margin,
+                                     "--text", "Taylor Swift sings in Seattle ."])
+        assert result.exit_code == 0, result.output
+        outputs[margin] = result.stdout
+    fp32 = runner.invoke(app, ["predict", str(ner_folder), "--precision", "fp32", "--text",
+                               "Taylor Swift sings in Seattle ."])
+    assert outputs["1e9"] == fp32.stdout
+    refused = runner.invoke(app, ["predict", str(ner_folder), "--recheck-margin", "-1", "--text", "x"])
+    assert refused.exit_code != 0 and isinstance(refused.exception, ModelError) and refused.exception.code == "E324"
