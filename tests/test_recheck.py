@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -11,7 +13,9 @@ from tunecard.batching import forward_batches
 from tunecard.cli import RECHECK_HELP, app
 from tunecard.data import read_corpus
 from tunecard.errors import ModelError
-from tunecard.inference import RECHECK_MARGIN, Predictor, split_words
+from tunecard.evaluate import RECHECK_MARGIN
+from tunecard.inference import Predictor, evaluate_folder, split_words
+from tunecard.metrics import score_entities
 
 runner = CliRunner()
 
@@ -34,7 +38,7 @@ def _saved(base, folder, cls, labels: list[str]):
 def ner_folder(tiny_bert_cased, tmp_path_factory):
     from transformers import AutoModelForTokenClassification
 
-    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    labels = sorted({tag for example in read_corpus(WNUT_SAMPLE / "train.conll").examples for tag in example.tags})
     return _saved(tiny_bert_cased, tmp_path_factory.mktemp("ner"), AutoModelForTokenClassification, labels)
 
 
@@ -98,6 +102,27 @@ def test_exactly_the_close_calls_are_predicted_again(ner_folder, texts):
         assert [p for _, p in sentence] == pytest.approx([p for _, p in expected[index]], abs=1e-5)
 
 
+def test_evaluate_scores_what_predict_predicts(ner_folder):
+    data = WNUT_SAMPLE / "train.conll"
+    examples = read_corpus(data).examples
+    bf16 = Predictor(ner_folder, precision="bf16", recheck_margin=0)
+    gaps = _smallest_gaps(bf16, bf16._encode_words([e.tokens for e in examples]))
+    margin = sorted(g for g in gaps if g != float("inf"))[len(gaps) // 3]
+    results = {}
+    for name, options in {"bf16": dict(recheck_margin=0), "rechecked": dict(recheck_margin=margin),
+                          "everything": dict(recheck_margin=1e9)}.items():
+        predictor = Predictor(ner_folder, precision="bf16", **options)
+        tags = [[tag for tag, _ in words] for words in predictor.predict_words([e.tokens for e in examples])]
+        predicted = score_entities([e.tags for e in examples], tags)
+        results[name] = evaluate_folder(ner_folder, data, precision="bf16", **options)
+        for key in ("f1", "precision", "recall", "accuracy", "predicted_entities"):
+            assert results[name][key] == predicted[key], (name, key)
+    fp32 = evaluate_folder(ner_folder, data, precision="fp32")
+    assert results["everything"]["f1"] == fp32["f1"]
+    assert results["everything"]["loss"] == pytest.approx(fp32["loss"], rel=1e-5)
+    assert results["rechecked"]["loss"] != results["bf16"]["loss"]  # the rechecked sentences' loss is fp32's
+
+
 def test_rechecking_finds_fp32s_label_for_close_texts(cls_folder, texts):
     fp32 = Predictor(cls_folder, precision="fp32")
     everything = Predictor(cls_folder, precision="bf16", recheck_margin=1e9)
@@ -133,3 +158,53 @@ def test_the_cli_takes_the_margin(ner_folder):
     assert outputs["1e9"] == fp32.stdout
     refused = runner.invoke(app, ["predict", str(ner_folder), "--recheck-margin", "-1", "--text", "x"])
     assert refused.exit_code != 0 and isinstance(refused.exception, ModelError) and refused.exception.code == "E324"
+    scores = {}
+    for margin in ("0", "1e9"):
+        result = runner.invoke(app, ["evaluate", str(ner_folder), "--data", str(WNUT_SAMPLE / "dev.conll"), "--json",
+                                     "--precision", "bf16", "--recheck-margin", margin])
+        assert result.exit_code == 0, result.output
+        scores[margin] = json.loads(result.stdout)["loss"]
+    fp32 = json.loads(runner.invoke(app, ["evaluate", str(ner_folder), "--data", str(WNUT_SAMPLE / "dev.conll"),
+                                          "--json", "--precision", "fp32"]).stdout)["loss"]
+    assert scores["1e9"] == pytest.approx(fp32, rel=1e-5) and scores["0"] != scores["1e9"]
+
+
+def test_an_fp32_pass_in_mixed_precision_training_runs_in_fp32(ner_folder, texts):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from transformers import AutoModelForTokenClassification
+
+    plain = AutoModelForTokenClassification.from_pretrained(ner_folder).eval()
+    AcceleratorState._reset_state(reset_partial_state=True)  # an earlier test's Trainer may have set fp32
+    try:
+        prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare_model(
+            AutoModelForTokenClassification.from_pretrained(ner_folder))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    wrapped = prepared.forward
+    predictor = Predictor(ner_folder, precision="fp32", packing=False)
+    features = predictor.encode(texts)
+
+    def logits(model, bf16):
+        return {tuple(i): l for i, l, _ in forward_batches(model, features, predictor.collator, 8, bf16=bf16,
+                                                           with_labels=False)}
+
+    expected, found = logits(plain, False), logits(prepared, False)
+    assert all(torch.equal(expected[key], found[key]) for key in expected)
+    assert prepared.forward is wrapped  # training goes on under autocast
+    autocast = logits(prepared, True)
+    assert any(not torch.equal(expected[key], autocast[key]) for key in expected)
+
+
+def test_training_evaluations_in_bf16_score_fp32s_predictions(tiny_bert_cased, tmp_path):
+    from conftest import quick_ner_values
+    from tunecard.config import build_config
+    from tunecard.train import train
+
+    values = quick_ner_values(tiny_bert_cased, tmp_path, validation=str(WNUT_SAMPLE / "dev.conll"))
+    values.update(precision="bf16", learning_rate=1e-3)
+    result = train(build_config(None, values), progress=False)
+    assert "close call" in result.metrics["training"]["evaluation_precision"]
+    fp32 = evaluate_folder(result.output, WNUT_SAMPLE / "dev.conll", precision="fp32")
+    recorded = result.metrics["validation"]
+    assert (recorded["f1"], recorded["accuracy"]) == (fp32["f1"], fp32["accuracy"])

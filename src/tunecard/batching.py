@@ -78,6 +78,23 @@ def autocast_context(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+@contextlib.contextmanager
+def unwrapped_forward(model: torch.nn.Module):
+    """The block calls `model`'s own forward. accelerate, preparing a model for mixed-precision training, replaces
+    `model.forward` with one that always runs under autocast and keeps the original as `_original_forward`
+    (Accelerator.prepare_model); an fp32 pass in the middle of training needs the original."""
+    original = model.__dict__.get("_original_forward")
+    wrapped = model.__dict__.get("forward")
+    if original is None or wrapped is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
+
+
 def cpu_bf16_autocast() -> bool:
     """Whether the code runs inside a CPU autocast region that computes in bf16."""
     return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
@@ -131,7 +148,8 @@ def forward_batches(
     else:
         batches = token_budget_batches(lengths, batch_size * PACKED_TOKENS_PER_INPUT)
     flat = packed is not None and packed.flat
-    with attention.tunecard_attention(model) if flat else contextlib.nullcontext(True) as ready:
+    with (attention.tunecard_attention(model) if flat else contextlib.nullcontext(True) as ready,
+          contextlib.nullcontext() if bf16 else unwrapped_forward(model)):  # fp32 asked for: no autocast at all
         if not ready:
             raise ValueError("padding-free passes need tunecard's attention (transformers' SDPA through its "
                              "AttentionInterface); this model has other attention code: pass packed rows")

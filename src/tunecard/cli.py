@@ -30,11 +30,11 @@ PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard
 BACKEND_HELP = "torch, or onnx: the folder's ONNX export (`tunecard export DIR`) run by ONNX Runtime."
 ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/model.onnx)."
 QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
-PRECISION_HELP = ("auto (bf16 where the CPU or GPU has it), bf16 (the weights cast once) or fp32; the card's numbers "
-                  "come from training's evaluation under autocast, so bf16 may differ from them in the fourth digit.")
+PRECISION_HELP = ("auto (bf16 where the CPU or GPU has it), bf16 (the weights cast once; close calls predicted again "
+                  "in fp32, see --recheck-margin) or fp32.")
 RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two best logits (for some word, NER) are "
-                "less than this far apart, so close calls get fp32's answer. Default 0.15 (inference.RECHECK_MARGIN); "
-                "0: off, bf16's answers as they come (docs/performance.md, Close calls).")
+                "less than this far apart, so close calls get fp32's answer (evaluate scores those). Default 0.15 "
+                "(evaluate.RECHECK_MARGIN); 0: off, bf16's answers as they come (docs/performance.md, Close calls).")
 PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, if a check at load finds the model's "
                 "logits the same that way (faster; --no-packing: one padded row per text).")
 
@@ -137,13 +137,14 @@ def evaluate(
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
+    recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
 ):
     """Score a saved model on any readable labelled file."""
     from .inference import evaluate_folder
 
     result = evaluate_folder(model_dir, data, ReadOptions(format=format, scheme=scheme, encoding=encoding),
                              precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
-                             packing=packing)
+                             packing=packing, recheck_margin=recheck_margin)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return

@@ -18,6 +18,7 @@ from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
 from .encode import Encoder, unpadded_backend
+from .evaluate import RECHECK_MARGIN, close_calls
 from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
@@ -26,10 +27,6 @@ from .packing import PACKED, PADDING_FREE, choose_collator
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
 CHUNK_SIZE = 4096
-# bf16 prediction: close calls (two best logits nearer than this) are predicted again in fp32. On the
-# benchmark's MiniLM, no CoNLL-2003 sentence (17,291) came out different from fp32 with 0.12 or more; 0.15
-# leaves room (docs/performance.md, "Close calls").
-RECHECK_MARGIN = 0.15
 # Word lists of several lengths run packed and padded once at load: packing is used only if the logits agree.
 PACKING_PROBE = [("Peter Blackburn visited the European Commission in Brussels on Thursday to discuss the plan with "
                   "officials from Germany and France").split()[:n] for n in (2, 5, 9, 13, 19)]
@@ -202,23 +199,18 @@ class Predictor:
                                                self.batch_size, with_labels=False, packed=self.packed):
             best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
             best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
-            gaps = self._close_call_gaps(model, logits)
-            for row, subset_index in enumerate(rows):
-                feature_index = indices[subset_index]
-                feature = features[feature_index]
+            batch_features = [features[indices[i]] for i in rows]
+            for row, feature in enumerate(batch_features):
                 for position, word in feature.word_positions:
                     out[feature.example_index][word] = (self.id2label[best_id[row][position]], best_p[row][position])
-                if gaps is not None and any(gaps[row][position] < self.recheck_margin
-                                            for position, _ in feature.word_positions):
-                    close.append(feature_index)
+            close.extend(indices[rows[row]] for row in sorted(self._close_calls(model, logits, batch_features)))
         return close
 
-    def _close_call_gaps(self, model, logits: torch.Tensor) -> list | None:
-        """The gap between the two best logits at every place (as lists), or None when no recheck follows."""
-        if not self.recheck_margin or model is self.fp32_model or logits.shape[-1] < 2:
-            return None
-        best_two = logits.topk(2, dim=-1).values
-        return (best_two[..., 0] - best_two[..., 1]).tolist()
+    def _close_calls(self, model, logits: torch.Tensor, batch_features: list) -> set[int]:
+        """The rows to predict again in fp32 (`evaluate.close_calls`); none on the fp32 pass itself."""
+        if model is self.fp32_model:
+            return set()
+        return close_calls(logits, batch_features, self.recheck_margin)
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
         words = split_words(self.encoder.backend, texts)
@@ -249,15 +241,12 @@ class Predictor:
         for rows, logits, _ in forward_batches(model, [features[i] for i in indices], self.collator,
                                                self.batch_size, with_labels=False):
             probabilities = torch.softmax(logits, dim=-1).tolist()
-            gaps = self._close_call_gaps(model, logits)
-            for row, subset_index in enumerate(rows):
-                feature_index = indices[subset_index]
+            batch_features = [features[indices[i]] for i in rows]
+            for row, feature in enumerate(batch_features):
                 probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities[row])}
                 label = max(probs, key=probs.get)
-                results[features[feature_index].example_index] = {"label": label, "score": probs[label],
-                                                                  "probabilities": probs}
-                if gaps is not None and gaps[row] < self.recheck_margin:
-                    close.append(feature_index)
+                results[feature.example_index] = {"label": label, "score": probs[label], "probabilities": probs}
+            close.extend(indices[rows[row]] for row in sorted(self._close_calls(model, logits, batch_features)))
         return close
 
 
@@ -288,7 +277,8 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     for start in range(0, len(corpus.examples), CHUNK_SIZE):  # one chunk's features at a time: bounded memory
         chunk = corpus.examples[start:start + CHUNK_SIZE]
         evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
-                       packed=predictor.packed)
+                       packed=predictor.packed, recheck_model=predictor.fp32_model,
+                       recheck_margin=predictor.recheck_margin)
     result = evaluation.result()
     result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme, "repaired": corpus.repaired}
     return result

@@ -34,7 +34,7 @@ from .doctor import leakage_counts
 from .dropout import use_fast_dropout
 from .encode import Encoder, EncodingStats
 from .errors import ConfigError
-from .evaluate import evaluate_features, table_metrics
+from .evaluate import RECHECK_MARGIN, evaluate_features, table_metrics
 from .fused_qkv import fuse_qkv, unfuse_qkv
 from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 from .modeling import load_model, load_tokenizer
@@ -232,7 +232,7 @@ class TunecardTrainer(Trainer):
         details = evaluate_features(
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
-            positive_label=self.positive_label, packed=self.eval_packed,
+            positive_label=self.positive_label, packed=self.eval_packed, recheck_margin=RECHECK_MARGIN,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details
@@ -447,7 +447,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task, id2label=id2label,
                 collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16, positive_label=positive_label,
-                packed=eval_packed,
+                packed=eval_packed, recheck_margin=RECHECK_MARGIN,
             )
 
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
@@ -479,6 +479,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "bf16_weights": "copies cast once per optimizer step" if bf16_copies is not None else
             ("cast by autocast in every forward pass" if bf16 else None),
             "embedding_gradient": "sparse rows" if sparse_rows else "dense",
+            "evaluation_precision": (f"bf16 autocast, texts with a close call (two best logits within {RECHECK_MARGIN}) "
+                                     "again in fp32") if bf16 else "fp32",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),
