@@ -34,6 +34,7 @@ def evaluate_features(
     positive_label: str | None = None,
     packed=None,
     recheck_margin: float = 0.0,
+    recheck_model: torch.nn.Module | None = None,
 ) -> dict:
     """Evaluate and return the scorer's full result plus `loss`.
 
@@ -48,12 +49,12 @@ def evaluate_features(
         bf16: run the forward pass under bf16 autocast.
         positive_label: binary classification: the label precision/recall/F1 refer to.
         packed: NER: run packed (see `batching.forward_batches`).
-        recheck_margin: with `bf16`, features with a close call (`close_calls`) are predicted and scored again in
-            fp32, by the same model without autocast.
+        recheck_margin: features with a close call (`close_calls`) are predicted and scored again in fp32: by
+            `recheck_model` (a bf16 model's fp32 weights), or with `bf16` by the same model without autocast.
     """
     evaluation = Evaluation(task, id2label, positive_label)
     evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16, packed=packed,
-                   recheck_model=model if bf16 else None, recheck_margin=recheck_margin)
+                   recheck_model=recheck_model or (model if bf16 else None), recheck_margin=recheck_margin)
     return evaluation.result()
 
 
