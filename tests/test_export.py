@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript")
 
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
 from tunecard import export
 from tunecard.cli import app
 from tunecard.errors import ModelError
@@ -26,32 +26,16 @@ runner = CliRunner()
 TEXTS = SAMPLE_TEXTS
 
 
-def _saved_classifier(base, folder, ner: bool, labels: list[str]):
-    """A save_pretrained classifier on the tiny encoder. The head is widened (std 1) so logits are well apart:
-    parity is then about the graph, not about which of two near-equal logits rounding happens to favour."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
-
-    torch.manual_seed(0)
-    cls = AutoModelForTokenClassification if ner else AutoModelForSequenceClassification
-    model = cls.from_pretrained(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                label2id={l: i for i, l in enumerate(labels)})
-    with torch.no_grad():
-        model.classifier.weight.normal_(0.0, 1.0)
-    model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def ner_folder(tiny_bert_short, tmp_path_factory):
     tags = sorted({line.split()[-1] for line in (WNUT_SAMPLE / "train.conll").read_text(encoding="utf-8").splitlines()
                    if line.strip()})
-    return _saved_classifier(tiny_bert_short, tmp_path_factory.mktemp("ner"), True, tags)
+    return saved_classifier(tiny_bert_short, tmp_path_factory.mktemp("ner"), True, tags)
 
 
 @pytest.fixture(scope="module")
 def cls_folder(tiny_bert_cased, tmp_path_factory):
-    return _saved_classifier(tiny_bert_cased, tmp_path_factory.mktemp("cls"), False, ["negative", "neutral", "positive"])
+    return saved_classifier(tiny_bert_cased, tmp_path_factory.mktemp("cls"), False, ["negative", "neutral", "positive"])
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +175,7 @@ def test_cli_predict_with_an_explicit_onnx_file(cls_folder, cls_export, tmp_path
 
 
 def test_onnx_backend_without_an_export_names_the_command(tiny_bert_cased, tmp_path):
-    folder = _saved_classifier(tiny_bert_cased, tmp_path / "fresh", False, ["a", "b"])
+    folder = saved_classifier(tiny_bert_cased, tmp_path / "fresh", False, ["a", "b"])
     with pytest.raises(ModelError) as error:
         Predictor(folder, backend="onnx", quantized=True)
     assert error.value.code == "E321" and f"tunecard export {folder} --onnx --quantize int8" in str(error.value)

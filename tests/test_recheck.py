@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
 from tunecard.batching import forward_batches
 from tunecard.cli import RECHECK_HELP, app
 from tunecard.data import read_corpus
@@ -20,34 +20,15 @@ from tunecard.metrics import score_entities
 runner = CliRunner()
 
 
-def _saved(base, folder, cls, labels: list[str]):
-    """A saved classifier whose head is widened (std 1): logits spread over a few units, close calls included."""
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    model = cls.from_pretrained(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                label2id={label: i for i, label in enumerate(labels)})
-    with torch.no_grad():
-        model.classifier.weight.normal_(0.0, 1.0)
-    model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def ner_folder(tiny_bert_cased, tmp_path_factory):
-    from transformers import AutoModelForTokenClassification
-
     labels = sorted({tag for example in read_corpus(WNUT_SAMPLE / "train.conll").examples for tag in example.tags})
-    return _saved(tiny_bert_cased, tmp_path_factory.mktemp("ner"), AutoModelForTokenClassification, labels)
+    return saved_classifier(tiny_bert_cased, tmp_path_factory.mktemp("ner"), True, labels)
 
 
 @pytest.fixture(scope="module")
 def cls_folder(tiny_bert_cased, tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification
-
-    labels = ["negative", "neutral", "positive"]
-    return _saved(tiny_bert_cased, tmp_path_factory.mktemp("cls"), AutoModelForSequenceClassification, labels)
+    return saved_classifier(tiny_bert_cased, tmp_path_factory.mktemp("cls"), False, ["negative", "neutral", "positive"])
 
 
 @pytest.fixture(scope="module")
