@@ -189,7 +189,7 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
     else:
         variants = {k: v for k, v in variants.items() if "backend" not in v}
     ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device="cpu")
-    predictors = {name: Predictor(run_dir, batch_size=64, **options) for name, options in variants.items()}
+    predictors = {name: Predictor(run_dir, **options) for name, options in variants.items()}
     runs = {"pipeline": lambda batch: ner(batch, batch_size=16),
             **{name: predictor.predict for name, predictor in predictors.items()}}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
