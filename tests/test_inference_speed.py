@@ -169,3 +169,16 @@ def test_the_rust_copy_is_reused_until_the_tokenizer_changes(tiny_bert_cased):
     changed = unpadded_backend(tokenizer)
     assert changed is not first
     assert [w for w, _, _ in split_words(changed, ["a zzqxword b"])[0]] == ["a", "zzqxword", "b"]
+
+
+def test_a_cpu_that_refuses_onednn_bf16_linears_predicts_with_plain_ones(ner_folder, monkeypatch):
+    from tunecard.onednn_linear import OneDnnLinear
+
+    def refuse(self, x):
+        raise RuntimeError("this CPU has no oneDNN bf16 matmul")
+
+    monkeypatch.setattr(OneDnnLinear, "forward", refuse)
+    predictor = Predictor(ner_folder, precision="bf16", recheck_margin=0)
+    assert predictor.onednn_linears == 0
+    assert not any(isinstance(module, OneDnnLinear) for module in predictor.model.modules())
+    assert len(predictor.predict(TEXTS)) == len(TEXTS)
