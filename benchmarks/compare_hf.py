@@ -146,8 +146,8 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
     features = (predictor.encoder.encode_tokens(dev) if task == "ner" else predictor.encoder.encode_texts(dev))
     started = time.perf_counter()
     evaluate_features(predictor.model, features, dev, task=predictor.task, id2label=predictor.id2label,
-                      collator=predictor.collator, batch_size=64, packed=predictor.packed,
-                      recheck_model=predictor.fp32_model, recheck_margin=predictor.recheck_margin)  # as `tunecard evaluate`
+                      collator=predictor.collator, batch_size=64, packed=predictor.packed,  # as `tunecard evaluate`:
+                      recheck_model=predictor.fp32_model, recheck_margin=predictor.recheck_margin)
     eval_seconds = time.perf_counter() - started
     training = result.metrics["training"]
     n_tokens = sum(len(e.tokens) for e in train) if task == "ner" else sum(len(e.text.split()) for e in train)

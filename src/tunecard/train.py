@@ -479,8 +479,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "bf16_weights": "copies cast once per optimizer step" if bf16_copies is not None else
             ("cast by autocast in every forward pass" if bf16 else None),
             "embedding_gradient": "sparse rows" if sparse_rows else "dense",
-            "evaluation_precision": (f"bf16 autocast, texts with a close call (two best logits within {RECHECK_MARGIN}) "
-                                     "again in fp32") if bf16 else "fp32",
+            "evaluation_precision": ("bf16 autocast, texts with a close call (two best logits within "
+                                     f"{RECHECK_MARGIN}) again in fp32") if bf16 else "fp32",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "environment": environment.describe(bf16),
