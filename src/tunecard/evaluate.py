@@ -8,6 +8,8 @@ without label smoothing, so it is comparable between runs whatever their trainin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -96,73 +98,51 @@ class Evaluation:
                 (the fp32 weights of a bf16 `model`), and scored, loss included, on that pass only, as
                 `inference.Predictor` predicts it.
         """
-        progress = _Progress(features, examples)
-        close: list[int] = []
-        check = recheck_model is not None and recheck_margin > 0
-        for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16, packed=packed):
+        windows_left = _windows_per_example(features)  # only examples with several windows
+        partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
+        scored = 0
+        for indices, logits, batch, _ in rechecked_batches(model, features, collator, batch_size, bf16=bf16,
+                                                           packed=packed, recheck_model=recheck_model,
+                                                           recheck_margin=recheck_margin):
             labels = batch["labels"]
-            near = close_calls(logits, [features[i] for i in indices], recheck_margin) if check else set()
-            if near:  # scored after the recheck instead
-                close.extend(indices[row] for row in sorted(near))
-                kept = [row for row in range(len(indices)) if row not in near]
-                indices, logits, labels = [indices[row] for row in kept], logits[kept], labels[kept]
-            self._score(progress, indices, logits, labels)
-        if close:
-            subset = [features[i] for i in close]
-            for indices, logits, batch in forward_batches(recheck_model, subset, collator, batch_size, packed=packed):
-                self._score(progress, [close[i] for i in indices], logits, batch["labels"])
-        if progress.scored != len(examples):
-            raise RuntimeError(f"{len(examples) - progress.scored} of {len(examples)} examples got no prediction")
-        self.examples += progress.scored
-
-    def _score(self, progress: _Progress, indices: list[int], logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add the loss and predictions of these features (rows of `logits`, gold `labels`) to the scores."""
-        features, examples = progress.features, progress.examples
-        flat_logits = logits.reshape(-1, logits.shape[-1])
-        flat_labels = labels.reshape(-1).to(flat_logits.device)
-        mask = flat_labels != IGNORE_INDEX
-        if mask.any():
-            self.loss_sum += F.cross_entropy(flat_logits[mask], flat_labels[mask], reduction="sum").item()
-            self.loss_count += int(mask.sum())
-        predicted = logits.argmax(dim=-1).cpu().tolist()
-        if not self.is_ner:
-            self.scorer.update([examples[features[i].example_index].label for i in indices],
-                               [self.id2label[row] for row in predicted])
-            progress.scored += len(indices)
-            return
-        for row, feature_index in zip(predicted, indices):
-            feature = features[feature_index]
-            example = examples[feature.example_index]
-            words = progress.partial.get(feature.example_index) or [None] * len(example.tokens)
-            for position, word in feature.word_positions:
-                words[word] = self.id2label[row[position]]
-            left = progress.windows_left.get(feature.example_index, 1) - 1
-            if left:
-                progress.windows_left[feature.example_index] = left
-                progress.partial[feature.example_index] = words
+            flat_logits = logits.reshape(-1, logits.shape[-1])
+            flat_labels = labels.reshape(-1).to(flat_logits.device)
+            mask = flat_labels != IGNORE_INDEX
+            if mask.any():
+                self.loss_sum += F.cross_entropy(flat_logits[mask], flat_labels[mask], reduction="sum").item()
+                self.loss_count += int(mask.sum())
+            predicted = logits.argmax(dim=-1).cpu().tolist()
+            if not self.is_ner:
+                self.scorer.update([examples[features[i].example_index].label for i in indices],
+                                   [self.id2label[row] for row in predicted])
+                scored += len(indices)
                 continue
-            progress.partial.pop(feature.example_index, None)
-            missing = [i for i, tag in enumerate(words) if tag is None]
-            if missing:  # would mean a window bug: fail loudly rather than score a partial sentence
-                raise RuntimeError(f"no prediction for words {missing[:5]} of example at line {example.line}")
-            self.scorer.update(example.tags, words)
-            progress.scored += 1
+            for row, feature_index in zip(predicted, indices):
+                feature = features[feature_index]
+                example = examples[feature.example_index]
+                words = partial.get(feature.example_index) or [None] * len(example.tokens)
+                for position, word in feature.word_positions:
+                    words[word] = self.id2label[row[position]]
+                left = windows_left.get(feature.example_index, 1) - 1
+                if left:
+                    windows_left[feature.example_index] = left
+                    partial[feature.example_index] = words
+                    continue
+                partial.pop(feature.example_index, None)
+                missing = [i for i, tag in enumerate(words) if tag is None]
+                if missing:  # would mean a window bug: fail loudly rather than score a partial sentence
+                    raise RuntimeError(f"no prediction for words {missing[:5]} of example at line {example.line}")
+                self.scorer.update(example.tags, words)
+                scored += 1
+        if scored != len(examples):
+            raise RuntimeError(f"{len(examples) - scored} of {len(examples)} examples got no prediction")
+        self.examples += scored
 
     def result(self) -> dict:
         """The scorer's full result plus `loss` (NaN when nothing was scored)."""
         result = self.scorer.result()
         result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         return result
-
-
-class _Progress:
-    """What one `Evaluation.add` keeps between batches: the sentences whose windows are not all scored yet."""
-
-    def __init__(self, features: list[Feature], examples: list):
-        self.features, self.examples = features, examples
-        self.windows_left = _windows_per_example(features)  # only examples with several windows
-        self.partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
-        self.scored = 0
 
 
 def close_calls(logits: torch.Tensor, features: list[Feature], margin: float) -> set[int]:
@@ -180,6 +160,34 @@ def close_calls(logits: torch.Tensor, features: list[Feature], margin: float) ->
         if any(near_here[position] for position, _ in features[row].word_positions):
             close.add(row)
     return close
+
+
+def rechecked_batches(model: torch.nn.Module, features: list[Feature], collator: PadCollator, batch_size: int, *,
+                      bf16: bool = False, with_labels: bool = True, packed=None,
+                      recheck_model: torch.nn.Module | None = None, recheck_margin: float = 0.0,
+                      ) -> Iterator[tuple[list[int], torch.Tensor, dict[str, torch.Tensor], bool]]:
+    """`batching.forward_batches`, with close calls answered by `recheck_model` (fp32; the same model without
+    autocast when it is `model` run with `bf16`). A feature with a close call (`close_calls`, at `recheck_margin`)
+    is taken out of the batch it came in and yielded once, from a pass of `recheck_model` over all such features
+    after the first pass. Yields (feature indices, logits, padded batch, whether this is the recheck pass)."""
+    check = recheck_model is not None and recheck_margin > 0
+    close: list[int] = []
+    for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16,
+                                                  with_labels=with_labels, packed=packed):
+        near = close_calls(logits, [features[i] for i in indices], recheck_margin) if check else set()
+        if near:
+            close.extend(indices[row] for row in sorted(near))
+            kept = [row for row in range(len(indices)) if row not in near]
+            if not kept:
+                continue
+            indices, logits = [indices[row] for row in kept], logits[kept]
+            batch = {name: tensor[kept] for name, tensor in batch.items()}  # every entry is one row per feature
+        yield indices, logits, batch, False
+    if close:
+        subset = [features[i] for i in close]
+        for indices, logits, batch in forward_batches(recheck_model, subset, collator, batch_size,
+                                                      with_labels=with_labels, packed=packed):
+            yield [close[i] for i in indices], logits, batch, True
 
 
 def _windows_per_example(features: list[Feature]) -> dict[int, int]:

@@ -18,7 +18,7 @@ from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
 from .encode import Encoder, unpadded_backend
-from .evaluate import RECHECK_MARGIN, close_calls
+from .evaluate import RECHECK_MARGIN, rechecked_batches
 from .errors import ModelError
 from .metrics import extract_entities
 from .modeling import load_model, load_tokenizer
@@ -142,8 +142,11 @@ class Predictor:
         self.batch_size = batch_size
         self.bf16 = backend == "torch" and environment.use_bf16(precision)
         self.packed = None  # the PackedCollator, when packing is on and the probe passed (padding-free if it can)
+        # the load-time checks' inputs (packing, oneDNN Linears), encoded once
+        probe = (self._encode_words(PACKING_PROBE) if self.is_ner else
+                 self.encode([" ".join(words) for words in PACKING_PROBE]))
         if packing and backend == "torch" and self.is_ner:
-            packed, kind = choose_collator(self.model, self._encode_words(PACKING_PROBE),
+            packed, kind = choose_collator(self.model, probe,
                                            PadCollator(self.tokenizer.pad_token_id),
                                            self.tokenizer.pad_token_id, padding_free=True)
             if kind in (PACKED, PADDING_FREE):
@@ -160,14 +163,12 @@ class Predictor:
             self.model = copy.deepcopy(self.model).to(torch.bfloat16)
         elif self.bf16:
             self.model.to(torch.bfloat16)
-        self.onednn_linears = self._use_onednn_linears() if self.bf16 else 0
+        self.onednn_linears = self._use_onednn_linears(probe) if self.bf16 else 0
 
-    def _use_onednn_linears(self) -> int:
+    def _use_onednn_linears(self, probe: list) -> int:
         """`onednn_linear.use_onednn_linears` on the bf16 model, kept if its logits on a probe stay within
         ONEDNN_TOLERANCE of the plain bf16 ones (they differ by bf16 rounding: 0.03 on the probe, 0.09 at most
         on 1000 CoNLL-2003 sentences). Returns how many Linears run through oneDNN."""
-        probe = (self._encode_words(PACKING_PROBE) if self.is_ner else
-                 self.encode([" ".join(words) for words in PACKING_PROBE]))
         before = self._probe_logits(probe)
         swapped = use_onednn_linears(self.model)
         try:
@@ -184,7 +185,8 @@ class Predictor:
         for indices, logits, _ in forward_batches(self.model, features, self.collator, self.batch_size,
                                                   with_labels=False, packed=self.packed if self.is_ner else None):
             found.update({index: logits[row] for row, index in enumerate(indices)})
-        return torch.cat([found[i][:len(features[i])] if self.is_ner else found[i][None] for i in range(len(features))])
+        return torch.cat([found[i][:len(features[i])] if self.is_ner else found[i][None]
+                          for i in range(len(features))])
 
     @property
     def is_ner(self) -> bool:
@@ -214,32 +216,23 @@ class Predictor:
         """NER on pre-split words: (tag, probability) per word."""
         features = self._encode_words(words_per_example)
         out: list[list] = [[None] * len(words) for words in words_per_example]
-        close = self._tag_words(self.model, features, list(range(len(features))), out)
-        if close:  # the fp32 pass overwrites exactly the words those windows own
-            self._tag_words(self.fp32_model, features, close, out)
-            self.rechecked += len(close)
-        return out
-
-    def _tag_words(self, model, features: list, indices: list[int], out: list[list]) -> list[int]:
-        """Write (tag, probability) for the words of `features[indices]`, as `model` predicts them, into `out`;
-        returns the indices of the features with a close call, if this pass is one that rechecking follows."""
-        close: list[int] = []
-        for rows, logits, _ in forward_batches(model, [features[i] for i in indices], self.collator,
-                                               self.batch_size, with_labels=False, packed=self.packed):
+        for indices, logits, _ in self._passes(features, packed=self.packed):
             best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
             best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
-            batch_features = [features[indices[i]] for i in rows]
-            for row, feature in enumerate(batch_features):
+            for row, feature_index in enumerate(indices):
+                feature = features[feature_index]
                 for position, word in feature.word_positions:
                     out[feature.example_index][word] = (self.id2label[best_id[row][position]], best_p[row][position])
-            close.extend(indices[rows[row]] for row in sorted(self._close_calls(model, logits, batch_features)))
-        return close
+        return out
 
-    def _close_calls(self, model, logits: torch.Tensor, batch_features: list) -> set[int]:
-        """The rows to predict again in fp32 (`evaluate.close_calls`); none on the fp32 pass itself."""
-        if model is self.fp32_model:
-            return set()
-        return close_calls(logits, batch_features, self.recheck_margin)
+    def _passes(self, features: list, packed=None):
+        """The forward passes over `features`, close calls from the fp32 pass (`evaluate.rechecked_batches`),
+        counted in `rechecked`."""
+        for indices, logits, batch, again in rechecked_batches(
+                self.model, features, self.collator, self.batch_size, with_labels=False, packed=packed,
+                recheck_model=self.fp32_model, recheck_margin=self.recheck_margin):
+            self.rechecked += len(indices) if again else 0
+            yield indices, logits, batch
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
         words = split_words(self.encoder.backend, texts)
@@ -258,25 +251,14 @@ class Predictor:
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
-        close = self._label_texts(self.model, features, list(range(len(features))), results)
-        if close:
-            self._label_texts(self.fp32_model, features, close, results)
-            self.rechecked += len(close)
-        return results
-
-    def _label_texts(self, model, features: list, indices: list[int], results: list) -> list[int]:
-        """`_tag_words` for text classification: one label and its probabilities per text."""
-        close: list[int] = []
-        for rows, logits, _ in forward_batches(model, [features[i] for i in indices], self.collator,
-                                               self.batch_size, with_labels=False):
+        for indices, logits, _ in self._passes(features):
             probabilities = torch.softmax(logits, dim=-1).tolist()
-            batch_features = [features[indices[i]] for i in rows]
-            for row, feature in enumerate(batch_features):
+            for row, feature_index in enumerate(indices):
                 probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities[row])}
                 label = max(probs, key=probs.get)
-                results[feature.example_index] = {"label": label, "score": probs[label], "probabilities": probs}
-            close.extend(indices[rows[row]] for row in sorted(self._close_calls(model, logits, batch_features)))
-        return close
+                results[features[feature_index].example_index] = {"label": label, "score": probs[label],
+                                                                  "probabilities": probs}
+        return results
 
 
 def load(folder: str | Path, **kwargs) -> Predictor:

@@ -53,24 +53,27 @@ def use_onednn_linears(model: nn.Module) -> int:
     """Swap the Linears of a bf16 CPU model for `OneDnnLinear`s, fusing each feed-forward GELU into its Linear.
     Returns how many Linears were swapped: 0 where the operator is missing or the weights are not bf16 on CPU.
     `restore_linears` undoes it."""
-    first = next(model.parameters(), None)
-    if _linear_pointwise() is None or first is None or first.device.type != "cpu" or first.dtype != torch.bfloat16:
+    if _linear_pointwise() is None:
         return 0
     swapped = 0
     for module in list(model.modules()):
         for linear_name, activation_name in FEED_FORWARD_PAIRS:
             linear, activation = getattr(module, linear_name, None), getattr(module, activation_name, None)
             algorithm = _gelu_algorithm(activation) if isinstance(activation, nn.Module) else None
-            if type(linear) is nn.Linear and algorithm is not None:
+            if _bf16_cpu_linear(linear) and algorithm is not None:
                 setattr(module, linear_name, OneDnnLinear(linear, "gelu", algorithm))
                 setattr(module, activation_name, _FusedAway(activation))
                 swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear and child.weight.dtype == torch.bfloat16:
+            if _bf16_cpu_linear(child):
                 setattr(module, name, OneDnnLinear(child))
                 swapped += 1
     return swapped
+
+
+def _bf16_cpu_linear(module) -> bool:
+    return type(module) is nn.Linear and module.weight.dtype == torch.bfloat16 and module.weight.device.type == "cpu"
 
 
 class _FusedAway(nn.Identity):
