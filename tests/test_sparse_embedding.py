@@ -53,6 +53,29 @@ def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
     assert sorted(row_of_slot[row_of_slot >= 0].long().tolist()) == list(range(40))  # each read row once
 
 
+
+def test_packed_rows_follow_weights_written_between_steps_and_grow():
+    """The packed weight rows kept between steps are gathered again when something else writes the weight (here
+    the model's weights loaded in place, as when best weights are restored), and their buffers grow past their
+    first size as more rows are read (3000 rows here, the first room is for 1024)."""
+    dense, sparse = _pair(vocab=3000, width=4)
+    dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    generator = torch.Generator().manual_seed(3)
+    for step in range(30):
+        ids = torch.randint(0, 100 * (step + 1), (8, 40), generator=generator)
+        for model, optimizer in ((dense, dense_optimizer), (sparse, sparse_optimizer)):
+            (model(ids) ** 2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        if step == 10:
+            written = dense.state_dict()["0.weight"] * 0.5
+            for model in (dense, sparse):
+                model.load_state_dict({**model.state_dict(), "0.weight": written})
+    for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
+        torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6)
+    assert len(_touched(sparse_optimizer.state[sparse[0].weight])) > 1536
+
 def _touched(state: dict) -> list[int]:
     return state[ROW_OF_SLOT][state[ROW_OF_SLOT] >= 0].long().tolist()  # in the order first read
 

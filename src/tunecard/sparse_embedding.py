@@ -10,8 +10,10 @@ adds the two pieces no library has:
   kernel on those rows. A row never read has zero moments, and dense AdamW leaves it unchanged when weight decay
   is 0, so skipping it changes nothing (with decay it would shrink: `applies` then keeps the dense path).
   The moments of the touched rows are kept packed at the front of their tensors, in the order the rows were
-  first read, so the kernel updates them in place: only the weight rows are gathered and written back (the
-  moments' gathers and write-backs took two thirds of the sparse step's time, docs/performance.md).
+  first read, so the kernel updates them in place (the moments' gathers and write-backs took two thirds of the
+  sparse step's time, docs/performance.md). The weight rows and their gradients are kept packed the same way
+  between steps (`_PackedRows`): a step gathers only the rows read for the first time and writes the updated
+  rows back, instead of gathering every touched row and zeroing a fresh gradient for all of them.
 - `clip_grad_norm_` takes the norm over the dense gradients and the sparse rows' values, and scales both.
 """
 
@@ -93,27 +95,22 @@ class SparseRowsAdamW(torch.optim.AdamW):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state[ROW_OF_SLOT] = torch.full((p.shape[0],), -1.0, dtype=p.dtype, device=p.device)
-        row_of_slot = state[ROW_OF_SLOT]
-        used = int((row_of_slot >= 0).sum())
-        slot_of_row = torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device)
-        slot_of_row[row_of_slot[:used].long()] = torch.arange(used, device=p.device)
-        grad_rows = grad.indices()[0]
-        grad_slots = slot_of_row[grad_rows]
-        new = grad_slots < 0
-        added = int(new.sum())
-        if added:  # rows read for the first time take the next free slots (their moments there are zero)
-            grad_slots[new] = torch.arange(used, used + added, device=p.device)
-            row_of_slot[used:used + added] = grad_rows[new].to(row_of_slot.dtype)
-            used += added
-        rows = row_of_slot[:used].long()
-        row_grad = torch.zeros(used, *p.shape[1:], dtype=p.dtype, device=p.device)
-        row_grad.index_copy_(0, grad_slots, grad.values())
-        row_param = p.index_select(0, rows)
+        packed = self._packed_rows(p, state[ROW_OF_SLOT])
+        row_param, row_grad = packed.take_step(p, grad)
         beta1, beta2 = group["betas"]
-        adamw([row_param], [row_grad], [state["exp_avg"][:used]], [state["exp_avg_sq"][:used]], [], [state["step"]],
-              fused=group["fused"], foreach=group["foreach"], amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-              weight_decay=0.0, eps=group["eps"], maximize=False)  # the moments' slices are updated in place
-        p.index_copy_(0, rows, row_param)
+        adamw([row_param], [row_grad], [state["exp_avg"][:packed.used]], [state["exp_avg_sq"][:packed.used]], [],
+              [state["step"]], fused=group["fused"], foreach=group["foreach"], amsgrad=False, beta1=beta1,
+              beta2=beta2, lr=group["lr"], weight_decay=0.0, eps=group["eps"], maximize=False)  # moments in place
+        packed.write_back(p)
+
+    def _packed_rows(self, p: torch.Tensor, row_of_slot: torch.Tensor) -> "_PackedRows":
+        """This weight's packed rows, gathered again when the weight or the slots changed outside the steps
+        (weights loaded into the model, a resumed optimizer state)."""
+        cache = self.__dict__.setdefault("_packed", {})  # not optimizer state: rebuilt from it when needed
+        packed = cache.get(p)
+        if packed is None or not packed.matches(p, row_of_slot):
+            packed = cache[p] = _PackedRows(p, row_of_slot)
+        return packed
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
@@ -127,6 +124,75 @@ class SparseRowsAdamW(torch.optim.AdamW):
                     packed = torch.zeros_like(state[key])
                     packed[:len(rows)] = state[key].index_select(0, rows)
                     state[key] = packed
+
+
+class _PackedRows:
+    """The touched rows of an embedding weight and of its gradient, packed in slot order between steps.
+
+    Written by hand for the same reason as the optimizer: a step's gradient covers a few hundred rows, the rows
+    AdamW updates are every row ever read (thousands). Kept from step to step, the packed weight rows need
+    gathering only when first read, and the packed gradient needs zeroing only where the last step wrote it.
+    The weight's version counter says whether anything else wrote into it since the last write-back.
+    """
+
+    def __init__(self, p: torch.Tensor, row_of_slot: torch.Tensor):
+        self.row_of_slot = row_of_slot
+        used = int((row_of_slot >= 0).sum())
+        rows = row_of_slot[:used].long()
+        self.slot_of_row = torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device)
+        self.slot_of_row[rows] = torch.arange(used, device=p.device)
+        self.used, self.rows = 0, torch.empty(0, dtype=torch.long, device=p.device)
+        self.params, self.grads = p.new_empty(0, *p.shape[1:]), p.new_zeros(0, *p.shape[1:])
+        self._reserve(p, used)
+        self.used = used
+        self.rows[:used] = rows
+        torch.index_select(p, 0, rows, out=self.params[:used])
+        self.last_slots = None  # the gradient's slots written by the last step, zeroed before the next
+        self.version = self.data_ptr = None
+
+    def matches(self, p: torch.Tensor, row_of_slot: torch.Tensor) -> bool:
+        return (row_of_slot is self.row_of_slot and p._version == self.version
+                and p.data_ptr() == self.data_ptr and int((row_of_slot >= 0).sum()) == self.used)
+
+    def _reserve(self, p: torch.Tensor, needed: int) -> None:
+        """Room for `needed` rows, grown by half again each time (rows are added at most steps)."""
+        if needed <= len(self.rows):
+            return
+        capacity = min(p.shape[0], max(needed, len(self.rows) * 3 // 2, 1024))
+        rows = self.rows.new_empty(capacity)
+        rows[:self.used] = self.rows[:self.used]
+        params = self.params.new_empty(capacity, *p.shape[1:])
+        params[:self.used] = self.params[:self.used]
+        self.rows, self.params = rows, params
+        self.grads = self.grads.new_zeros(capacity, *p.shape[1:])
+        self.last_slots = None  # the new gradient buffer is zero everywhere
+
+    def take_step(self, p: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slots for the rows read for the first time, then the packed weight rows and this step's packed
+        gradient (zero at the touched rows the batch did not read). `grad` is coalesced."""
+        grad_rows = grad.indices()[0]
+        grad_slots = self.slot_of_row[grad_rows]
+        new = grad_slots < 0
+        added = int(new.sum())
+        if added:  # rows read for the first time take the next free slots (their moments there are zero)
+            new_rows, new_slots = grad_rows[new], torch.arange(self.used, self.used + added, device=p.device)
+            self._reserve(p, self.used + added)
+            grad_slots[new] = new_slots
+            self.slot_of_row[new_rows] = new_slots
+            self.row_of_slot[self.used:self.used + added] = new_rows.to(self.row_of_slot.dtype)
+            self.rows[self.used:self.used + added] = new_rows
+            torch.index_select(p, 0, new_rows, out=self.params[self.used:self.used + added])
+            self.used += added
+        grads = self.grads[:self.used]
+        if self.last_slots is not None:
+            grads.index_fill_(0, self.last_slots, 0.0)
+        grads.index_copy_(0, grad_slots, grad.values())
+        self.last_slots = grad_slots
+        return self.params[:self.used], grads
+
+    def write_back(self, p: torch.Tensor) -> None:
+        p.index_copy_(0, self.rows[:self.used], self.params[:self.used])
+        self.version, self.data_ptr = p._version, p.data_ptr()
 
 
 def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float,
