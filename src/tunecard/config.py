@@ -117,6 +117,10 @@ class TrainConfig(BaseModel):
         True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
         "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")
 
+    keep_freed_memory: bool = Field(
+        True, description="CPU training on Linux with glibc: freed memory is kept for the next steps instead of "
+        "handed back to the system and faulted in again (the same peak memory, faster); false: glibc's defaults")
+
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"
 

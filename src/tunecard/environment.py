@@ -47,6 +47,30 @@ def release_memory() -> None:
             pass
 
 
+
+# glibc's mallopt parameters (malloc.h), and what training sets them to.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+KEPT_FREED_MEMORY = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20}
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the system: True where it applied.
+
+    A CPU training step allocates and frees hundreds of megabytes of tensors. With glibc's defaults the top of the
+    heap is handed back whenever 64 MB lie free there, and the next step faults the same pages in again, zeroed by
+    the kernel: about 2,000-4,000 page faults a step here. With freed memory kept (allocations up to 32 MB from
+    the heap, handed back only past 1 GB free) the 3000-sentence SST-2 run trained 2-4% faster at the same peak
+    memory (docs/performance.md). Process-wide and lasting: `release_memory` still hands everything back at the
+    end of a run. Nothing happens where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    return all(mallopt(parameter, value) == 1 for parameter, value in KEPT_FREED_MEMORY.items())
+
 def model_max_length(tokenizer, model) -> int:
     """The longest input the model accepts: position embeddings, else the tokenizer's limit, else 512."""
     limit = getattr(model.config, "max_position_embeddings", None)

@@ -374,6 +374,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     elif batches == PADDING_FREE and not use_tunecard_attention(model, fast_masks=False):
         raise RuntimeError("padding-free batches need tunecard's attention, which this model took in the check")
     fused = config.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
+    kept_freed_memory = (config.keep_freed_memory and not torch.cuda.is_available()
+                         and environment.keep_freed_memory())
     bf16_copies = None  # after fusing: a fused projection's three weights get one bf16 copy
     if config.bf16_weights and bf16_weights.applies(model, bf16=bf16, cpu=not torch.cuda.is_available(),
                                                     processes=world_size()):
@@ -479,6 +481,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             "bf16_weights": "copies cast once per optimizer step" if bf16_copies is not None else
             ("cast by autocast in every forward pass" if bf16 else None),
             "embedding_gradient": "sparse rows" if sparse_rows else "dense",
+            "freed_memory": "kept for reuse (glibc tuned)" if kept_freed_memory else "allocator defaults",
             "evaluation_precision": ("bf16 autocast, texts with a close call (two best logits within "
                                      f"{RECHECK_MARGIN}) again in fp32") if bf16 else "fp32",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
