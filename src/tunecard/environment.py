@@ -40,12 +40,19 @@ def release_memory() -> None:
     garbage collector frees, and glibc then keeps the freed pages in its heaps: after a 3000-sentence CoNLL-2003
     run here the process held 1265 MB, 1045 MB after collecting and 721 MB after trimming the heaps."""
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl, ...): nothing to trim this way
-            pass
+    trim = _glibc_function("malloc_trim")
+    if trim is not None:
+        trim(0)
 
+
+def _glibc_function(name: str):
+    """A function of glibc, or None where the C library is something else (musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
 
 
 # glibc's mallopt parameters (malloc.h), and what training sets them to.
@@ -63,13 +70,10 @@ def keep_freed_memory() -> bool:
     memory (docs/performance.md). Process-wide and lasting: `release_memory` still hands everything back at the
     end of a run. Nothing happens where the C library is not glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...)
-        return False
-    return all(mallopt(parameter, value) == 1 for parameter, value in KEPT_FREED_MEMORY.items())
+    mallopt = _glibc_function("mallopt")
+    return mallopt is not None and all(mallopt(parameter, value) == 1
+                                       for parameter, value in KEPT_FREED_MEMORY.items())
+
 
 def model_max_length(tokenizer, model) -> int:
     """The longest input the model accepts: position embeddings, else the tokenizer's limit, else 512."""

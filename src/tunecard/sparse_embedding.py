@@ -151,8 +151,8 @@ class _PackedRows:
         self.version = self.data_ptr = None
 
     def matches(self, p: torch.Tensor, row_of_slot: torch.Tensor) -> bool:
-        return (row_of_slot is self.row_of_slot and p._version == self.version
-                and p.data_ptr() == self.data_ptr and int((row_of_slot >= 0).sum()) == self.used)
+        # row_of_slot is written only here and replaced (a new tensor) when optimizer state is loaded
+        return row_of_slot is self.row_of_slot and p._version == self.version and p.data_ptr() == self.data_ptr
 
     def _reserve(self, p: torch.Tensor, needed: int) -> None:
         """Room for `needed` rows, grown by half again each time (rows are added at most steps)."""
