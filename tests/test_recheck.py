@@ -14,8 +14,9 @@ from tunecard.cli import RECHECK_HELP, app
 from tunecard.data import read_corpus
 from tunecard.errors import ModelError
 from tunecard.evaluate import RECHECK_MARGIN
-from tunecard.inference import Predictor, evaluate_folder, split_words
-from tunecard.metrics import score_entities
+from tunecard.encode import Feature
+from tunecard.inference import MAX_TIED_CHOICES, Predictor, evaluate_folder, split_words
+from tunecard.metrics import extract_entities, score_entities
 
 runner = CliRunner()
 
@@ -81,6 +82,59 @@ def test_exactly_the_close_calls_are_predicted_again(ner_folder, texts):
         expected = expected_fp32 if index in close else expected_bf16
         assert [tag for tag, _ in sentence] == [tag for tag, _ in expected[index]], index
         assert [p for _, p in sentence] == pytest.approx([p for _, p in expected[index]], abs=1e-5)
+
+
+def _logits_for(predictor, tied_words: dict[int, list[str]], best: list[str]) -> torch.Tensor:
+    """Logits [1 + words, labels] (position 0 is [CLS]) whose best label per word is `best`, with the labels in
+    `tied_words[word]` 0.05 below it and every other label far below."""
+    label2id = {label: i for i, label in predictor.id2label.items()}
+    logits = torch.full((1 + len(best), len(label2id)), -5.0)
+    for word, tag in enumerate(best):
+        logits[1 + word, label2id[tag]] = 3.0
+        for tied in tied_words.get(word, []):
+            logits[1 + word, label2id[tied]] = 2.95
+    return logits
+
+
+def test_a_close_call_counts_for_predict_only_if_it_can_change_the_entities(ner_folder):
+    predictor = Predictor(ner_folder, precision="bf16")
+    words = [["Taylor", "sings", "in", "New", "York"]]
+    may_change = predictor._entities_may_change(words)
+    feature = Feature({"input_ids": [0] * 7}, [], 0, [(1 + i, i) for i in range(5)])
+    best = ["B-person", "O", "O", "B-location", "I-location"]
+    assert not may_change(feature, _logits_for(predictor, {}, best), 0.15)  # no tie at all
+    # B- or I- for a word after O starts the same entity either way
+    assert not may_change(feature, _logits_for(predictor, {0: ["I-person"], 3: ["I-location"]}, best), 0.15)
+    assert may_change(feature, _logits_for(predictor, {4: ["B-location"]}, best), 0.15)  # one entity or two
+    assert may_change(feature, _logits_for(predictor, {1: ["I-person"]}, best), 0.15)  # a longer person
+    assert may_change(feature, _logits_for(predictor, {3: ["B-person"]}, best), 0.15)  # another label
+    assert not may_change(feature, _logits_for(predictor, {3: ["B-person"]}, best), 0.01)  # outside the margin
+    # the window of a longer sentence: the words beside its edges are in another window
+    window = Feature({"input_ids": [0] * 7}, [], 0, [(1 + i, 10 + i) for i in range(5)])
+    long_words = [["w"] * 30]
+    assert predictor._entities_may_change(long_words)(window, _logits_for(predictor, {}, best), 0.15)
+    # too many combinations of tied labels to try: predicted again
+    tags = ["O"] * 5
+    labels = sorted(set(predictor.id2label.values()))
+    every = {word: [t for t in labels if t != "O"] for word in range(3)}
+    assert len(labels) ** 3 > MAX_TIED_CHOICES
+    assert may_change(feature, _logits_for(predictor, every, tags), 0.15)
+
+
+def test_predict_gives_the_entities_of_rechecking_every_close_call(ner_folder, texts):
+    bf16 = Predictor(ner_folder, precision="bf16", recheck_margin=0)
+    gaps = _smallest_gaps(bf16, bf16._encode_words(_words(bf16, texts)))
+    margin = sorted(g for g in gaps if g != float("inf"))[len(gaps) // 2]  # half of the sentences are close calls
+    every = Predictor(ner_folder, precision="bf16", recheck_margin=margin)
+    every._entities_may_change = lambda words: None  # tag-level rechecking, as predict_words does
+    entity_level = Predictor(ner_folder, precision="bf16", recheck_margin=margin)
+
+    def spans(results):
+        return [[(e["label"], e["start"], e["end"]) for e in entities] for entities in results]
+
+    assert spans(entity_level.predict(texts)) == spans(every.predict(texts))
+    assert 0 < entity_level.rechecked <= every.rechecked  # the tiny random model: its ties mostly matter
+    assert every.rechecked == sum(1 for gap in gaps if gap < margin)
 
 
 def test_evaluate_scores_what_predict_predicts(ner_folder):

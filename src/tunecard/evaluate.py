@@ -8,7 +8,7 @@ without label smoothing, so it is comparable between runs whatever their trainin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -145,9 +145,16 @@ class Evaluation:
         return result
 
 
-def close_calls(logits: torch.Tensor, features: list[Feature], margin: float) -> set[int]:
+# Given a NER feature with a close call, its logits [seq, labels] and the margin: whether the close call can change
+# what the caller reports. Rows it answers False for are not predicted again.
+CloseCallFilter = Callable[[Feature, torch.Tensor, float], bool]
+
+
+def close_calls(logits: torch.Tensor, features: list[Feature], margin: float,
+                matters: CloseCallFilter | None = None) -> set[int]:
     """The rows of `logits` ([batch, labels], or [batch, seq, labels] for NER features) whose two best logits are
-    less than `margin` apart: for classification at the row, for NER at some word the row's feature owns."""
+    less than `margin` apart: for classification at the row, for NER at some word the row's feature owns (and,
+    with `matters`, only rows for which it returns True)."""
     if logits.shape[-1] < 2 or not margin > 0:
         return set()
     best_two = logits.topk(2, dim=-1).values
@@ -157,7 +164,8 @@ def close_calls(logits: torch.Tensor, features: list[Feature], margin: float) ->
     close = set()
     for row in near.any(dim=-1).nonzero().view(-1).tolist():  # only these rows can have a close word
         near_here = near[row].tolist()
-        if any(near_here[position] for position, _ in features[row].word_positions):
+        if any(near_here[position] for position, _ in features[row].word_positions) and (
+                matters is None or matters(features[row], logits[row], margin)):
             close.add(row)
     return close
 
@@ -165,16 +173,19 @@ def close_calls(logits: torch.Tensor, features: list[Feature], margin: float) ->
 def rechecked_batches(model: torch.nn.Module, features: list[Feature], collator: PadCollator, batch_size: int, *,
                       bf16: bool = False, with_labels: bool = True, packed=None,
                       recheck_model: torch.nn.Module | None = None, recheck_margin: float = 0.0,
+                      recheck_filter: CloseCallFilter | None = None,
                       ) -> Iterator[tuple[list[int], torch.Tensor, dict[str, torch.Tensor], bool]]:
     """`batching.forward_batches`, with close calls answered by `recheck_model` (fp32; the same model without
-    autocast when it is `model` run with `bf16`). A feature with a close call (`close_calls`, at `recheck_margin`)
-    is taken out of the batch it came in and yielded once, from a pass of `recheck_model` over all such features
-    after the first pass. Yields (feature indices, logits, padded batch, whether this is the recheck pass)."""
+    autocast when it is `model` run with `bf16`). A feature with a close call (`close_calls`, at `recheck_margin`,
+    narrowed by `recheck_filter`) is taken out of the batch it came in and yielded once, from a pass of
+    `recheck_model` over all such features after the first pass. Yields (feature indices, logits, padded batch,
+    whether this is the recheck pass)."""
     check = recheck_model is not None and recheck_margin > 0
     close: list[int] = []
     for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16,
                                                   with_labels=with_labels, packed=packed):
-        near = close_calls(logits, [features[i] for i in indices], recheck_margin) if check else set()
+        near = (close_calls(logits, [features[i] for i in indices], recheck_margin, recheck_filter) if check
+                else set())
         if near:
             close.extend(indices[row] for row in sorted(near))
             kept = [row for row in range(len(indices)) if row not in near]
