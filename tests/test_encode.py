@@ -131,3 +131,71 @@ def test_windowed_evaluation_scores_every_word(tiny_bert_short):
                                collator=PadCollator(tokenizer.pad_token_id), batch_size=4)
     assert result["tokens"] == sum(len(ex.tokens) for ex in examples)
     assert result["gold_entities"] == sum(tag == "B-PER" for ex in examples for tag in ex.tags)
+
+
+def _two_passes(encoder, texts):
+    """Words from encoding the texts, then the words encoded on their own: what `encode_raw_texts` replaces."""
+    from tunecard.inference import split_words
+
+    words = split_words(encoder.backend, texts)
+    features = encoder.encode_tokens([TokenExample(tokens=[w for w, _, _ in ws], tags=[]) for ws in words])
+    return features, words
+
+
+# Letters, digits, punctuation, accents, CJK, a zero-width space, a control character and various spaces.
+RAW_TEXT = st.text(st.sampled_from(list("abcXYZ019 .,;-'\"()éÅß東京の\u200b\x07\t\n ")), max_size=60)
+
+
+@pytest.fixture(scope="module")
+def raw_encoders(tiny_bert_cased, tiny_bert_chinese, tiny_bert_short):
+    from transformers import AutoTokenizer
+
+    return [Encoder(AutoTokenizer.from_pretrained(folder), {"O": 0}, max_length)
+            for folder, max_length in ((tiny_bert_cased, 512), (tiny_bert_chinese, 512), (tiny_bert_short, 12))]
+
+
+@given(st.lists(RAW_TEXT, min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_raw_texts_encoded_once_give_the_features_of_their_words(raw_encoders, texts):
+    for encoder in raw_encoders:
+        assert encoder.single_pass  # WordPiece behind BERT's pre-tokenizer
+        features, words = encoder.encode_raw_texts(texts)
+        expected_features, expected_words = _two_passes(encoder, texts)
+        assert words == expected_words
+        assert [(f.inputs, f.labels, f.example_index, f.word_positions) for f in features] == [
+            (f.inputs, f.labels, f.example_index, f.word_positions) for f in expected_features]
+
+
+def test_byte_level_bpe_words_take_the_second_pass():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    corpus = ["Peter Blackburn visited Brussels .", "The European Commission said on Thursday", "East Timor"] * 20
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>",
+                                                                                             "<unk>"]))
+    backend.post_processor = processors.RobertaProcessing(("</s>", 1), ("<s>", 0), trim_offsets=True)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>", unk_token="<unk>", add_prefix_space=True)
+    encoder = Encoder(tokenizer, {"O": 0}, 64)
+    assert not encoder.single_pass
+    texts = ["Peter Blackburn visited Brussels .", "East Timor said"]
+    once = encoder.backend.encode_batch(texts, add_special_tokens=True)
+    features, words = encoder.encode_raw_texts(texts)
+    expected_features, expected_words = _two_passes(encoder, texts)
+    assert words == expected_words
+    assert [f.inputs for f in features] == [f.inputs for f in expected_features]
+    assert [f.inputs["input_ids"] for f in features] != [encoding.ids for encoding in once]  # why: words differ
+
+
+def test_raw_texts_longer_than_the_model_are_windowed(short_tokenizer):
+    encoder = Encoder(short_tokenizer, {"O": 0}, 12)
+    texts = ["one two", " ".join(f"word{i}" for i in range(30)), "", "three"]
+    features, words = encoder.encode_raw_texts(texts)
+    expected_features, expected_words = _two_passes(encoder, texts)
+    assert words == expected_words and len(words[1]) == 30 and words[2] == []
+    assert [(f.inputs, f.example_index, f.word_positions) for f in features] == [
+        (f.inputs, f.example_index, f.word_positions) for f in expected_features]
+    assert [f.example_index for f in features].count(1) > 1  # windows, consecutive, in text order

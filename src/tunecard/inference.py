@@ -19,7 +19,7 @@ from . import environment
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
-from .encode import Encoder, unpadded_backend
+from .encode import Encoder, text_words, unpadded_backend
 from .evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
 from .errors import ModelError
 from .metrics import extract_entities
@@ -72,22 +72,7 @@ def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
 def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
     """`words_with_offsets` for many texts in one batched call of the Rust tokenizer (`encode.unpadded_backend`)."""
     encodings = backend.encode_batch(texts, add_special_tokens=False)
-    result = []
-    for index, text in enumerate(texts):
-        spans: dict[int, list[int]] = {}
-        for word, (start, end) in zip(encodings[index].word_ids, encodings[index].offsets):
-            if word is None or end <= start:
-                continue
-            span = spans.setdefault(word, [start, end])
-            span[0], span[1] = min(span[0], start), max(span[1], end)
-        words = []
-        for start, end in (spans[w] for w in sorted(spans)):
-            # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
-            while start < end and text[start].isspace():
-                start += 1
-            words.append((text[start:end], start, end))
-        result.append(words)
-    return result
+    return [text_words(text, encoding)[0] for text, encoding in zip(texts, encodings)]
 
 
 class Predictor:
@@ -211,7 +196,7 @@ class Predictor:
     def encode(self, texts: list[str]) -> list:
         """The model inputs for raw texts: NER texts split into the tokenizer's words, then windowed."""
         if self.is_ner:
-            return self._encode_words([[w for w, _, _ in ws] for ws in split_words(self.encoder.backend, texts)])
+            return self.encoder.encode_raw_texts(texts)[0]
         return self.encoder.encode_texts([TextExample(text=t, label="") for t in texts], labelled=False)
 
     def _encode_words(self, words_per_example: list[list[str]]) -> list:
@@ -221,9 +206,10 @@ class Predictor:
         """NER on pre-split words: (tag, probability) per word."""
         return self._tag_words(words_per_example)
 
-    def _tag_words(self, words_per_example: list[list[str]],
-                   recheck_filter: CloseCallFilter | None = None) -> list[list[tuple[str, float]]]:
-        features = self._encode_words(words_per_example)
+    def _tag_words(self, words_per_example: list[list[str]], recheck_filter: CloseCallFilter | None = None,
+                   features: list | None = None) -> list[list[tuple[str, float]]]:
+        """(tag, probability) per word; `features`: the words' encoding, if already made."""
+        features = self._encode_words(words_per_example) if features is None else features
         out: list[list] = [[None] * len(words) for words in words_per_example]
         for indices, logits, _ in self._passes(features, packed=self.packed, recheck_filter=recheck_filter):
             best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
@@ -272,9 +258,9 @@ class Predictor:
             yield indices, logits, batch
 
     def _predict_entities(self, texts: list[str]) -> list[list[dict]]:
-        words = split_words(self.encoder.backend, texts)
+        features, words = self.encoder.encode_raw_texts(texts)
         word_lists = [[w for w, _, _ in ws] for ws in words]
-        tagged = self._tag_words(word_lists, self._entities_may_change(word_lists))
+        tagged = self._tag_words(word_lists, self._entities_may_change(word_lists), features)
         results = []
         for text, word_spans, word_tags in zip(texts, words, tagged):
             entities = []
