@@ -33,8 +33,9 @@ QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from
 PRECISION_HELP = ("auto (bf16 where the CPU or GPU has it), bf16 (the weights cast once; close calls predicted again "
                   "in fp32, see --recheck-margin) or fp32.")
 RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two best logits (for some word, NER) are "
-                "less than this far apart, so close calls get fp32's answer (evaluate scores those). Default 0.15 "
-                "(evaluate.RECHECK_MARGIN); 0: off, bf16's answers as they come (docs/performance.md, Close calls).")
+                "less than this far apart, so close calls get fp32's answer (evaluate scores those; NER predict "
+                "skips ties that cannot change the entities). Default 0.15 (evaluate.RECHECK_MARGIN); 0: off, "
+                "bf16's answers as they come (docs/performance.md, Close calls).")
 PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, if a check at load finds the model's "
                 "logits the same that way (faster; --no-packing: one padded row per text).")
 
