@@ -235,8 +235,9 @@ class Predictor:
             tied = word_logits > word_logits.max(dim=-1, keepdim=True).values - margin
             best = word_logits.argmax(dim=-1).tolist()
             tags = [self.id2label[label] for label in best]
-            choices = {word: [self.id2label[label] for label in row.nonzero().view(-1).tolist()]
-                       for word, row in enumerate(tied) if int(row.sum()) > 1}
+            counts = tied.sum(dim=-1).tolist()
+            choices = {word: [self.id2label[label] for label in tied[word].nonzero().view(-1).tolist()]
+                       for word, count in enumerate(counts) if count > 1}
             if math.prod(len(tags_here) for tags_here in choices.values()) > MAX_TIED_CHOICES:
                 return True
             entities = extract_entities(tags)
