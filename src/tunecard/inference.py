@@ -92,11 +92,10 @@ class Predictor:
         recheck_margin: torch backend with bf16 weights (default RECHECK_MARGIN): a text whose prediction is a
             close call in bf16 (for some word, NER, or for the text, classification, the two best logits are less
             than this far apart) is predicted again with the fp32 weights, which are kept for it; 0 turns it off.
-            `predict` on NER leaves out the close calls that no choice among the near-tied labels would give other
-            entities (`_entities_may_change`).
             bf16 rounding moves a logit by up to about 0.1 on MiniLM, so only close calls can flip
-            (docs/performance.md, "Close calls"). Nothing to do in fp32. `rechecked` counts the texts (windows,
-            for long NER texts) that the last `predict` ran again.
+            (docs/performance.md, "Close calls"). Nothing to do in fp32. `predict` on NER leaves out the close
+            calls that no choice among the near-tied labels would give other entities (`_entities_may_change`).
+            `rechecked` counts the texts (windows, for long NER texts) that the last `predict` ran again.
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 64, precision: str = "auto", trust_pickle: bool = False,
