@@ -205,12 +205,9 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
     found = {"pipeline_sentences_per_s": rate["pipeline"], "sentences": len(texts), "rounds": rounds,
              "pipeline_default_batch_sentences_per_s": rate["pipeline, default batch size"],
              "pipeline_default_batch_identical": sum(
-                 {(e["entity_group"], e["start"], e["end"]) for e in a} == {(e["entity_group"], e["start"], e["end"])
-                                                                        for e in b}
-                 for a, b in zip(outputs["pipeline"], outputs["pipeline, default batch size"]))}
+                 _spans(a) == _spans(b) for a, b in zip(outputs["pipeline"], outputs["pipeline, default batch size"]))}
     for name, predictor in predictors.items():
-        same = sum({(e["entity_group"], e["start"], e["end"]) for e in ref} == {(e["label"], e["start"], e["end"]) for e in mine}
-                   for ref, mine in zip(outputs["pipeline"], outputs[name]))
+        same = sum(_spans(ref) == _spans(mine) for ref, mine in zip(outputs["pipeline"], outputs[name]))
         rechecked = predictor.rechecked  # by the last timed predict: the same sentences
         # Scored from predict's own tags on the gold words, so rechecked close calls count as predicted.
         tags = [[tag for tag, _ in words] for words in predictor.predict_words([ex.tokens for ex in dev])]
@@ -219,6 +216,11 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
                        "rechecked": rechecked,
                        "round_ratios": [p / o for p, o in zip(seconds["pipeline"], seconds[name])]}
     queue.put(found)
+
+
+def _spans(entities: list[dict]) -> set[tuple[str, int, int]]:
+    """(label, start, end) of each entity, from the pipeline's dicts ("entity_group") or predict's ("label")."""
+    return {(e["entity_group"] if "entity_group" in e else e["label"], e["start"], e["end"]) for e in entities}
 
 
 def _run(target, *args) -> dict:

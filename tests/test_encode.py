@@ -135,7 +135,7 @@ def test_windowed_evaluation_scores_every_word(tiny_bert_short):
 
 def _two_passes(encoder, texts):
     """Words from encoding the texts, then the words encoded on their own: what `encode_raw_texts` replaces."""
-    from tunecard.inference import split_words
+    from tunecard.encode import split_words
 
     words = split_words(encoder.backend, texts)
     features = encoder.encode_tokens([TokenExample(tokens=[w for w, _, _ in ws], tags=[]) for ws in words])

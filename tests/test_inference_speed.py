@@ -11,8 +11,8 @@ from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
 from tunecard import batching
 from tunecard.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches, token_budget_batches
 from tunecard.data import read_corpus
-from tunecard.encode import Encoder, unpadded_backend
-from tunecard.inference import Predictor, split_words
+from tunecard.encode import Encoder, split_words, unpadded_backend
+from tunecard.inference import Predictor
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.packing import packed_collator_for
 

@@ -14,8 +14,8 @@ from tunecard.cli import RECHECK_HELP, app
 from tunecard.data import read_corpus
 from tunecard.errors import ModelError
 from tunecard.evaluate import RECHECK_MARGIN
-from tunecard.encode import Feature
-from tunecard.inference import MAX_TIED_CHOICES, Predictor, evaluate_folder, split_words
+from tunecard.encode import Feature, split_words
+from tunecard.inference import MAX_TIED_CHOICES, Predictor, evaluate_folder
 from tunecard.metrics import extract_entities, score_entities
 
 runner = CliRunner()

@@ -79,8 +79,8 @@ def _to_rows(states: torch.Tensor, slots: torch.Tensor, padding: torch.Tensor, r
     return placed.view(rows, width, *tokens.shape[1:]).transpose(1, 2)
 
 
-def _padding_places(slots: torch.Tensor, places: int) -> torch.Tensor:
-    """The places of `places` that no token of `slots` takes."""
+def free_places(slots: torch.Tensor, places: int) -> torch.Tensor:
+    """The places of `places` (the rows flattened) that no token of `slots` takes: the rows' padding."""
     free = torch.ones(places, dtype=torch.bool, device=slots.device)
     free[slots] = False
     return free.nonzero().view(-1)
@@ -94,7 +94,7 @@ def _padding_free(attend):
         if packed_slots is None:
             return attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         rows, width = attention_mask.shape[0], attention_mask.shape[-1]
-        padding = _padding_places(packed_slots, rows * width)
+        padding = free_places(packed_slots, rows * width)
         query, key, value = (_to_rows(states, packed_slots, padding, rows, width) for states in (query, key, value))
         output, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         # (rows, width, heads, size) -> (1, tokens, heads, size), as the flat sequence expects

@@ -124,6 +124,12 @@ def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], bool]:
     return words, len(spans) == len(found) == (max(found) + 1 if found else 0)
 
 
+def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
+    """`text_words` for many texts in one batched call of the Rust tokenizer (`unpadded_backend`)."""
+    encodings = backend.encode_batch(texts, add_special_tokens=False)
+    return [text_words(text, encoding)[0] for text, encoding in zip(texts, encodings)]
+
+
 def words_encode_as_text(backend) -> bool:
     """Whether encoding a raw text gives the subwords that encoding its words one by one gives: WordPiece behind
     BERT's pre-tokenizer, which splits on whitespace and punctuation and whose normalizer acts on each character
@@ -196,6 +202,7 @@ class Encoder:
         self.max_length = max_length
         self.label_all_subwords = label_all_subwords
         self.input_names = _model_input_names(tokenizer)
+        self._fields = [(name, _ENCODING_FIELDS[name]) for name in self.input_names]
         self.backend = unpadded_backend(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(False)
         if max_length - self.n_special < 1:
@@ -215,14 +222,13 @@ class Encoder:
         features_of: list[list[Feature] | None] = [None] * len(texts)
         words_of: list[list[tuple[str, int, int]]] = []
         others = []  # texts for encode_tokens: (index, words)
-        fields = [(name, _ENCODING_FIELDS[name]) for name in self.input_names]
         for index, (text, encoding) in enumerate(zip(texts, self.backend.encode_batch(texts, add_special_tokens=True))):
             words, ids_are_indices = text_words(text, encoding)
             words_of.append(words)
             word_ids = encoding.word_ids
             if self.single_pass and words and ids_are_indices and len(word_ids) <= self.max_length:
-                inputs = {name: getattr(encoding, field) for name, field in fields}
-                features_of[index] = [self._token_feature(inputs, word_ids, None, index, range(len(words)), 0)]
+                features_of[index] = [self._token_feature(self._inputs(encoding), word_ids, None, index,
+                                                          range(len(words)), 0)]
             else:
                 others.append((index, [word for word, _, _ in words]))
         if others:
@@ -239,12 +245,15 @@ class Encoder:
     def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024) -> Iterator[tuple[dict, list[int | None]]]:
         """(inputs, word ids) per word list, a chunk of lists per tokenizer call: the Rust tokenizer batches a call
         (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
-        fields = [(name, _ENCODING_FIELDS[name]) for name in self.input_names]
         for start in range(0, len(word_lists), chunk):
             encodings = self.backend.encode_batch(word_lists[start:start + chunk], is_pretokenized=True,
                                                   add_special_tokens=True)
             for encoding in encodings:
-                yield {name: getattr(encoding, field) for name, field in fields}, encoding.word_ids
+                yield self._inputs(encoding), encoding.word_ids
+
+    def _inputs(self, encoding) -> dict:
+        """The model inputs (lists of ints) of one Rust-tokenizer encoding."""
+        return {name: getattr(encoding, field) for name, field in self._fields}
 
     def _token_feature(self, inputs, word_ids, tags, example_index, owned: range, word_offset: int) -> Feature:
         labels, positions, previous = [], [], None

@@ -19,7 +19,7 @@ from . import environment
 from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
 from .config import CONFIG_FILE
 from .data.example import TextExample, TokenExample
-from .encode import Encoder, text_words, unpadded_backend
+from .encode import Encoder, split_words, unpadded_backend
 from .evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
 from .errors import ModelError
 from .metrics import extract_entities
@@ -67,12 +67,6 @@ def saved_max_length(folder: Path) -> int | None:
 def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
     """Split raw text into the tokenizer's words, with character offsets into `text`."""
     return split_words(unpadded_backend(tokenizer), [text])[0]
-
-
-def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
-    """`words_with_offsets` for many texts in one batched call of the Rust tokenizer (`encode.unpadded_backend`)."""
-    encodings = backend.encode_batch(texts, add_special_tokens=False)
-    return [text_words(text, encoding)[0] for text, encoding in zip(texts, encodings)]
 
 
 class Predictor:

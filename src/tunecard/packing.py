@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .attention import SLOTS, tunecard_attention
+from .attention import SLOTS, free_places, tunecard_attention
 from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from .encode import IGNORE_INDEX, Feature
 
@@ -202,9 +202,7 @@ class PackedCollator:
         extra = min(round_up(len(slots), self.flat_multiple), row_slots) - len(slots)
         if extra <= 0:
             return slots
-        free = torch.ones(row_slots, dtype=torch.bool)
-        free[slots] = False
-        return torch.cat([slots, free.nonzero().view(-1)[:extra]])
+        return torch.cat([slots, free_places(slots, row_slots)[:extra]])
 
     @staticmethod
     def unpack(logits: torch.Tensor, where: Sequence[tuple[int, int]] | None, lengths: Sequence[int],

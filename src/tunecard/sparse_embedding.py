@@ -141,11 +141,10 @@ class _PackedRows:
         rows = row_of_slot[:used].long()
         self.slot_of_row = torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device)
         self.slot_of_row[rows] = torch.arange(used, device=p.device)
-        self.used, self.rows = 0, torch.empty(0, dtype=torch.long, device=p.device)
+        self.used = 0  # nothing to carry over into the first buffers
         self.params, self.grads = p.new_empty(0, *p.shape[1:]), p.new_zeros(0, *p.shape[1:])
         self._reserve(p, used)
         self.used = used
-        self.rows[:used] = rows
         torch.index_select(p, 0, rows, out=self.params[:used])
         self.last_slots = None  # the gradient's slots written by the last step, zeroed before the next
         self.version = self.data_ptr = None
@@ -156,14 +155,12 @@ class _PackedRows:
 
     def _reserve(self, p: torch.Tensor, needed: int) -> None:
         """Room for `needed` rows, grown by half again each time (rows are added at most steps)."""
-        if needed <= len(self.rows):
+        if needed <= len(self.params):
             return
-        capacity = min(p.shape[0], max(needed, len(self.rows) * 3 // 2, 1024))
-        rows = self.rows.new_empty(capacity)
-        rows[:self.used] = self.rows[:self.used]
+        capacity = min(p.shape[0], max(needed, len(self.params) * 3 // 2, 1024))
         params = self.params.new_empty(capacity, *p.shape[1:])
         params[:self.used] = self.params[:self.used]
-        self.rows, self.params = rows, params
+        self.params = params
         self.grads = self.grads.new_zeros(capacity, *p.shape[1:])
         self.last_slots = None  # the new gradient buffer is zero everywhere
 
@@ -180,7 +177,6 @@ class _PackedRows:
             grad_slots[new] = new_slots
             self.slot_of_row[new_rows] = new_slots
             self.row_of_slot[self.used:self.used + added] = new_rows.to(self.row_of_slot.dtype)
-            self.rows[self.used:self.used + added] = new_rows
             torch.index_select(p, 0, new_rows, out=self.params[self.used:self.used + added])
             self.used += added
         grads = self.grads[:self.used]
@@ -191,7 +187,7 @@ class _PackedRows:
         return self.params[:self.used], grads
 
     def write_back(self, p: torch.Tensor) -> None:
-        p.index_copy_(0, self.rows[:self.used], self.params[:self.used])
+        p.index_copy_(0, self.row_of_slot[:self.used].long(), self.params[:self.used])
         self.version, self.data_ptr = p._version, p.data_ptr()
 
 
