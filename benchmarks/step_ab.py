@@ -8,10 +8,13 @@ bf16 CPUs), `padding-free` (`packing.py`: the packed rows' tokens as one sequenc
 packed rows), `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
 batches against padded ones) or `float-masks` (`dropout.py`'s masks as 1.0 / 0.0 in the input's dtype and plain
 tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free,
-with the attention left to autograd as when it was measured).
+with the attention left to autograd as when it was measured), `rows-attention` (`attention._PackedRowsAttention`
+against the same arithmetic left to autograd) or `first-queries` (SST-2 as text-packing, both sides padding-free:
+the last attention block computing only the first tokens' queries, `packing.FirstQueries`, against taking the
+first tokens after that block).
 Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention|first-queries]
                                            [--steps 150] [--warmup 20]
 """
 
@@ -40,14 +43,14 @@ from tunecard.encode import Encoder
 from tunecard.environment import cpu_supports_bf16
 from tunecard.fused_qkv import fuse_qkv
 from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import choose_collator
+from tunecard.packing import choose_collator, first_token_points, read_first_tokens
 from tunecard.train import label_names, read_splits
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
 VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
             "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks"),
-            "rows-attention": ("autograd", "one node")}
+            "rows-attention": ("autograd", "one node"), "first-queries": ("block output", "first queries")}
 AUTOGRAD_ATTENTION = "tunecard_sdpa_autograd"  # attention.py's arithmetic left to autograd, for this script only
 AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
 AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
@@ -91,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = build_config(CONFIG)
-    text = args.lever == "text-packing"
+    text = args.lever in ("text-packing", "first-queries")
     corpus = read_corpus(SST2) if text else read_splits(config)["train"]
     labels = label_names(corpus)
     tokenizer = load_tokenizer(config.model)
@@ -105,11 +108,11 @@ def main() -> None:
     plain, lever = VARIANTS[args.lever]
     collators = {}
     for name in (plain, lever):
-        if text and name == plain:
+        if args.lever == "text-packing" and name == plain:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
             # float-masks and rows-attention compare both sides on the default (padding-free) batches
-            padding_free = (args.lever in ("float-masks", "rows-attention")
+            padding_free = (args.lever in ("float-masks", "rows-attention", "first-queries")
                             or (args.lever in ("padding-free", "text-packing") and name == lever))
             collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
@@ -125,6 +128,8 @@ def main() -> None:
 
     variants = {}
     for name in (plain, lever):
+        if args.lever == "first-queries":  # where the classifier's first tokens are taken: each replica its own
+            read_first_tokens(model, first_token_points(model)[0 if name == lever else 1])
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)

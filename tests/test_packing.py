@@ -19,9 +19,9 @@ from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
 from tunecard.modeling import load_model, load_tokenizer
 from tunecard.attention import restore_attention, tunecard_attention, use_tunecard_attention
-from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, PADDING_FREE, REFUSED, SLOTS, PackedCollator,
+from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, FirstQueries, PADDING_FREE, REFUSED, SLOTS, PackedCollator,
                               choose_collator, first_fit_rows, first_token_points, packed_collator_for, packing_matches,
-                              read_first_tokens, stop_reading_first_tokens)
+                              read_first_tokens, reading_point, stop_reading_first_tokens)
 from tunecard.train import train
 
 
@@ -215,13 +215,15 @@ def test_each_model_family_packs_or_falls_back(family, packs):
     collator, kind = choose_collator(classifier, _random_features(classify=True), PadCollator(pad), pad,
                                      padding_free=True, classify=True)
     assert kind == (PADDING_FREE if packs else REFUSED)
-    hooked = [bool(point._forward_hooks) for point in first_token_points(classifier)]
-    # BERT and RoBERTa hand the head's token over after the last attention block; DistilBERT adds that block's
-    # residual outside it (the check refuses the hook there), so it takes the encoder's output.
-    assert hooked == {"bert": [True, False], "roberta": [True, False], "distilbert": [False, True],
-                      "deberta-v2": [False, False]}[family]
+    # BERT and RoBERTa attend with the first tokens' queries only in the last attention block; DistilBERT adds
+    # that block's residual outside it (the check refuses the block), so it takes the encoder's output.
+    point = reading_point(classifier)
+    assert type(point).__name__ == {"bert": "FirstQueries", "roberta": "FirstQueries", "distilbert": "Transformer",
+                                    "deberta-v2": "NoneType"}[family]
     stop_reading_first_tokens(classifier)
-    assert not any(point._forward_hooks for point in first_token_points(classifier))
+    assert reading_point(classifier) is None
+    assert not any(isinstance(p, torch.nn.Module) and p._forward_hooks for p in first_token_points(classifier))
+    assert not any("forward" in vars(module) for module in classifier.modules()), "the class's forward again"
 
 
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
@@ -264,7 +266,8 @@ def test_a_packed_classification_batch_gives_the_padded_logits_loss_and_gradient
     pad = PadCollator(tokenizer.pad_token_id)
     assert not packing_matches(model, features, rows_collator, pad), "without the hook the head reads the rows"
     points = first_token_points(model)
-    assert points == [model.bert.encoder.layer[-1].attention, model.bert.encoder]
+    assert isinstance(points[0], FirstQueries) and points[0].block is model.bert.encoder.layer[-1].attention
+    assert points[1:] == [model.bert.encoder.layer[-1].attention, model.bert.encoder]
     for point in points:
         assert read_first_tokens(model, point)
         assert packing_matches(model, features, rows_collator, pad)

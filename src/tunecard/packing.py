@@ -32,11 +32,12 @@ back to padding instead of training on wrong inputs; the padding-free layout is 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 
 import torch
 
-from .attention import SLOTS, free_places, tunecard_attention
+from .attention import NAME, SLOTS, first_queries, free_places, tunecard_attention
 from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from .encode import IGNORE_INDEX, Feature
 
@@ -239,10 +240,64 @@ def _first_tokens_only(module, args, kwargs, output):
     return output
 
 
-def first_token_points(model) -> list[torch.nn.Module]:
-    """Modules of a sequence classifier after which its head needs only each text's first token, cheapest
-    first: the last layer's attention block, if the layer has one (its feed-forward then runs on one token per
-    text: two thirds of that layer's matmuls), and the encoder. Empty if the model has no encoder to hook."""
+class FirstQueries:
+    """A point of `first_token_points`: a BERT-style attention block (`self` with query, key and value
+    projections, then `output` adding the residual) that, given `packed_firsts`, attends with each item's first
+    token only and returns those tokens' states [items, 1, hidden]. Its own layer's attention then computes one
+    query per item instead of one per token (`attention.first_queries`), and the block's output projection,
+    dropout and LayerNorm one token per item, as its feed-forward does."""
+
+    def __init__(self, block: torch.nn.Module):
+        self.block = block
+
+    def __repr__(self) -> str:
+        return f"FirstQueries({type(self.block).__name__})"
+
+    @staticmethod
+    def fits(block) -> bool:
+        attention = getattr(block, "self", None)
+        return (isinstance(getattr(block, "output", None), torch.nn.Module)
+                and all(isinstance(getattr(attention, name, None), torch.nn.Linear) for name in ("query", "key", "value"))
+                and all(hasattr(attention, name) for name in ("num_attention_heads", "attention_head_size", "dropout")))
+
+
+def _attend_first_queries(block, hidden_states, attention_mask=None, *args, **kwargs):
+    """`FirstQueries`' forward for `block` (bound to it while hooked): the class's forward unless the batch has
+    `packed_firsts` and nothing this does not handle (cross-attention, a cache)."""
+    firsts = kwargs.get(FIRSTS)
+    special = args or any(kwargs.get(name) is not None for name in ("encoder_hidden_states", "cache", "past_key_values"))
+    if firsts is None or special or attention_mask is None or attention_mask.dim() != 4:
+        return type(block).forward(block, hidden_states, attention_mask, *args, **kwargs)
+    attention = block.self
+    shape = (*hidden_states.shape[:-1], attention.num_attention_heads, attention.attention_head_size)
+    query, key, value = (getattr(attention, name)(hidden_states).view(shape).transpose(1, 2)  # as transformers
+                         for name in ("query", "key", "value"))
+    states = first_queries(query, key, value, firsts, attention_mask, kwargs.get(SLOTS),
+                           dropout=attention.dropout.p if attention.training else 0.0,
+                           scaling=getattr(attention, "scaling", attention.attention_head_size ** -0.5),
+                           fast_masks=getattr(getattr(attention, "config", None), "_attn_implementation", None) == NAME)
+    residual = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, firsts)
+    return block.output(states.unsqueeze(1), residual.unsqueeze(1)), None
+
+
+class _Reading:
+    """What `read_first_tokens` installed at a point; `remove` takes it away."""
+
+    def __init__(self, point, handle=None):
+        self.point, self.handle = point, handle
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+        else:
+            del self.point.block.forward  # the class's forward again
+
+
+def first_token_points(model) -> list:
+    """Points of a sequence classifier after which its head needs only each text's first token, cheapest first:
+    the last layer's attention block computing only the first tokens' queries (`FirstQueries`, for BERT-style
+    blocks), the same block's output (its feed-forward then runs on one token per text: two thirds of that
+    layer's matmuls), and the encoder. Empty if the model has no encoder to hook."""
     base = getattr(model, "base_model", None)
     if base is None or base is model:
         return []
@@ -252,10 +307,12 @@ def first_token_points(model) -> list[torch.nn.Module]:
         return []
     layers = getattr(encoder, "layer", None)
     last_attention = getattr(layers[-1], "attention", None) if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
-    return [last_attention, encoder] if isinstance(last_attention, torch.nn.Module) else [encoder]
+    if not isinstance(last_attention, torch.nn.Module):
+        return [encoder]
+    return [*([FirstQueries(last_attention)] if FirstQueries.fits(last_attention) else []), last_attention, encoder]
 
 
-def read_first_tokens(model, point: torch.nn.Module | None = None) -> bool:
+def read_first_tokens(model, point=None) -> bool:
     """Hook `point` (one of `first_token_points`; default the encoder, the last) so that batches with
     `packed_firsts` leave it as one token per text, which is all the head reads (see the module's docstring).
     Returns whether the model has such a point; without the key in a batch the hook changes nothing.
@@ -265,14 +322,25 @@ def read_first_tokens(model, point: torch.nn.Module | None = None) -> bool:
     if not points:
         return False
     point = points[-1] if point is None else point
-    setattr(model, HOOK, point.register_forward_hook(_first_tokens_only, with_kwargs=True))
+    if isinstance(point, FirstQueries):
+        point.block.forward = types.MethodType(_attend_first_queries, point.block)
+        reading = _Reading(point)
+    else:
+        reading = _Reading(point, point.register_forward_hook(_first_tokens_only, with_kwargs=True))
+    setattr(model, HOOK, reading)
     return True
 
 
+def reading_point(model):
+    """The point `read_first_tokens` hooked, or None."""
+    reading = getattr(model, HOOK, None)
+    return None if reading is None else reading.point
+
+
 def stop_reading_first_tokens(model) -> None:
-    handle = getattr(model, HOOK, None)
-    if handle is not None:
-        handle.remove()
+    reading = getattr(model, HOOK, None)
+    if reading is not None:
+        reading.remove()
         setattr(model, HOOK, None)
 
 
