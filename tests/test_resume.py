@@ -128,6 +128,10 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     checkpoints = RunFolder(output).checkpoints
     assert (checkpoints / "checkpoint-4" / STATE_FILE).is_file(), "the finished training is kept for a re-run"
     assert not (checkpoints / "checkpoint-4" / "optimizer.pt").exists(), "no step is left to read the moments"
+    # The best weights are this step's: the checkpoint's model file, hard-linked instead of written again.
+    best, saved = (os.stat(checkpoints / "checkpoint-4" / name)
+                   for name in ("best_model.safetensors", "model.safetensors"))
+    assert best.st_ino == saved.st_ino
 
     monkeypatch.undo()
     # Re-running the same command continues from the checkpoint (no --resume, no --overwrite needed): the
@@ -210,3 +214,23 @@ def test_yaml_words_stay_words_and_booleans_still_read(tmp_path):
     config = build_config(config_file)
     assert config.positive_label == "yes"
     assert config.packing is False and config.eval_on_start is True
+
+
+def test_best_weights_link_the_model_file_only_when_it_holds_the_same_tensors(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tunecard.checkpoint import _link_saved_model
+
+    state = {"encoder.weight": torch.randn(4, 3), "classifier.bias": torch.zeros(2)}
+    save_file(state, tmp_path / "model.safetensors")
+    others = {"a name more": {**state, "pooler.weight": torch.ones(3)},
+              "another shape": {**state, "classifier.bias": torch.zeros(3)},
+              "another dtype": {**state, "classifier.bias": torch.zeros(2, dtype=torch.float64)}}
+    for why, other in others.items():
+        assert not _link_saved_model(tmp_path, other, tmp_path / "best.safetensors"), why
+        assert not (tmp_path / "best.safetensors").exists()
+    assert _link_saved_model(tmp_path, state, tmp_path / "best.safetensors")
+    assert os.stat(tmp_path / "best.safetensors").st_ino == os.stat(tmp_path / "model.safetensors").st_ino
+    assert all(torch.equal(load_file(tmp_path / "best.safetensors")[k], v) for k, v in state.items())
+    assert not _link_saved_model(tmp_path / "missing", state, tmp_path / "other.safetensors")

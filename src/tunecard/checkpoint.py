@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 
 import yaml
+import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from .config import CONFIG_FILE, TrainConfig, load_config_yaml
 from .distributed import world_size
@@ -146,7 +149,9 @@ class CheckpointKeeper(TrainerCallback):
         best = self.recorder.best_row
         if self.recorder.best_state is not None:
             best_file = target / BEST_WEIGHTS
-            if not (self._best_step == best["step"] and _link(self._best_file, best_file)):
+            unchanged = self._best_step == best["step"] and _link(self._best_file, best_file)
+            if not unchanged and not (best["step"] == state.global_step
+                                      and _link_saved_model(target, self.recorder.best_state, best_file)):
                 save_file(self.recorder.best_state, best_file)
             self._best_file, self._best_step = best_file, best["step"]
         data = {"global_step": state.global_step, "world_size": args.world_size, "elapsed_seconds": self.elapsed(),
@@ -157,6 +162,29 @@ class CheckpointKeeper(TrainerCallback):
         for other in self.folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             if other != target:
                 shutil.rmtree(other, ignore_errors=True)
+
+
+def _link_saved_model(checkpoint: Path, best_state: dict, target: Path) -> bool:
+    """Hard-link the checkpoint's own model file as the best weights when they are this step's: the Trainer has
+    just written the same tensors (0.13 s of writing saved for MiniLM). Only if the file holds exactly the best
+    state's names, shapes and dtypes (read from its header), so loading either gives the same state dict."""
+    model_file = checkpoint / SAFE_WEIGHTS_NAME
+    try:
+        with safe_open(model_file, framework="pt") as saved:
+            names = set(saved.keys())
+            if names != set(best_state):
+                return False
+            for name in names:
+                piece = saved.get_slice(name)
+                tensor = best_state[name]
+                if list(piece.get_shape()) != list(tensor.shape) or _DTYPES.get(piece.get_dtype()) != tensor.dtype:
+                    return False
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return _link(model_file, target)
+
+
+_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}
 
 
 def _link(source: Path | None, target: Path) -> bool:

@@ -257,7 +257,8 @@ class FirstQueries:
     def fits(block) -> bool:
         attention = getattr(block, "self", None)
         return (isinstance(getattr(block, "output", None), torch.nn.Module)
-                and all(isinstance(getattr(attention, name, None), torch.nn.Linear) for name in ("query", "key", "value"))
+                and all(isinstance(getattr(attention, name, None), torch.nn.Linear)
+                        for name in ("query", "key", "value"))
                 and all(hasattr(attention, name) for name in ("num_attention_heads", "attention_head_size", "dropout")))
 
 
@@ -265,7 +266,8 @@ def _attend_first_queries(block, hidden_states, attention_mask=None, *args, **kw
     """`FirstQueries`' forward for `block` (bound to it while hooked): the class's forward unless the batch has
     `packed_firsts` and nothing this does not handle (cross-attention, a cache)."""
     firsts = kwargs.get(FIRSTS)
-    special = args or any(kwargs.get(name) is not None for name in ("encoder_hidden_states", "cache", "past_key_values"))
+    special = args or any(kwargs.get(name) is not None
+                          for name in ("encoder_hidden_states", "cache", "past_key_values"))
     if firsts is None or special or attention_mask is None or attention_mask.dim() != 4:
         return type(block).forward(block, hidden_states, attention_mask, *args, **kwargs)
     attention = block.self
