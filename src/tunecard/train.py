@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import os
@@ -46,6 +48,22 @@ from .sampling import BucketedRandomSampler
 from .stats import corpus_stats
 
 SPLITS = ("train", "validation", "test")
+
+
+@contextlib.contextmanager
+def long_lived_objects_frozen():
+    """The block runs with every object that exists now out of the garbage collector's sight (`gc.freeze`).
+
+    The process holds about 470,000 tracked objects before training (mostly the imported libraries' functions,
+    types and dicts, then the data), none of which training frees. The Trainer starts with a full collection
+    (accelerate's `free_memory`), which walked them all: 0.19 s of a 20 s MiniLM run on the AMX Xeon. Frozen,
+    they are skipped by it and by the collections during training; refcounting still frees what they drop, and
+    they are handed back to the collector afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass
@@ -424,7 +442,8 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
         epochs_run = trainer.state.epoch
     else:
-        train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+        with long_lived_objects_frozen():
+            train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
     sparse_embedding.set_sparse(model, False)  # what is saved and used later is a plain model
