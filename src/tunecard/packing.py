@@ -20,10 +20,11 @@ Text classification (`classify=True`): the head reads one token per item (BERT's
 RoBERTa's heads all take position 0). Labels are then one per item, and the batch carries `packed_firsts`, where
 each item's first token sits; `read_first_tokens` hooks the model so that from there on only those tokens'
 states go on, one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded
-batch. The hook sits after the last layer's attention block where the check passes there (BERT, RoBERTa: the
-layer's feed-forward then computes one token per item), else on the encoder's output (DistilBERT adds the
-block's residual outside it). Written by hand: transformers packs sequences only for token-level and causal
-language-model losses.
+batch. The cheapest place where the check passes is taken: inside the last layer's attention block
+(`FirstQueries`, BERT-style blocks: only the first tokens' queries attend, and the block's output projection
+and the layer's feed-forward compute one token per item), after that block, or on the encoder's output
+(DistilBERT adds the block's residual outside it). Written by hand: transformers packs sequences only for
+token-level and causal language-model losses.
 
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
 forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
