@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import WNUT_SAMPLE
 from tunecard.config import build_config
-from tunecard.sparse_embedding import ROW_OF_SLOT, SparseRowsAdamW, clip_grad_norm_
+from tunecard.sparse_embedding import ROW_OF_SLOT, SparseRowsAdamW, clip_grad_norm_, set_sparse
 from tunecard.train import train
 
 
@@ -75,6 +75,60 @@ def test_packed_rows_follow_weights_written_between_steps_and_grow():
     for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
         torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6)
     assert len(_touched(sparse_optimizer.state[sparse[0].weight])) > 1536
+
+class _Embedded(torch.nn.Module):
+    """An input embedding and a head, found by `set_sparse` as a transformers model's is."""
+
+    def __init__(self, vocab: int, width: int):
+        super().__init__()
+        self.embedding, self.head = torch.nn.Embedding(vocab, width), torch.nn.Linear(width, 3)
+
+    def get_input_embeddings(self):
+        return self.embedding
+
+    def forward(self, ids):
+        return self.head(self.embedding(ids))
+
+
+def test_rows_are_written_into_the_weight_when_read():
+    """With `set_sparse`'s hooks the optimizer leaves the embedding weight behind its packed rows; a forward pass
+    first writes the rows it reads, a state dict every row, and weights written in between win over the lag."""
+    torch.manual_seed(0)
+    dense = _Embedded(500, 8)
+    sparse = copy.deepcopy(dense)
+    set_sparse(sparse, True)
+    dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
+    generator = torch.Generator().manual_seed(1)
+    lagged = 0
+    for step in range(40):
+        ids = torch.randint(0, 500, (4, 9), generator=generator)
+        outputs = []
+        for model, optimizer in ((dense, dense_optimizer), (sparse, sparse_optimizer)):
+            output = model(ids)
+            outputs.append(output.detach())
+            (output ** 2).mean().backward()
+            clip_grad_norm_(model.parameters(), 0.5)
+            optimizer.step()
+            optimizer.zero_grad()
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
+        lagged = max(lagged, int((sparse.embedding.weight != dense.embedding.weight).any(1).sum()))
+        if step == 20:  # weights written in place while lagging (no state dict taken first)
+            written = dense.embedding.weight.detach() * 0.5
+            with torch.no_grad():
+                for model in (dense, sparse):
+                    model.embedding.weight.copy_(written)
+    assert lagged > 100, "rows updated but not read stay behind in the weight itself"
+    for name, tensor in dense.state_dict().items():
+        torch.testing.assert_close(sparse.state_dict()[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
+    for model, optimizer in ((dense, dense_optimizer), (sparse, sparse_optimizer)):  # lagging again ...
+        (model(ids) ** 2).mean().backward()
+        clip_grad_norm_(model.parameters(), 0.5)
+        optimizer.step()
+    set_sparse(sparse, False)  # ... until made dense
+    assert not sparse.embedding.sparse and not sparse.embedding._forward_pre_hooks
+    torch.testing.assert_close(sparse.embedding.weight, dense.embedding.weight, rtol=1e-6, atol=1e-6)
+
 
 def _touched(state: dict) -> list[int]:
     return state[ROW_OF_SLOT][state[ROW_OF_SLOT] >= 0].long().tolist()  # in the order first read
