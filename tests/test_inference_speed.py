@@ -61,8 +61,8 @@ def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, ro
     packed = packed_collator_for(model, tokenizer.pad_token_id, flat=flat)
     pack = packed._pack
 
-    def counting_pack(items, capacity):
-        batch, where, slots = pack(items, capacity)
+    def counting_pack(items, capacity, flat=False):
+        batch, where, slots = pack(items, capacity, flat)
         shared_rows.append(batch["input_ids"].shape[0] < len(items))
         return batch, where, slots
 

@@ -91,13 +91,18 @@ def test_packed_batch_gives_the_padded_logits_loss_and_gradients(no_dropout_bert
 def test_a_padding_free_batch_holds_each_token_once_where_the_rows_have_it(lengths):
     items = [{"input_ids": [100 * i + t for t in range(n)], "labels": [i] * n, "token_type_ids": [i % 2] * n}
              for i, n in enumerate(lengths)]
-    rows = PackedCollator(0)(items)
-    flat = PackedCollator(0, flat=True)(items)
+    collator = PackedCollator(0, flat=True)
+    flat = collator(items)
+    rows = collator._pack(items, flat=True)[0]  # the rows its attention sees
     slots = flat[SLOTS]
     tokens = sum(lengths)
-    # rounded up to a multiple of 32 with the rows' padding places (one kernel shape per length for oneDNN)
+    # rounded up to a multiple of 32 with the rows' padding places (one kernel shape per length for oneDNN); the
+    # rows as wide as the longest item, or as the rounding needs
     assert FLAT_LENGTH_MULTIPLE == 32
-    assert flat["input_ids"].shape == (1, min(-(-tokens // 32) * 32, rows["input_ids"].numel()))
+    assert flat["input_ids"].shape == (1, -(-tokens // 32) * 32)
+    row_count, width = rows["input_ids"].shape
+    assert width == max(max(lengths), -(-flat["input_ids"].shape[1] // row_count))
+    assert row_count == PackedCollator(0)(items)["input_ids"].shape[0], "as many rows as packed rows"
     assert len(set(slots.tolist())) == len(slots), "two tokens in one place"
     assert flat["input_ids"][0, :tokens].tolist() == [token for item in items for token in item["input_ids"]]
     padding_places = slots[tokens:]
