@@ -214,8 +214,6 @@ def _padding_free_fast(module, query, key, value, attention_mask, dropout: float
     return output.view(1, -1, heads, size), None
 
 
-
-
 class _FirstQueriesAttention(torch.autograd.Function):
     """`first_queries`' attention as one autograd node: each item's first-token query against the keys of its
     row, with `_PackedRowsAttention`'s arithmetic (fp32 scores, softmax, dropout, weighted sum, cast back).
@@ -225,10 +223,11 @@ class _FirstQueriesAttention(torch.autograd.Function):
     item's query attended (a padding place's from any query of its row: those are zeros, as it is masked)."""
 
     @staticmethod
-    def forward(ctx, qkv, firsts, slots, mask, heads: int, dropout: float, scaling: float):
+    def forward(ctx, qkv, firsts, slots, mask, heads: int, dropout: float, scaling: float, fast_masks: bool):
         """`qkv`: (tokens, 3 * heads * size), each token's query, key and value side by side, the tokens in the
         rows flattened (`slots` None) or in a flat sequence (`slots`: their places in the rows); `firsts`: the
-        items' first tokens; `mask`: the rows' block mask. Returns (items, heads * size) in `qkv`'s dtype."""
+        items' first tokens; `mask`: the rows' block mask; `fast_masks`: dropout's masks from `dropout.py`, else
+        torch's. Returns (items, heads * size) in `qkv`'s dtype."""
         tokens, hidden = qkv.shape[0], qkv.shape[1] // 3
         size, items = hidden // heads, len(firsts)
         rows, width = mask.shape[0], mask.shape[-1]
@@ -247,7 +246,10 @@ class _FirstQueriesAttention(torch.autograd.Function):
             seen = torch.where(seen, 0.0, torch.finfo(torch.float32).min)
         scores.view(items, heads, 1, width).add_(seen[:, None, None, :])
         probabilities = torch.softmax(scores, dim=-1)
-        factors = scaled_keep_factors(probabilities.shape, dropout)
+        if fast_masks:
+            factors = scaled_keep_factors(probabilities.shape, dropout)
+        else:  # torch's masks, scaled as torch's dropout scales
+            factors = torch.nn.functional.dropout(torch.ones_like(probabilities), dropout, training=dropout > 0)
         dropped = probabilities * factors
         output = torch.bmm(dropped, value).view(items, hidden).to(qkv.dtype)
         # Each token's place among the keys its own item's query saw: the item whose first place is the largest
@@ -279,7 +281,7 @@ class _FirstQueriesAttention(torch.autograd.Function):
         grad_qkv[:, hidden:] = grad_keys_values.index_select(0, own_key)
         grad_qkv[:, :hidden] = 0
         grad_qkv[:, :hidden].index_copy_(0, firsts, grad_query.to(grad.dtype))
-        return grad_qkv, None, None, None, None, None, None
+        return grad_qkv, None, None, None, None, None, None, None
 
 
 def first_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, firsts: torch.Tensor,
@@ -287,37 +289,19 @@ def first_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, f
                   fast_masks: bool = True) -> torch.Tensor:
     """The attention output of the first token of each item of a packed batch only: what a classifier's head reads
     from the last layer (`packing.FirstQueries`). Each first token's query attends to the keys of its row under the
-    block mask (fp32 scores, softmax, dropout, weighted sum, cast back, as `sdpa_with_fast_dropout`); the other
-    tokens' queries are never used.
+    block mask (`_FirstQueriesAttention`); the other tokens' queries are never used.
 
     `query`, `key`, `value`: (1 or rows, heads, length, size) as transformers hands them to an attention function,
     the tokens in packed rows or in one flat sequence (`slots`: their places in the rows); `firsts` indexes the
     tokens flattened; `attention_mask` is the rows' block mask (rows, 1, width, width). Returns (items, heads *
-    size) in `value`'s dtype. With `fast_masks` (this module's attention) the dropout masks are `dropout.py`'s and
-    the computation one autograd node (`_FirstQueriesAttention`); else torch's dropout on autograd's operations."""
+    size) in `value`'s dtype. `fast_masks`: dropout's masks from `dropout.py` (this module's attention), else
+    torch's."""
     heads, size = query.shape[1], query.shape[-1]
     flat = [states.transpose(1, 2).reshape(1, -1, heads, size).transpose(1, 2) for states in (query, key, value)]
     with torch.autocast(query.device.type, enabled=False):
-        if fast_masks:
-            return _FirstQueriesAttention.apply(_side_by_side(*flat), firsts, slots, attention_mask, heads, dropout,
-                                                scaling)
-        rows, width = attention_mask.shape[0], attention_mask.shape[-1]
-        tokens = [states[0].transpose(0, 1) for states in flat]  # (tokens, heads, size)
-        places = firsts if slots is None else slots.index_select(0, firsts)
-        row, column = places // width, places % width
-        keys = row[:, None] * width + torch.arange(width, device=places.device)
-        if slots is not None:
-            keys = row_sources(slots, rows * width)[0][keys]
-        items = len(firsts)
-        query_rows = tokens[0].index_select(0, firsts).float().unsqueeze(2)  # (items, heads, 1, size)
-        key_rows, value_rows = (states.index_select(0, keys.reshape(-1)).view(items, width, heads, size).transpose(1, 2)
-                                for states in tokens[1:])
-        scores = torch.matmul(query_rows, key_rows.float().transpose(-2, -1)) * scaling
-        seen = attention_mask[row, 0, column][:, None, None, :]
-        scores = scores.masked_fill(~seen, torch.finfo(scores.dtype).min) if seen.dtype == torch.bool else scores + seen
-        probabilities = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), dropout, training=dropout > 0)
-        output = torch.matmul(probabilities, value_rows.float()).to(value.dtype)
-    return output.view(items, heads * size)
+        return _FirstQueriesAttention.apply(_side_by_side(*flat), firsts, slots, attention_mask, heads, dropout,
+                                            scaling, fast_masks)
+
 
 for _name, _attend in ((NAME, _padding_free_fast), (NAME_TORCH_MASKS, _padding_free(sdpa_attention_forward))):
     AttentionInterface.register(_name, _attend)
