@@ -14,8 +14,8 @@ the last attention block computing only the first tokens' queries, `packing.Firs
 first tokens after that block).
 Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention|first-queries]
-                                           [--steps 150] [--warmup 20]
+    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention
+                                            |first-queries] [--steps 150] [--warmup 20]
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ class SparseRowsAdamW(torch.optim.AdamW):
         adamw([row_param], [row_grad], [state["exp_avg"][:packed.used]], [state["exp_avg_sq"][:packed.used]], [],
               [state["step"]], fused=group["fused"], foreach=group["foreach"], amsgrad=False, beta1=beta1,
               beta2=beta2, lr=group["lr"], weight_decay=0.0, eps=group["eps"], maximize=False)  # moments in place
-        if p in _READ_THROUGH:  # written when read (set_sparse's hooks): most rows are not read before they change again
+        if p in _READ_THROUGH:  # written when read (set_sparse's hooks): few rows are read before they change again
             packed.version, packed.data_ptr = p._version, p.data_ptr()  # the weight as the packed rows left it
             _LAGGING[p] = packed
         else:
