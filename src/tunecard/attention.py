@@ -75,21 +75,26 @@ def free_places(slots: torch.Tensor, places: int) -> torch.Tensor:
     return free.nonzero().view(-1)
 
 
-def row_sources(slots: torch.Tensor, places: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sources, padding) for placing a flat sequence's tokens in rows by gathering: `sources[p]` is the token at
-    place p of the rows flattened (token 0 at the padding places, which `padding` lists and `placed` zeroes).
-    Gathering rows (`index_select`) runs five times faster on CPU than scattering them (`index_copy_`): 18
-    against 115 us for 407 tokens of 1152 bf16 values."""
+def row_sources(slots: torch.Tensor, places: int) -> torch.Tensor:
+    """For placing a flat sequence's tokens in rows by gathering: the token at each place of the rows flattened
+    (token 0 at the padding places, `free_places`). Gathering rows (`index_select`) runs five times faster on CPU
+    than scattering them (`index_copy_`): 18 against 115 us for 407 tokens of 1152 bf16 values."""
     sources = torch.zeros(places, dtype=torch.long, device=slots.device)
     sources[slots] = torch.arange(len(slots), device=slots.device)
-    return sources, free_places(slots, places)
+    return sources
 
 
 def placed(tokens: torch.Tensor, sources: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-    """`tokens` (tokens, ...) placed in the rows flattened (places, ...) by `row_sources`, zeros at the padding
+    """`tokens` (tokens, ...) placed in the rows flattened (places, ...) by `row_sources`, zeros at the `padding`
     places. The block mask keeps those apart from every token; the zeros keep the outputs and gradients of the
     tokens independent of what the padding holds even where a mask would not."""
     return tokens.index_select(0, sources).index_fill_(0, padding, 0)
+
+
+def _additive(mask: torch.Tensor) -> torch.Tensor:
+    """A block mask as fp32 terms to add to the scores. For a boolean mask the lowest float, not -inf: the same
+    probabilities as masking (exp gives exactly 0), and a query that sees no key gets finite weights, not NaN."""
+    return torch.where(mask, 0.0, torch.finfo(torch.float32).min) if mask.dtype == torch.bool else mask
 
 
 def _to_rows(states: torch.Tensor, sources: torch.Tensor, padding: torch.Tensor, rows: int, width: int) -> torch.Tensor:
@@ -106,7 +111,8 @@ def _padding_free(attend):
         if packed_slots is None:
             return attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         rows, width = attention_mask.shape[0], attention_mask.shape[-1]
-        sources, padding = row_sources(packed_slots, rows * width)
+        places = rows * width
+        sources, padding = row_sources(packed_slots, places), free_places(packed_slots, places)
         query, key, value = (_to_rows(states, sources, padding, rows, width) for states in (query, key, value))
         output, _ = attend(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         # (rows, width, heads, size) -> (1, tokens, heads, size), as the flat sequence expects
@@ -142,16 +148,12 @@ class _PackedRowsAttention(torch.autograd.Function):
         a key. Returns (tokens, heads * size) in `qkv`'s dtype."""
         size = qkv.shape[1] // (3 * heads)
         rows, width = mask.shape[0], mask.shape[-1]
-        sources, padding = row_sources(slots, rows * width)
+        sources, padding = row_sources(slots, rows * width), free_places(slots, rows * width)
         in_rows = placed(qkv, sources, padding)
         states = _contiguous(in_rows.view(rows, width, 3, heads, size).permute(2, 0, 3, 1, 4), torch.float32)
         query, key, value = states.view(3, rows * heads, width, size).unbind(0)
         scores = torch.bmm(query, key.transpose(1, 2)).mul_(scaling)
-        if mask.dtype == torch.bool:
-            # The lowest float added, not -inf: the same probabilities as masking (exp gives exactly 0), and a
-            # query that sees no key would get finite weights instead of NaN.
-            mask = torch.where(mask, 0.0, torch.finfo(torch.float32).min)
-        scores.view(rows, heads, width, width).add_(mask)
+        scores.view(rows, heads, width, width).add_(_additive(mask))
         probabilities = torch.softmax(scores, dim=-1)
         factors = scaled_keep_factors(probabilities.shape, dropout)  # as dropout.dropout draws and scales them
         dropped = probabilities * factors
@@ -218,9 +220,10 @@ class _FirstQueriesAttention(torch.autograd.Function):
     """`first_queries`' attention as one autograd node: each item's first-token query against the keys of its
     row, with `_PackedRowsAttention`'s arithmetic (fp32 scores, softmax, dropout, weighted sum, cast back).
 
-    Backward needs no scatter: a key gets a nonzero gradient only from the queries that see it, here its own
-    item's first token, so each token's key and value gradients are gathered from the one row of keys its own
-    item's query attended (a padding place's from any query of its row: those are zeros, as it is masked)."""
+    The keys' and values' gradients need no scatter in backward: a key gets a nonzero gradient only from the
+    queries that see it, here its own item's first token, so each token's key and value gradients are gathered
+    from the one row of keys its own item's query attended (a padding place's from any query of its row: those are
+    zeros, as it is masked). Only the items' query gradients are scattered, one row per item."""
 
     @staticmethod
     def forward(ctx, qkv, firsts, slots, mask, heads: int, dropout: float, scaling: float, fast_masks: bool):
@@ -235,15 +238,13 @@ class _FirstQueriesAttention(torch.autograd.Function):
         first_places = token_places.index_select(0, firsts)
         row, column = first_places // width, first_places % width
         key_places = row[:, None] * width + torch.arange(width, device=qkv.device)  # (items, width)
-        key_tokens = key_places if slots is None else row_sources(slots, rows * width)[0][key_places]
+        key_tokens = key_places if slots is None else row_sources(slots, rows * width)[key_places]
         keys_values = qkv[:, hidden:].index_select(0, key_tokens.view(-1))  # (items * width, 2 * hidden)
         states = _contiguous(keys_values.view(items, width, 2, heads, size).permute(2, 0, 3, 1, 4), torch.float32)
         key, value = states.view(2, items * heads, width, size).unbind(0)
         query = qkv[:, :hidden].index_select(0, firsts).float().view(items * heads, 1, size)
         scores = torch.bmm(query, key.transpose(1, 2)).mul_(scaling)  # (items * heads, 1, width)
-        seen = mask[row, 0, column]  # (items, width)
-        if seen.dtype == torch.bool:
-            seen = torch.where(seen, 0.0, torch.finfo(torch.float32).min)
+        seen = _additive(mask[row, 0, column])  # (items, width): what each first token's query sees
         scores.view(items, heads, 1, width).add_(seen[:, None, None, :])
         probabilities = torch.softmax(scores, dim=-1)
         if fast_masks:

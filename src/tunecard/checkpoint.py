@@ -15,8 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
@@ -164,6 +164,10 @@ class CheckpointKeeper(TrainerCallback):
                 shutil.rmtree(other, ignore_errors=True)
 
 
+# safetensors' header names of the dtypes a state dict holds here; another dtype is written, not linked
+_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}
+
+
 def _link_saved_model(checkpoint: Path, best_state: dict, target: Path) -> bool:
     """Hard-link the checkpoint's own model file as the best weights when they are this step's: the Trainer has
     just written the same tensors (0.13 s of writing saved for MiniLM). Only if the file holds exactly the best
@@ -183,8 +187,6 @@ def _link_saved_model(checkpoint: Path, best_state: dict, target: Path) -> bool:
         return False
     return _link(model_file, target)
 
-
-_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}
 
 
 def _link(source: Path | None, target: Path) -> bool:

@@ -152,7 +152,7 @@ class SparseRowsAdamW(torch.optim.AdamW):
               [state["step"]], fused=group["fused"], foreach=group["foreach"], amsgrad=False, beta1=beta1,
               beta2=beta2, lr=group["lr"], weight_decay=0.0, eps=group["eps"], maximize=False)  # moments in place
         if p in _READ_THROUGH:  # written when read (set_sparse's hooks): few rows are read before they change again
-            packed.version, packed.data_ptr = p._version, p.data_ptr()  # the weight as the packed rows left it
+            packed.left_behind(p)
             _LAGGING[p] = packed
         else:
             packed.write_back(p)
@@ -242,6 +242,10 @@ class _PackedRows:
 
     def write_back(self, p: torch.Tensor) -> None:
         p.index_copy_(0, self.row_of_slot[:self.used].long(), self.params[:self.used])
+        self.version, self.data_ptr = p._version, p.data_ptr()
+
+    def left_behind(self, p: torch.Tensor) -> None:
+        """Record `p` as this step left it, behind the packed rows: a later write by anything else shows."""
         self.version, self.data_ptr = p._version, p.data_ptr()
 
     def write_rows(self, p: torch.Tensor, ids: torch.Tensor) -> None:
