@@ -6,7 +6,7 @@
 
 (ref) follows examples/pytorch/token-classification/run_ner.py: Trainer, fp32, DataCollatorForTokenClassification
 (dynamic padding), random sampler, first-subword labels, seqeval metrics, lr 5e-5, batch 16, seed 42, 1 epoch.
-(ours) is `tunecard.train` with its defaults and the same hyperparameters. Each side runs in its own process so
+(ours) is `tunecard.pipeline` with its defaults and the same hyperparameters. Each side runs in its own process so
 peak RSS is its own. Inference: transformers.pipeline(aggregation_strategy="first") vs tunecard predict on the
 validation sentences (joined with spaces), entities compared as (label, start, end).
 """
@@ -47,11 +47,17 @@ def _data(task: str, n_train: int, n_eval: int):
 def reference(task: str, n_train: int, n_eval: int, queue) -> None:
     """The plain recipe, written as the transformers example scripts write it."""
     import numpy as np
-    import torch
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
-                              DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from tunecard.config import default_model
 
@@ -130,9 +136,9 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
     import transformers
 
     from tunecard.config import build_config
-    from tunecard.inference import Predictor
-    from tunecard.evaluate import evaluate_features
-    from tunecard.train import train as run
+    from tunecard.inference.predictor import Predictor
+    from tunecard.pipeline import train as run
+    from tunecard.training.evaluate import evaluate_features
 
     transformers.logging.set_verbosity_error()
     train, dev = _data(task, n_train, n_eval)
@@ -177,7 +183,7 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
     import transformers
     from transformers import pipeline
 
-    from tunecard.inference import Predictor
+    from tunecard.inference.predictor import Predictor
     from tunecard.metrics import score_entities
 
     transformers.logging.set_verbosity_error()
@@ -185,7 +191,7 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
     texts = [" ".join(ex.tokens) for ex in dev]
     variants = dict(PREDICT_VARIANTS)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
-        from tunecard.export import export_onnx
+        from tunecard.export.onnx import export_onnx
 
         export_onnx(run_dir, quantize="int8")
     else:

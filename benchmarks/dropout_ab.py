@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from tunecard import environment
-from tunecard.batching import PadCollator
 from tunecard.config import build_config
-from tunecard.dropout import FastDropout
-from tunecard.encode import Encoder
-from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import choose_collator
-from tunecard.train import read_splits
+from tunecard.encoding.batching import PadCollator
+from tunecard.encoding.encoder import Encoder
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.pipeline import read_splits
+from tunecard.speed.dropout import FastDropout
+from tunecard.speed.packing import choose_collator
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 

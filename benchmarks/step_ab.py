@@ -22,29 +22,29 @@ from __future__ import annotations
 
 import argparse
 import copy
-from pathlib import Path
 import random
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from tunecard import attention, sparse_embedding
-from tunecard import dropout as tunecard_dropout
-from tunecard.attention import use_fast_attention_dropout
-from tunecard.batching import PadCollator
-from tunecard.bf16_weights import Bf16Weights
 from tunecard.config import build_config
 from tunecard.data import read_corpus
-from tunecard.dropout import use_fast_dropout
-from tunecard.encode import Encoder
+from tunecard.encoding.batching import PadCollator
+from tunecard.encoding.encoder import Encoder
+from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.environment import cpu_supports_bf16
-from tunecard.fused_qkv import fuse_qkv
-from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import choose_collator, first_token_points, read_first_tokens
-from tunecard.train import label_names, read_splits
+from tunecard.pipeline import label_names, read_splits
+from tunecard.speed import attention, sparse_embedding
+from tunecard.speed import dropout as tunecard_dropout
+from tunecard.speed.attention import use_fast_attention_dropout
+from tunecard.speed.bf16_weights import Bf16Weights
+from tunecard.speed.dropout import use_fast_dropout
+from tunecard.speed.fused_qkv import fuse_qkv
+from tunecard.speed.packing import choose_collator, first_token_points, read_first_tokens
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")

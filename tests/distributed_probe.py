@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tunecard import cli
-from tunecard.batching import FeatureDataset
+from tunecard.encoding.batching import FeatureDataset
 
 log = Path(sys.argv.pop(1)) / f"rank{os.environ['RANK']}.txt"
 original = FeatureDataset.__getitem__

@@ -8,16 +8,16 @@ import types
 
 import pytest
 import torch
+from conftest import quick_ner_values
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from conftest import quick_ner_values
-from tunecard import attention
-from tunecard.attention import NAME, SLOTS, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
 from tunecard.config import build_config
-from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import PackedCollator
-from tunecard.train import train
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.pipeline import train
+from tunecard.speed import attention
+from tunecard.speed.attention import NAME, SLOTS, restore_attention, sdpa_with_fast_dropout, use_fast_attention_dropout
+from tunecard.speed.packing import PackedCollator
 
 NO_DROP = 1e-9  # rounds to keeping every element (dropout.kept_fraction), yet still takes the dropout path
 TRAINING, EVALUATING = (types.SimpleNamespace(training=True, is_causal=False),

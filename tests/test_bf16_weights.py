@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from conftest import quick_ner_values
 from torch import nn
 
-from conftest import quick_ner_values
-from tunecard.bf16_weights import Bf16Linear, Bf16Weights, applies
 from tunecard.config import build_config
+from tunecard.encoding.models import load_model
 from tunecard.environment import cpu_supports_bf16
-from tunecard.fused_qkv import fuse_qkv
-from tunecard.modeling import load_model
-from tunecard.train import train
+from tunecard.pipeline import train
+from tunecard.speed.bf16_weights import Bf16Linear, Bf16Weights, applies
+from tunecard.speed.fused_qkv import fuse_qkv
 
 
 def _model(folder, fused: bool):

@@ -55,7 +55,7 @@ def measure(mode: str, folder: str, n: int) -> dict:
     import torch
 
     from tunecard.data.example import Corpus, TokenExample
-    from tunecard.inference import Predictor, evaluate_folder
+    from tunecard.inference.predictor import Predictor, evaluate_folder
 
     torch.set_num_threads(1)
     if mode == "evaluate":
@@ -110,11 +110,11 @@ def test_chunked_evaluation_equals_one_pass(tiny_bert_short):
     long windowed sentences included."""
     from transformers import AutoTokenizer
 
-    from tunecard.batching import PadCollator
     from tunecard.data.example import TokenExample
-    from tunecard.encode import Encoder
-    from tunecard.evaluate import Evaluation, evaluate_features
-    from tunecard.inference import Predictor
+    from tunecard.encoding.batching import PadCollator
+    from tunecard.encoding.encoder import Encoder
+    from tunecard.inference.predictor import Predictor
+    from tunecard.training.evaluate import Evaluation, evaluate_features
 
     folder = build_ner_folder(tiny_bert_short.parent / "ner-short", tiny_bert_short)
     predictor = Predictor(folder, batch_size=8)
@@ -150,8 +150,9 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
     import weakref
 
     from conftest import quick_ner_values
+
     from tunecard.config import build_config
-    from tunecard.train import TunecardTrainer, train
+    from tunecard.pipeline import TunecardTrainer, train
 
     alive = []
     original_init = TunecardTrainer.__init__

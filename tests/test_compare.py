@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import WNUT_SAMPLE
 from typer.testing import CliRunner
 
-from conftest import WNUT_SAMPLE
 from tunecard.cli import app
-from tunecard.compare import BEST_MARK, compare_runs
 from tunecard.config import CONFIG_FILE, build_config
 from tunecard.errors import TunecardError
-from tunecard.train import train
+from tunecard.pipeline import train
+from tunecard.reporting.compare import BEST_MARK, compare_runs
 
 
 @pytest.fixture(scope="module")

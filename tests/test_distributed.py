@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import WNUT_SAMPLE
 
 torch_distributed = pytest.importorskip("torch.distributed")

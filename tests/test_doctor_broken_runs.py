@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import WNUT_SAMPLE
+
 from tunecard.config import build_config
 from tunecard.doctor import diagnose, doctor_command
-from tunecard.train import train
+from tunecard.pipeline import train
 
 
 def _codes(report) -> set[str]:

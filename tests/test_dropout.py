@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import quick_ner_values
 from torch import nn
 
-from conftest import quick_ner_values
 from tunecard.config import build_config
-from tunecard.dropout import (FastDropout, dropout, keep_factors, keep_mask, kept_fraction, scaled_keep_factors,
-                              use_fast_dropout)
-from tunecard.modeling import load_model
-from tunecard.train import train
+from tunecard.encoding.models import load_model
+from tunecard.pipeline import train
+from tunecard.speed.dropout import (
+    FastDropout,
+    dropout,
+    keep_factors,
+    keep_mask,
+    kept_fraction,
+    scaled_keep_factors,
+    use_fast_dropout,
+)
 
 N = 1_000_003  # not a multiple of 4: the last 64-bit word is only partly used
 

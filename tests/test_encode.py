@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunecard.data.example import TextExample, TokenExample
-from tunecard.encode import IGNORE_INDEX, Encoder, EncodingStats, _plan_windows
+from tunecard.encoding.encoder import IGNORE_INDEX, Encoder, EncodingStats, _plan_windows
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=200), st.integers(min_value=1, max_value=60))
@@ -118,8 +118,8 @@ def test_classification_truncation_is_counted(short_tokenizer):
 def test_windowed_evaluation_scores_every_word(tiny_bert_short):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from tunecard.batching import PadCollator
-    from tunecard.evaluate import evaluate_features
+    from tunecard.encoding.batching import PadCollator
+    from tunecard.training.evaluate import evaluate_features
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_short)
     id2label = {v: k for k, v in LABELS.items()}
@@ -135,7 +135,7 @@ def test_windowed_evaluation_scores_every_word(tiny_bert_short):
 
 def _two_passes(encoder, texts):
     """Words from encoding the texts, then the words encoded on their own: what `encode_raw_texts` replaces."""
-    from tunecard.encode import split_words
+    from tunecard.encoding.encoder import split_words
 
     words = split_words(encoder.backend, texts)
     features = encoder.encode_tokens([TokenExample(tokens=[w for w, _, _ in ws], tags=[]) for ws in words])

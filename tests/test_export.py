@@ -11,15 +11,15 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
-from tunecard import export
 from tunecard.cli import app
-from tunecard.errors import ModelError
-from tunecard.export import OnnxModel, export_onnx
 from tunecard.data.example import TokenExample
-from tunecard.inference import Predictor, evaluate_folder, words_with_offsets
+from tunecard.errors import ModelError
+from tunecard.export import onnx as export
+from tunecard.export.onnx import OnnxModel, export_onnx
+from tunecard.inference.predictor import Predictor, evaluate_folder, words_with_offsets
 
 runner = CliRunner()
 

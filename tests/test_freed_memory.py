@@ -8,10 +8,10 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import quick_ner_values
+
 from tunecard.config import build_config
-from tunecard.train import train
+from tunecard.pipeline import train
 
 
 def _glibc() -> bool:

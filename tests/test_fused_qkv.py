@@ -7,13 +7,13 @@ import copy
 
 import pytest
 import torch
+from conftest import quick_ner_values
 from torch import nn
 
-from conftest import quick_ner_values
 from tunecard.config import build_config
-from tunecard.fused_qkv import FusedProjection, fuse_qkv, unfuse_qkv
-from tunecard.modeling import load_model
-from tunecard.train import train
+from tunecard.encoding.models import load_model
+from tunecard.pipeline import train
+from tunecard.speed.fused_qkv import FusedProjection, fuse_qkv, unfuse_qkv
 
 
 def _pair(folder):

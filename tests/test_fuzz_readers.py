@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from tunecard.data import ReadOptions, read_corpus
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus
+from tunecard.data.schemes import parse_tag
 from tunecard.errors import DataError, TunecardError
-from tunecard.schemes import parse_tag
 
 FILE_READERS = ("conll", "jsonl", "spans", "csv", "tsv", "label-text", "text-jsonl", None)  # None: detect
 TOKEN_FORMATS = {"conll", "jsonl", "spans"}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import WNUT_SAMPLE
 from transformers import TrainerCallback
 
-from conftest import WNUT_SAMPLE
 from tunecard.config import build_config
-from tunecard.train import train
+from tunecard.pipeline import train
 
 
 class LearningRates(TrainerCallback):

@@ -178,7 +178,7 @@ def test_csv_quoted_newlines_keep_text_and_line_numbers(tmp_path):
 
 def test_label_only_in_the_test_split_stops_train_before_the_model_loads(tmp_path):
     from tunecard.config import TrainConfig
-    from tunecard.train import train
+    from tunecard.pipeline import train
 
     train_file = tmp_path / "train.conll"
     train_file.write_text("Ann B-PER\nsings O\n\nBob B-PER\n", encoding="utf-8")
@@ -211,9 +211,9 @@ def short_model(tiny_bert_short):
 
 
 def _score(short_model, examples):
-    from tunecard.batching import PadCollator
-    from tunecard.encode import IGNORE_INDEX, Encoder, EncodingStats
-    from tunecard.evaluate import evaluate_features
+    from tunecard.encoding.batching import PadCollator
+    from tunecard.encoding.encoder import IGNORE_INDEX, Encoder, EncodingStats
+    from tunecard.training.evaluate import evaluate_features
 
     model, tokenizer, labels = short_model
     encoder = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, max_length=32)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import SAMPLE_TEXTS, WNUT_SAMPLE
-from tunecard import batching
-from tunecard.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches, token_budget_batches
 from tunecard.data import read_corpus
-from tunecard.encode import Encoder, split_words, unpadded_backend
-from tunecard.inference import Predictor
-from tunecard.modeling import load_model, load_tokenizer
-from tunecard.packing import packed_collator_for
+from tunecard.encoding import batching
+from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches, token_budget_batches
+from tunecard.encoding.encoder import Encoder, split_words, unpadded_backend
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.inference.predictor import Predictor
+from tunecard.speed.packing import packed_collator_for
 
 TEXTS = [*SAMPLE_TEXTS, "Angela Merkel met Emmanuel Macron in Paris ."]
 
@@ -90,7 +90,7 @@ def test_the_predictor_packs_and_finds_the_padded_entities(ner_folder):
 
 
 def test_a_model_that_fails_the_probe_predicts_padded(ner_folder, monkeypatch):
-    import tunecard.packing as packing
+    import tunecard.speed.packing as packing
 
     monkeypatch.setattr(packing, "packing_matches", lambda *args: False)
     predictor = Predictor(ner_folder, precision="fp32")
@@ -172,7 +172,7 @@ def test_the_rust_copy_is_reused_until_the_tokenizer_changes(tiny_bert_cased):
 
 
 def test_a_cpu_that_refuses_onednn_bf16_linears_predicts_with_plain_ones(ner_folder, monkeypatch):
-    from tunecard.onednn_linear import OneDnnLinear
+    from tunecard.speed.onednn_linear import OneDnnLinear
 
     def refuse(self, x):
         raise RuntimeError("this CPU has no oneDNN bf16 matmul")

@@ -9,8 +9,8 @@ import pytest
 import torch
 import transformers
 
+from tunecard.encoding.models import load_model, own_weights
 from tunecard.errors import ModelError
-from tunecard.modeling import load_model, own_weights
 
 
 def test_folder_without_weights_is_refused(tiny_bert_cased, tmp_path):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SAMPLE_TEXTS, saved_classifier
 from torch import nn
 
-from conftest import SAMPLE_TEXTS, saved_classifier
-from tunecard import onednn_linear
-from tunecard.inference import Predictor
-from tunecard.onednn_linear import OneDnnLinear, restore_linears, use_onednn_linears
-
+from tunecard.inference.predictor import Predictor
+from tunecard.speed import onednn_linear
+from tunecard.speed.onednn_linear import OneDnnLinear, restore_linears, use_onednn_linears
 
 
 def _onednn_runs_bf16() -> bool:

@@ -8,21 +8,35 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import WNUT_SAMPLE, _vocab
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import WNUT_SAMPLE, _vocab
-from tunecard.batching import PadCollator
 from tunecard.config import build_config
-from tunecard.encode import Encoder
-from tunecard.data.example import TextExample
 from tunecard.data import read_corpus
-from tunecard.modeling import load_model, load_tokenizer
-from tunecard.attention import restore_attention, tunecard_attention, use_tunecard_attention
-from tunecard.packing import (FIRSTS, FLAT_LENGTH_MULTIPLE, FirstQueries, PADDING_FREE, REFUSED, SLOTS, PackedCollator,
-                              choose_collator, first_fit_rows, first_token_points, packed_collator_for, packing_matches,
-                              read_first_tokens, reading_point, stop_reading_first_tokens)
-from tunecard.train import train
+from tunecard.data.example import TextExample
+from tunecard.encoding.batching import PadCollator
+from tunecard.encoding.encoder import Encoder
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.pipeline import train
+from tunecard.speed.attention import restore_attention, tunecard_attention, use_tunecard_attention
+from tunecard.speed.packing import (
+    FIRSTS,
+    FLAT_LENGTH_MULTIPLE,
+    PADDING_FREE,
+    REFUSED,
+    SLOTS,
+    FirstQueries,
+    PackedCollator,
+    choose_collator,
+    first_fit_rows,
+    first_token_points,
+    packed_collator_for,
+    packing_matches,
+    read_first_tokens,
+    reading_point,
+    stop_reading_first_tokens,
+)
 
 
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=40))
@@ -234,7 +248,7 @@ def test_each_model_family_packs_or_falls_back(family, packs):
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
     import importlib
 
-    packing_module = importlib.import_module("tunecard.packing")
+    packing_module = importlib.import_module("tunecard.speed.packing")
     monkeypatch.setattr(packing_module, "packing_matches", lambda *args: False)
     result = _run(no_dropout_bert, tmp_path / "refused")
     assert result.metrics["training"]["batches"] == "padded (the packing check failed for this model)"

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from tunecard.data import ReadOptions, detect_format, read_corpus
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, TextExample, TokenExample
+from tunecard.data.schemes import SCHEMES, Span, spans_to_tags, tags_to_spans
+from tunecard.data.stats import corpus_stats, render_stats
 from tunecard.data.validate import check_task_consistency, validate_splits
 from tunecard.errors import DataError
-from tunecard.schemes import SCHEMES, Span, spans_to_tags, tags_to_spans
-from tunecard.stats import corpus_stats, render_stats
 
 TMP_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

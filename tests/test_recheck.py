@@ -6,17 +6,17 @@ import json
 
 import pytest
 import torch
+from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_TEXTS, WNUT_SAMPLE, saved_classifier
-from tunecard.batching import forward_batches
 from tunecard.cli import RECHECK_HELP, app
 from tunecard.data import read_corpus
+from tunecard.encoding.batching import forward_batches
+from tunecard.encoding.encoder import Feature, split_words
 from tunecard.errors import ModelError
-from tunecard.evaluate import RECHECK_MARGIN
-from tunecard.encode import Feature, split_words
-from tunecard.inference import MAX_TIED_CHOICES, Predictor, evaluate_folder
-from tunecard.metrics import extract_entities, score_entities
+from tunecard.inference.predictor import MAX_TIED_CHOICES, Predictor, evaluate_folder
+from tunecard.metrics import score_entities
+from tunecard.training.evaluate import RECHECK_MARGIN
 
 runner = CliRunner()
 
@@ -233,8 +233,9 @@ def test_an_fp32_pass_in_mixed_precision_training_runs_in_fp32(ner_folder, texts
 
 def test_training_evaluations_in_bf16_score_fp32s_predictions(tiny_bert_cased, tmp_path):
     from conftest import quick_ner_values
+
     from tunecard.config import build_config
-    from tunecard.train import train
+    from tunecard.pipeline import train
 
     values = quick_ner_values(tiny_bert_cased, tmp_path, validation=str(WNUT_SAMPLE / "dev.conll"))
     values.update(precision="bf16", learning_rate=1e-3)

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SHARED_DATA
 from typer.testing import CliRunner
 
-from conftest import ROOT, SHARED_DATA
 from tunecard.cli import app
 from tunecard.config import build_config, default_model
 from tunecard.errors import ConfigError, OutputError
+from tunecard.pipeline import train
 from tunecard.recipes import get_recipe, list_recipes, write_recipe
-from tunecard.train import train
 
 runner = CliRunner()
 EXAMPLES = ROOT / "examples" / "recipes"

@@ -10,15 +10,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import WNUT_SAMPLE
 from typer.testing import CliRunner
 
-from conftest import WNUT_SAMPLE
 from tunecard.cli import app
+from tunecard.config import build_config
 from tunecard.doctor import diagnose
 from tunecard.errors import OutputError, TunecardError
-from tunecard.report import GENERATOR, REPORT_FILE, render_report, write_report
-from tunecard.train import train
-from tunecard.config import build_config
+from tunecard.pipeline import train
+from tunecard.reporting.report import GENERATOR, REPORT_FILE, render_report, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import WNUT_SAMPLE
-from tunecard.checkpoint import STATE_FILE, find_resume
+
 from tunecard.config import build_config
 from tunecard.errors import ConfigError, OutputError
-from tunecard.outputs import RunFolder
-from tunecard.train import train
+from tunecard.pipeline import train
+from tunecard.training.checkpoint import STATE_FILE, find_resume
+from tunecard.training.outputs import RunFolder
 
 # 32 examples in batches of 8: 4 optimizer steps per epoch, 8 in all.
 SMALL = dict(task="ner", train=str(WNUT_SAMPLE / "train.conll"), validation=str(WNUT_SAMPLE / "dev.conll"),
@@ -120,7 +120,7 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sys.modules["tunecard.train"], "write_card", disk_full)  # tunecard.train is the function
+    monkeypatch.setattr(sys.modules["tunecard.pipeline"], "write_card", disk_full)  # tunecard.pipeline is the function
     with pytest.raises(OutputError) as error:
         train(config, overwrite=True, progress=False)
     assert error.value.code == "E404" and "No space left on device" in error.value.message
@@ -220,7 +220,7 @@ def test_best_weights_link_the_model_file_only_when_it_holds_the_same_tensors(tm
     import torch
     from safetensors.torch import load_file, save_file
 
-    from tunecard.checkpoint import _link_saved_model
+    from tunecard.training.checkpoint import _link_saved_model
 
     state = {"encoder.weight": torch.randn(4, 3), "classifier.bias": torch.zeros(2)}
     save_file(state, tmp_path / "model.safetensors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunecard.sampling import BucketedRandomSampler
+from tunecard.encoding.sampling import BucketedRandomSampler
 
 
 @given(st.lists(st.integers(1, 200), min_size=0, max_size=400), st.integers(1, 20), st.integers(1, 5),

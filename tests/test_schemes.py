@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunecard.errors import DataError
-from tunecard.schemes import (
+from tunecard.data.schemes import (
     REPAIR_RULE,
     SCHEMES,
     Span,
@@ -21,6 +20,7 @@ from tunecard.schemes import (
     tags_to_spans,
     to_iob2,
 )
+from tunecard.errors import DataError
 
 # Entity types with '-', spaces and non-ASCII characters, as real corpora have (B-creative-work, B-人名).
 entity_types = st.text(
@@ -196,8 +196,8 @@ def test_spans_to_tags_rejects_overlaps():
 
 
 def test_a_huge_bad_tag_is_shortened_in_the_message():
+    from tunecard.data.schemes import check_prefix, parse_tag
     from tunecard.errors import DataError
-    from tunecard.schemes import check_prefix, parse_tag
 
     huge = "X-" + "y" * 1_000_000
     for call in (lambda: parse_tag(huge[2:]), lambda: check_prefix("E-" + huge, "IOB2")):

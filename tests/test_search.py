@@ -12,14 +12,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import ROOT, WNUT_SAMPLE
 from optuna.trial import TrialState
 from transformers import TrainerCallback, TrainerControl, TrainingArguments
 
-from conftest import ROOT, WNUT_SAMPLE
 from tunecard.config import build_config
 from tunecard.errors import ConfigError, OutputError
-from tunecard.search import BEST_CONFIG, LOCK_FILE, STUDY_FILE, PruningCallback, load_space, parse_space, search
-from tunecard.search_space import check_space, default_space
+from tunecard.search.space import check_space, default_space
+from tunecard.search.study import BEST_CONFIG, LOCK_FILE, STUDY_FILE, PruningCallback, load_space, parse_space, search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -227,7 +227,7 @@ KILLED_SEARCH = """
 import os, signal, sys
 from transformers import TrainerCallback
 from tunecard.config import build_config
-from tunecard.search import parse_space, search
+from tunecard.search.study import parse_space, search
 
 class KillInSecondTrial(TrainerCallback):
     trials = 0

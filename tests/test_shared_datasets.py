@@ -12,9 +12,9 @@ import pytest
 
 from tunecard.data import ReadOptions, read_corpus
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus
+from tunecard.data.stats import corpus_stats
 from tunecard.data.validate import validate_splits
 from tunecard.errors import DataError
-from tunecard.stats import corpus_stats
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

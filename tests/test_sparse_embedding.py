@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import WNUT_SAMPLE
 from safetensors.torch import load_file
 
-from conftest import WNUT_SAMPLE
 from tunecard.config import build_config
-from tunecard.sparse_embedding import ROW_OF_SLOT, SparseRowsAdamW, clip_grad_norm_, set_sparse
-from tunecard.train import train
+from tunecard.pipeline import train
+from tunecard.speed.sparse_embedding import ROW_OF_SLOT, SparseRowsAdamW, clip_grad_norm_, set_sparse
 
 
 def _pair(vocab: int = 60, width: int = 8):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tunecard.config import build_config, default_model
-from tunecard.train import train
+from tunecard.pipeline import train
 
 MINILM_FAST = dict(num_epochs=1, learning_rate=1e-4, train_batch_size=16, precision="auto")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import WNUT_SAMPLE
+
 from tunecard.config import build_config
 from tunecard.errors import ConfigError
-from tunecard.train import TENSORBOARD_FOLDER, train
+from tunecard.pipeline import TENSORBOARD_FOLDER, train
 
 
 @pytest.mark.parametrize("pair, expected", [

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import WNUT_SAMPLE
+
 from tunecard.config import CONFIG_FILE, build_config
 from tunecard.errors import ConfigError, OutputError
-from tunecard import recorder as recorder_module
-from tunecard.recorder import ProgressBar
-from tunecard.train import train
+from tunecard.pipeline import train
+from tunecard.training import recorder as recorder_module
+from tunecard.training.recorder import ProgressBar
 
 FAST = dict(max_train_examples=160, max_eval_examples=60, train_batch_size=16, learning_rate=1e-3, precision="fp32")
 

@@ -7,8 +7,8 @@ import types
 import torch
 from transformers import Trainer
 
-from tunecard.modeling import load_model
-from tunecard.train import TunecardTrainer
+from tunecard.encoding.models import load_model
+from tunecard.pipeline import TunecardTrainer
 
 
 def test_floating_point_ops_are_the_trainers_count(tiny_bert_cased):
@@ -27,11 +27,11 @@ def test_training_runs_with_the_objects_before_it_frozen_and_hands_them_back(tin
     would walk it all) and back in sight afterwards, so cycles dropped by then are still collected."""
     import gc
 
+    from conftest import quick_ner_values
     from transformers import TrainerCallback
 
-    from conftest import quick_ner_values
     from tunecard.config import build_config
-    from tunecard.train import train
+    from tunecard.pipeline import train
 
     class Frozen(TrainerCallback):
         counts = []

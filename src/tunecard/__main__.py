@@ -1,3 +1,3 @@
-from .cli import main
+from tunecard.cli import main
 
 main()

@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .data.example import ReadOptions
-from .errors import TunecardError
+from tunecard.data.example import ReadOptions
+from tunecard.errors import TunecardError
 
 app = typer.Typer(
     help="Fine-tune BERT-family encoders for NER and text classification, and write a model card that tells the truth.",
@@ -66,8 +66,8 @@ def train(
     trust_pickle: bool = typer.Option(False, help="Allow a base model with pickle weights only (runs code)."),
 ):
     """Fine-tune a model, evaluate every epoch, keep the best checkpoint and write its card."""
-    from .config import build_config
-    from .train import train as run_training
+    from tunecard.config import build_config
+    from tunecard.pipeline import train as run_training
 
     flags = dict(task=task, model=model, train=train_file, validation=validation, test=test, output=output,
                  num_epochs=epochs, learning_rate=learning_rate, train_batch_size=batch_size,
@@ -107,7 +107,7 @@ def predict(
     """Label texts (--text, --file, or stdin lines): one JSON line per text."""
     from itertools import islice
 
-    from .inference import load
+    from tunecard.inference.predictor import load
 
     if text:
         lines = iter(text)
@@ -141,7 +141,7 @@ def evaluate(
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
 ):
     """Score a saved model on any readable labelled file."""
-    from .inference import evaluate_folder
+    from tunecard.inference.predictor import evaluate_folder
 
     result = evaluate_folder(model_dir, data, ReadOptions(format=format, scheme=scheme, encoding=encoding),
                              precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
@@ -171,7 +171,7 @@ def export(
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
 ):
     """Export a trained folder to ONNX, checked against torch; run it with `predict --backend onnx`."""
-    from .export import export_onnx
+    from tunecard.export.onnx import export_onnx
 
     export_onnx(model_dir, output=output, quantize=quantize, opset=opset, trust_pickle=trust_pickle, console=console)
 
@@ -191,15 +191,15 @@ def data_stats(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Examples, tokens, labels, lengths and repaired tag sequences per file."""
-    from .config import TASK_ALIASES
-    from .data import read_corpus
-    from .stats import corpus_stats, render_stats
+    from tunecard.config import TASK_ALIASES
+    from tunecard.data import read_corpus
+    from tunecard.data.stats import corpus_stats, render_stats
 
     options = ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
                           text_column=text_column, label_column=label_column)
     tokenizer = None
     if model:
-        from .modeling import load_tokenizer
+        from tunecard.encoding.models import load_tokenizer
 
         tokenizer = load_tokenizer(model)
     resolved_task = TASK_ALIASES.get(task.lower(), task) if task else None
@@ -218,9 +218,9 @@ def demo(
     epochs: float = typer.Option(3, help="Epochs."),
 ):
     """Train the embedded MiniLM on the shipped WNUT-17 sample, write its card and report, and predict a sentence."""
-    from .config import CONFIG_FILE, build_config
-    from .inference import load
-    from .train import train as run_training
+    from tunecard.config import CONFIG_FILE, build_config
+    from tunecard.inference.predictor import load
+    from tunecard.pipeline import train as run_training
 
     sample = SAMPLES / "wnut17"
     config = build_config(None, dict(task="token-classification", train=str(sample / "train.conll"),
@@ -234,7 +234,7 @@ def demo(
     sentence = "Heading to Seattle with Taylor Swift to watch the new Star Wars movie on Netflix"
     entities = load(result.output).predict([sentence])[0]
     out.print_json(json.dumps({"text": sentence, "entities": entities}, ensure_ascii=False), indent=None)
-    from .report import write_report
+    from tunecard.reporting.report import write_report
 
     console.print(f"card: {result.output / 'README.md'}")
     console.print(f"report: {write_report(result.output)}")
@@ -247,7 +247,7 @@ def doctor(
     strict: bool = typer.Option(False, help="Exit 1 when an error-level finding is found."),
 ):
     """Diagnose a training run or audit any model card: findings with evidence and remedies."""
-    from .doctor import doctor_command
+    from tunecard.doctor import doctor_command
 
     raise typer.Exit(doctor_command(path, as_json, strict))
 
@@ -260,7 +260,7 @@ def report(
     overwrite: bool = typer.Option(False, help="Replace an existing file that is not a tunecard report."),
 ):
     """One self-contained HTML page of a run: scores, diagnosis, per-epoch and per-label tables, plots, data, config."""
-    from .report import write_report
+    from tunecard.reporting.report import write_report
 
     path = write_report(run_dir, output, overwrite=overwrite)
     console.print(f"[bold green]wrote[/] {_escape(str(path))}")
@@ -277,7 +277,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Runs side by side: the hyperparameters that differ, their scores, the best run marked."""
-    from .compare import compare_runs
+    from tunecard.reporting.compare import compare_runs
 
     comparison = compare_runs(run_dirs)
     if markdown:
@@ -296,7 +296,7 @@ def init(
     force: bool = typer.Option(False, help="Replace an existing file."),
 ):
     """Write a ready recipe (a published card's hyperparameters) as a starting config, or list them."""
-    from .recipes import list_recipes, write_recipe
+    from tunecard.recipes import list_recipes, write_recipe
 
     if list_ or recipe is None:
         from rich import box
@@ -335,8 +335,9 @@ def search(
     import optuna
     from rich.measure import Measurement
 
-    from .config import build_config
-    from .search import load_space, render_leaderboard, search as run_search
+    from tunecard.config import build_config
+    from tunecard.search.study import load_space, render_leaderboard
+    from tunecard.search.study import search as run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints its own lines per trial
     config = build_config(config_file, {"output": output}, set_)
@@ -358,15 +359,15 @@ def search(
 @app.command()
 def env():
     """Versions and hardware, for bug reports."""
-    from .environment import describe, use_bf16
+    from tunecard.environment import describe, use_bf16
 
     out.print_json(json.dumps(describe(use_bf16("auto"))))
 
 
 def _quiet_libraries() -> None:
     """The CLI prints its own progress; the libraries' load reports and shard bars are noise there."""
-    import transformers
     import datasets
+    import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from tunecard.errors import ConfigError
 
 TASK_ALIASES = {
     "ner": "token-classification",
@@ -201,7 +201,7 @@ class TrainConfig(BaseModel):
         return self.task == "token-classification"
 
     def read_options(self):
-        from .data.example import ReadOptions
+        from tunecard.data.example import ReadOptions
 
         return ReadOptions.of(self)
 

@@ -14,9 +14,9 @@ from tunecard.data.conll import DOCSTART, read_conll
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
 from tunecard.data.hf import is_saved_dataset, read_hf
 from tunecard.data.jsonl import iter_json_records, read_span_jsonl, read_token_jsonl
+from tunecard.data.schemes import parse_tag
 from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
-from tunecard.schemes import parse_tag
 
 __all__ = [
     "FORMATS", "Corpus", "ReadOptions", "TextExample", "TokenExample", "detect_format", "normalize_task",

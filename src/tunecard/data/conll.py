@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from tunecard.data.example import TOKEN_TASK, Corpus, ReadOptions, TokenExample
+from tunecard.data.schemes import REPAIR_RULE_SHORT, check_prefix, detect_scheme, normalize_scheme, parse_tag, to_iob2
 from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
-from tunecard.schemes import REPAIR_RULE_SHORT, check_prefix, detect_scheme, normalize_scheme, parse_tag, to_iob2
 
 DOCSTART = "-DOCSTART-"
 _SPACE_RUN = re.compile(r"[ \t]+")

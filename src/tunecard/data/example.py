@@ -41,7 +41,7 @@ class Corpus:
     format: str
     examples: list = field(default_factory=list)
     scheme: str | None = None  # tag scheme found in (or given for) the file: IOB1, IOB2, IOBES, BMES, BILOU
-    repaired: int = 0  # invalid tag sequences repaired (see tunecard.schemes.REPAIR_RULE)
+    repaired: int = 0  # invalid tag sequences repaired (see tunecard.data.schemes.REPAIR_RULE)
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:

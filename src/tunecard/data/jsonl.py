@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tunecard.data.conll import make_token_corpus
 from tunecard.data.example import TOKEN_TASK, Corpus, ReadOptions, TokenExample
+from tunecard.data.schemes import Span, spans_to_tags
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
-from tunecard.schemes import Span, spans_to_tags
 
 TAG_KEYS = ("tags", "ner_tags")
 # Code point ranges whose characters are one token each (BERT's CJK ideographs, plus CJK punctuation,

@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import load_config_yaml
-from ..errors import ConfigError, OutputError
+from tunecard.config import load_config_yaml
+from tunecard.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

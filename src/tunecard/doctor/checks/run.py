@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...history import stop_reason
+from ...training.history import stop_reason
 from ..cardparse import METRIC_BASES
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .evaluate import table_metrics
+from tunecard.training.evaluate import table_metrics
 
 PLOTS_FOLDER = "plots"
 

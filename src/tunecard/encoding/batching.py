@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from . import attention
-from .encode import IGNORE_INDEX, Feature
+from tunecard.encoding.encoder import IGNORE_INDEX, Feature
+from tunecard.speed import attention
 
 
 class FeatureDataset(torch.utils.data.Dataset):

@@ -5,7 +5,7 @@ the column's name, so it is left out); then each run's validation scores (metric
 best epoch, steps and training time. The best run is the one with the best validation score on the runs'
 `metric_for_best_model` (lower is better for loss, as when the checkpoint was chosen); ties are all marked.
 
-    from tunecard.compare import compare_runs
+    from tunecard.reporting.compare import compare_runs
     print(compare_runs(["runs/lr-3e-5", "runs/lr-5e-5"]).to_markdown())
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TunecardError
-from .report import Run, read_run
+from tunecard.errors import TunecardError
+from tunecard.reporting.report import Run, read_run
 
 IGNORED_KEYS = ("output",)  # always differs: it is the run's name, already the column header
 METRIC_ORDER = ("loss", "precision", "recall", "f1", "accuracy")

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from tunecard.errors import OutputError
 
 
 class RunFolder:

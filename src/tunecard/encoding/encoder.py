@@ -12,8 +12,8 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .data.example import TextExample, TokenExample
-from .errors import ConfigError
+from tunecard.data.example import TextExample, TokenExample
+from tunecard.errors import ConfigError
 
 IGNORE_INDEX = -100  # the label id PyTorch's cross-entropy (and the Trainer) skips
 

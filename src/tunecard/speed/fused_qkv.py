@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import cpu_bf16_autocast
+from tunecard.encoding.batching import cpu_bf16_autocast
 
 PARTS = ("query", "key", "value")
 

@@ -25,8 +25,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from .dropout import dropout as masked_dropout
-from .dropout import scaled_keep_factors
+from tunecard.speed.dropout import dropout as masked_dropout
+from tunecard.speed.dropout import scaled_keep_factors
 
 NAME = "tunecard_sdpa"  # registered names; never saved (transformers keeps them out of config.json)
 NAME_TORCH_MASKS = "tunecard_sdpa_torch_masks"

@@ -19,12 +19,12 @@ import optuna
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from .config import TrainConfig
-from .errors import ConfigError, OutputError
-from .evaluate import table_metrics
-from .history import PRUNED
-from .search_space import Param, check_space, default_space, load_space, parse_space, trial_config
-from .train import train
+from tunecard.config import TrainConfig
+from tunecard.errors import ConfigError, OutputError
+from tunecard.pipeline import train
+from tunecard.search.space import Param, check_space, default_space, load_space, parse_space, trial_config
+from tunecard.training.evaluate import table_metrics
+from tunecard.training.history import PRUNED
 
 __all__ = ["PruningCallback", "SearchResult", "leaderboard", "load_space", "parse_space", "render_leaderboard",
            "search", "trial_config"]

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import torch
 
-from . import environment
-from .batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
-from .config import CONFIG_FILE
-from .data.example import TextExample, TokenExample
-from .encode import Encoder, split_words, unpadded_backend
-from .evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
-from .errors import ModelError
-from .metrics import extract_entities
-from .modeling import load_model, load_tokenizer
-from .onednn_linear import restore_linears, use_onednn_linears
-from .packing import PACKED, PADDING_FREE, choose_collator
+from tunecard import environment
+from tunecard.config import CONFIG_FILE
+from tunecard.data.example import TextExample, TokenExample
+from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
+from tunecard.encoding.encoder import Encoder, split_words, unpadded_backend
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.errors import ModelError
+from tunecard.metrics import extract_entities
+from tunecard.speed.onednn_linear import restore_linears, use_onednn_linears
+from tunecard.speed.packing import PACKED, PADDING_FREE, choose_collator
+from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
@@ -95,7 +95,7 @@ class Predictor:
     def __init__(self, folder: str | Path, batch_size: int = 64, precision: str = "auto", trust_pickle: bool = False,
                  backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False,
                  packing: bool = True, recheck_margin: float | None = None):
-        from .export import BACKENDS, check_choice, load_onnx_model
+        from tunecard.inference.onnx_runtime import BACKENDS, check_choice, load_onnx_model
 
         self.folder = Path(folder)
         if recheck_margin is not None and not recheck_margin >= 0:
@@ -292,9 +292,9 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
 
     `predictor_options` go to Predictor (backend, onnx_file, quantized, trust_pickle).
     """
-    from .data import read_corpus
-    from .evaluate import Evaluation
-    from .errors import DataError
+    from tunecard.data import read_corpus
+    from tunecard.errors import DataError
+    from tunecard.training.evaluate import Evaluation
 
     predictor = Predictor(folder, batch_size=batch_size, precision=precision, **predictor_options)
     corpus = read_corpus(data, options, task=predictor.task)

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import cpu_bf16_autocast
-from .fused_qkv import FusedProjection
+from tunecard.encoding.batching import cpu_bf16_autocast
+from tunecard.speed.fused_qkv import FusedProjection
 
 
 class Bf16Linear(nn.Linear):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ModelError
+from tunecard.errors import ModelError
 
 # Model types whose BPE tokenizers need a leading space to tokenize pre-split words like running text.
 PREFIX_SPACE_MODEL_TYPES = {"roberta", "xlm-roberta", "longformer", "bart", "gpt2", "deberta", "mpnet", "camembert"}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from tunecard.data.example import TOKEN_TASK, Corpus
 from tunecard.data.jsonl import tokenize_with_offsets
-from tunecard.schemes import tags_to_spans
+from tunecard.data.schemes import tags_to_spans
 
 DEFAULT_MAX_LENGTH = 512
 _BATCH = 1000

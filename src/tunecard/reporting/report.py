@@ -4,7 +4,7 @@ Everything is inside the file: plots as base64 data URIs, CSS inline, no scripts
 mailed or attached as it is. Every number comes from the run's history.json, metrics.json and train_config.yaml
 (the same files as the card); the diagnosis is `tunecard doctor`'s.
 
-    from tunecard.report import write_report
+    from tunecard.reporting.report import write_report
     path = write_report("runs/ner")           # runs/ner/report.html
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import CONFIG_FILE
-from .errors import OutputError, TunecardError
-from .history import stop_reason
+from tunecard.config import CONFIG_FILE
+from tunecard.errors import OutputError, TunecardError
+from tunecard.training.history import stop_reason
 
 REPORT_FILE = "report.html"
 # Written into every report's <head>: a file carrying it is tunecard's and may be replaced without asking.
@@ -103,8 +103,8 @@ def _data_uri(png: Path) -> str:
 
 def plot_images(run: Run) -> list[tuple[str, str]]:
     """(title, data URI) for every plot of the run; drawn afresh when the folder has no plots/ (older runs)."""
-    from .card import PLOT_TITLES
-    from .plots import PLOTS_FOLDER, write_plots
+    from tunecard.reporting.card import PLOT_TITLES
+    from tunecard.reporting.plots import PLOTS_FOLDER, write_plots
 
     def collect(folder: Path) -> list[tuple[str, str]]:
         found = [(name, folder / PLOTS_FOLDER / f"{name}.png") for name in PLOT_TITLES]
@@ -119,7 +119,7 @@ def plot_images(run: Run) -> list[tuple[str, str]]:
 
 
 def _scores(result: dict | None, keys: list[str]) -> list[tuple[str, str]]:
-    from .card import METRIC_TITLES, fmt
+    from tunecard.reporting.card import METRIC_TITLES, fmt
 
     if not result:
         return []
@@ -127,7 +127,7 @@ def _scores(result: dict | None, keys: list[str]) -> list[tuple[str, str]]:
 
 
 def _per_label(result: dict | None) -> list[dict]:
-    from .card import fmt
+    from tunecard.reporting.card import fmt
 
     rows = []
     for label, r in ((result or {}).get("per_label") or {}).items():
@@ -138,7 +138,7 @@ def _per_label(result: dict | None) -> list[dict]:
 
 def _baselines(run: Run, keys: list[str]) -> list[dict]:
     """This model's scores on each split, then each baseline's, in one table."""
-    from .card import fmt
+    from tunecard.reporting.card import fmt
 
     rows = []
     for split in ("validation", "test"):
@@ -154,7 +154,7 @@ def _baselines(run: Run, keys: list[str]) -> list[dict]:
 
 def _data(run: Run) -> tuple[list[dict], list[str]]:
     """The card's data table rows, plus the readers' warnings and train/eval duplicates per split."""
-    from .card import data_rows
+    from tunecard.reporting.card import data_rows
 
     data = run.metrics.get("data") or {}
     try:
@@ -173,10 +173,10 @@ def _data(run: Run) -> tuple[list[dict], list[str]]:
 
 def report_context(run: Run) -> dict:
     """Everything the template shows, as plain strings and lists (numbers formatted as on the card)."""
-    from .card import METRIC_TITLES, fmt, fmt_epoch, results_table
-    from .doctor import diagnose_run_folder
-    from .doctor.render import CHECK_DETAILS
-    from .evaluate import table_metrics
+    from tunecard.doctor import diagnose_run_folder
+    from tunecard.doctor.render import CHECK_DETAILS
+    from tunecard.reporting.card import METRIC_TITLES, fmt, fmt_epoch, results_table
+    from tunecard.training.evaluate import table_metrics
 
     keys = list(table_metrics(run.task))
     best = run.history.get("best")

@@ -13,8 +13,8 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from .evaluate import table_metrics
-from .history import EARLY_STOPPING, stop_reason
+from tunecard.training.evaluate import table_metrics
+from tunecard.training.history import EARLY_STOPPING, stop_reason
 
 
 def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:

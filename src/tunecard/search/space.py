@@ -14,8 +14,8 @@ import optuna
 import yaml
 from pydantic import ValidationError
 
-from .config import TrainConfig
-from .errors import ConfigError
+from tunecard.config import TrainConfig
+from tunecard.errors import ConfigError
 
 # Keys a trial may not vary: the data and the task define the objective, and each trial's output is its own folder.
 FIXED_KEYS = ("task", "train", "validation", "test", "output", "metric_for_best_model", "max_eval_examples")

@@ -38,9 +38,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .attention import NAME, SLOTS, first_queries, free_places, tunecard_attention
-from .batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
-from .encode import IGNORE_INDEX, Feature
+from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
+from tunecard.encoding.encoder import IGNORE_INDEX, Feature
+from tunecard.speed.attention import NAME, SLOTS, first_queries, free_places, tunecard_attention
 
 # Model types whose position ids start after the padding index (RoBERTa's learned positions).
 POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}

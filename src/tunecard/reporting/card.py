@@ -11,10 +11,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .config import TrainConfig, default_model
-from .doctor import diagnose_run, render_markdown
-from .evaluate import table_metrics
-from .history import stop_reason
+from tunecard.config import TrainConfig, default_model
+from tunecard.doctor import diagnose_run, render_markdown
+from tunecard.training.evaluate import table_metrics
+from tunecard.training.history import stop_reason
 
 TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
 EMBEDDED_DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -196,7 +196,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
     """Render README.md into the run folder and return its path.
 
     Args:
-        plots: {name: relative path} of the PNGs written by `tunecard.plots.write_plots`.
+        plots: {name: relative path} of the PNGs written by `tunecard.reporting.plots.write_plots`.
     """
     folder = Path(folder)
     model_name = Path(config.output).name

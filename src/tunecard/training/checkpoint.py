@@ -23,10 +23,10 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import SAFE_WEIGHTS_NAME
 
-from .config import CONFIG_FILE, TrainConfig, load_config_yaml
-from .distributed import world_size
-from .errors import ConfigError
-from .recorder import RunRecorder
+from tunecard.config import CONFIG_FILE, TrainConfig, load_config_yaml
+from tunecard.errors import ConfigError
+from tunecard.training.distributed import world_size
+from tunecard.training.recorder import RunRecorder
 
 STATE_FILE = "tunecard_state.json"  # written last: its presence marks a complete checkpoint
 BEST_WEIGHTS = "best_model.safetensors"

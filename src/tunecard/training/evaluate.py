@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .batching import PadCollator, forward_batches
-from .encode import IGNORE_INDEX, Feature
-from .metrics import ClassificationScorer, EntityScorer
+from tunecard.encoding.batching import PadCollator, forward_batches
+from tunecard.encoding.encoder import IGNORE_INDEX, Feature
+from tunecard.metrics import ClassificationScorer, EntityScorer
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was

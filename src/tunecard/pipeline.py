@@ -10,7 +10,6 @@ import contextlib
 import gc
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,30 +21,31 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerStat
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
-from . import bf16_weights, environment, sparse_embedding
-from .attention import restore_attention, use_fast_attention_dropout, use_tunecard_attention
-from .batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
-from .card import write_card
-from .checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
-from .distributed import backend, broadcast_from_main, is_main_process, world_size
-from .config import TrainConfig
-from .data import read_corpus
-from .data.example import Corpus
-from .data.validate import validate_splits
-from .doctor import leakage_counts
-from .dropout import use_fast_dropout
-from .encode import Encoder, EncodingStats
-from .errors import ConfigError
-from .evaluate import RECHECK_MARGIN, evaluate_features, table_metrics
-from .fused_qkv import fuse_qkv, unfuse_qkv
-from .metrics import all_o_baseline, majority_baseline, majority_tag_baseline
-from .modeling import load_model, load_tokenizer
-from .outputs import RunFolder
-from .packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_collator, stop_reading_first_tokens
-from .plots import write_plots
-from .recorder import ProgressBar, RunRecorder
-from .sampling import BucketedRandomSampler
-from .stats import corpus_stats
+from tunecard import environment
+from tunecard.config import TrainConfig
+from tunecard.data import read_corpus
+from tunecard.data.example import Corpus
+from tunecard.data.stats import corpus_stats
+from tunecard.data.validate import validate_splits
+from tunecard.doctor import leakage_counts
+from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
+from tunecard.encoding.encoder import Encoder, EncodingStats
+from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.encoding.sampling import BucketedRandomSampler
+from tunecard.errors import ConfigError
+from tunecard.metrics import all_o_baseline, majority_baseline, majority_tag_baseline
+from tunecard.reporting.card import write_card
+from tunecard.reporting.plots import write_plots
+from tunecard.speed import bf16_weights, sparse_embedding
+from tunecard.speed.attention import restore_attention, use_fast_attention_dropout, use_tunecard_attention
+from tunecard.speed.dropout import use_fast_dropout
+from tunecard.speed.fused_qkv import fuse_qkv, unfuse_qkv
+from tunecard.speed.packing import PACKED, PADDED, PADDING_FREE, REFUSED, choose_collator, stop_reading_first_tokens
+from tunecard.training.checkpoint import CheckpointKeeper, find_resume, last_checkpoint, prepare_folder, restore
+from tunecard.training.distributed import backend, broadcast_from_main, is_main_process, world_size
+from tunecard.training.evaluate import RECHECK_MARGIN, evaluate_features, table_metrics
+from tunecard.training.outputs import RunFolder
+from tunecard.training.recorder import ProgressBar, RunRecorder
 
 SPLITS = ("train", "validation", "test")
 
