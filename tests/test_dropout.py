@@ -151,7 +151,7 @@ def test_swap_replaces_plain_dropouts_and_leaves_inference_alone(tiny_bert_cased
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_training_records_its_dropout_masks_and_false_keeps_torchs(tiny_bert_cased, tmp_path, fast):
-    values = quick_ner_values(tiny_bert_cased, tmp_path, fast_dropout=fast)
+    values = quick_ner_values(tiny_bert_cased, tmp_path, speed_options={"fast_dropout": fast})
     result = train(build_config(None, values), progress=False)
     expected = ("fast (16-bit lanes), attention probabilities included" if fast and not torch.cuda.is_available()
                 else "torch")

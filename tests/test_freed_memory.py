@@ -63,7 +63,7 @@ def test_freed_memory_is_kept_for_reuse_and_handed_back_at_the_end():
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_training_records_whether_freed_memory_was_kept(tiny_bert_cased, tmp_path, keep):
-    result = train(build_config(None, quick_ner_values(tiny_bert_cased, tmp_path, keep_freed_memory=keep)),
+    result = train(build_config(None, quick_ner_values(tiny_bert_cased, tmp_path, speed_options={"keep_freed_memory": keep})),
                    progress=False)
     expected = "kept for reuse (glibc tuned)" if keep else "allocator defaults"
     assert result.metrics["training"]["freed_memory"] == expected

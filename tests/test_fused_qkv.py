@@ -88,7 +88,7 @@ def test_parameters_stay_and_unfuse_gives_plain_linears(tiny_bert_cased):
 
 @pytest.mark.parametrize("fuse", [True, False])
 def test_training_records_it_and_saves_plain_modules(tiny_bert_cased, tmp_path, fuse):
-    values = quick_ner_values(tiny_bert_cased, tmp_path, fuse_qkv=fuse)
+    values = quick_ner_values(tiny_bert_cased, tmp_path, speed_options={"fuse_qkv": fuse})
     result = train(build_config(None, values), progress=False)
     expected = "fused" if fuse and not torch.cuda.is_available() else "separate"
     assert result.metrics["training"]["qkv_projections"] == expected

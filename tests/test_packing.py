@@ -173,11 +173,11 @@ def _run(model: Path, output: Path, **overrides):
     return train(build_config(None, values), progress=False)
 
 
-@pytest.mark.parametrize("layout, overrides", [("packed, padding-free", {}), ("packed", {"padding_free": False}),
-                                               ("packed, padding-free", {"fast_dropout": False})])
+@pytest.mark.parametrize("layout, overrides", [("packed, padding-free", {}), ("packed", {"speed_options": {"padding_free": False}}),
+                                               ("packed, padding-free", {"speed_options": {"fast_dropout": False}})])
 def test_packed_training_takes_the_padded_steps(no_dropout_bert, tmp_path, layout, overrides):
     packed = _run(no_dropout_bert, tmp_path / "packed", **overrides)
-    padded = _run(no_dropout_bert, tmp_path / "padded", packing=False)
+    padded = _run(no_dropout_bert, tmp_path / "padded", speed_options={"packing": False})
     assert packed.metrics["training"]["batches"] == layout
     assert padded.metrics["training"]["batches"] == "padded"
     packed_losses = [step["loss"] for step in packed.history["steps"]]
@@ -310,7 +310,7 @@ def test_packed_classification_training_takes_the_padded_steps(no_dropout_bert, 
     for name, packing in (("packed", True), ("padded", False)):
         values = dict(task="text-classification", model=str(no_dropout_bert), train=str(tmp_path / "train.csv"),
                       validation=str(tmp_path / "dev.csv"), output=str(tmp_path / name), num_epochs=1,
-                      train_batch_size=16, learning_rate=1e-3, precision="fp32", packing=packing)
+                      train_batch_size=16, learning_rate=1e-3, precision="fp32", speed_options={"packing": packing})
         runs[name] = train(build_config(None, values), progress=False)
     packed, padded = runs["packed"], runs["padded"]
     assert packed.metrics["training"]["batches"] == PADDING_FREE

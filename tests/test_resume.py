@@ -207,13 +207,13 @@ def test_unquoted_yaml_no_turns_checkpoints_off(tmp_path):
 
 def test_yaml_words_stay_words_and_booleans_still_read(tmp_path):
     """Only true/false are booleans in a config (YAML 1.2): a label called `yes` stays a label; `packing: off`
-    still turns packing off, as pydantic reads the word for a boolean field."""
+    still turns a lever off, as pydantic reads the word for a boolean field."""
     config_file = tmp_path / "config.yaml"
-    config_file.write_text("task: text-classification\ntrain: x.tsv\npositive_label: yes\npacking: off\n"
+    config_file.write_text("task: text-classification\ntrain: x.tsv\npositive_label: yes\nspeed_options:\n  packing: off\n"
                            "eval_on_start: true\n", encoding="utf-8")
     config = build_config(config_file)
     assert config.positive_label == "yes"
-    assert config.packing is False and config.eval_on_start is True
+    assert config.speed_options.packing is False and config.eval_on_start is True
 
 
 def test_best_weights_link_the_model_file_only_when_it_holds_the_same_tensors(tmp_path):

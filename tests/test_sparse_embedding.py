@@ -204,7 +204,7 @@ def _run(model: Path, output: Path, **overrides):
 
 def test_training_with_sparse_rows_takes_the_dense_steps(tiny_bert_cased, tmp_path):
     sparse = _run(tiny_bert_cased, tmp_path / "sparse")
-    dense = _run(tiny_bert_cased, tmp_path / "dense", sparse_embedding=False)
+    dense = _run(tiny_bert_cased, tmp_path / "dense", speed_options={"sparse_embedding": False})
     decayed = _run(tiny_bert_cased, tmp_path / "decayed", weight_decay=0.01)
     assert sparse.metrics["training"]["embedding_gradient"] == "sparse rows"
     assert dense.metrics["training"]["embedding_gradient"] == "dense"

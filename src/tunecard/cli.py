@@ -60,6 +60,8 @@ def train(
     format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
     scheme: Optional[str] = typer.Option(None, help="Tag scheme: IOB1, IOB2, IOBES, BMES, BILOU (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
+    speed: Optional[str] = typer.Option(None, help="auto (the speed layer where it applies and its checks pass; "
+                                        "the default) or off (plain transformers training)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last checkpoint (error if none)."),
     quiet: bool = typer.Option(False, help="No progress bar or per-epoch rows."),
@@ -72,7 +74,7 @@ def train(
     flags = dict(task=task, model=model, train=train_file, validation=validation, test=test, output=output,
                  num_epochs=epochs, learning_rate=learning_rate, train_batch_size=batch_size,
                  eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
-                 format=format, scheme=scheme, encoding=encoding)
+                 format=format, scheme=scheme, encoding=encoding, speed=speed)
     config = build_config(config_file, flags, set_)
     result = run_training(config, overwrite=overwrite, resume=resume, console=None if quiet else console,
                           progress=not quiet, trust_pickle=trust_pickle)

@@ -41,6 +41,46 @@ def default_model() -> str:
         return "sentence-transformers/all-MiniLM-L6-v2"
 
 
+class SpeedOptions(BaseModel):
+    """The speed layer's levers, each on by default under `speed: auto` (and where it applies: `speed/plan.py`
+    decides from the device and the model, and records why a lever is not used). For experts and A/B runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    packing: bool = Field(True, description="training batches packed end to end in rows, without padding, after a "
+                          "check that the model gives the same outputs packed")
+    padding_free: bool = Field(True, description="with packing: the packed tokens go through every layer but "
+                               "attention as one sequence without the rows' padding, after the same check")
+    fast_dropout: bool = Field(True, description="CPU training: dropout masks from 16-bit lanes of 64-bit draws "
+                               "(the same distribution), the attention probabilities' too")
+    fuse_qkv: bool = Field(True, description="CPU training: one matmul for each self-attention's query, key and "
+                           "value projections")
+    sparse_embedding: bool = Field(True, description="CPU training with AdamW, no weight decay: a row-sparse word "
+                                   "embedding gradient; AdamW updates only rows ever read")
+    keep_freed_memory: bool = Field(True, description="CPU training on Linux with glibc: freed memory kept for the "
+                                    "next steps instead of handed back and faulted in again")
+
+
+# Flat keys of earlier versions, now under `speed_options:` (or all off at once with `speed: off`).
+MOVED_TO_SPEED_OPTIONS = ("packing", "padding_free", "fast_dropout", "fuse_qkv", "sparse_embedding",
+                          "keep_freed_memory")
+REMOVED_LEVERS = ("bf16_weights",)  # measured below 3% (docs/performance.md) and removed
+
+
+def moved_key_message(keys: list[str]) -> str:
+    """What to write instead of old speed keys."""
+    parts = []
+    moved = [key for key in keys if key in MOVED_TO_SPEED_OPTIONS]
+    if moved:
+        example = ", ".join(f"{key}: false" for key in moved)
+        parts.append(f"{', '.join(moved)} moved under speed_options (speed_options: {{{example}}}), or use "
+                     "speed: off for plain training")
+    removed = [key for key in keys if key in REMOVED_LEVERS]
+    if removed:
+        parts.append(f"{', '.join(removed)} no longer exists (the lever gained under 3%): remove it")
+    return "; ".join(parts)
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a run. Unknown keys are errors (a typo must not be ignored)."""
 
@@ -93,33 +133,11 @@ class TrainConfig(BaseModel):
 
     train_sampling: Literal["random", "bucketed"] = Field(
         "random", description="bucketed: batches of similar length in random order (less padding, faster)")
-    packing: bool = Field(
-        True, description="training batches (NER and text classification) packed into rows without padding (same "
-        "batches, same results, faster), used when a check shows the model gives the same outputs packed; false: "
-        "always pad")
-    padding_free: bool = Field(
-        True, description="with packing: the packed sentences go through every layer but attention as one "
-        "sequence without the rows' padding (the same results, fewer tokens through each matmul), used when the "
-        "same check passes that way (with fast_dropout, their training attention is one autograd node, the same "
-        "arithmetic); false: packed rows throughout")
-    fast_dropout: bool = Field(
-        True, description="CPU training: dropout masks drawn four to a 64-bit random number (same distribution, "
-        "faster), the attention probabilities' too where the model runs transformers' SDPA; false: torch's own "
-        "masks, as runs before this option drew them")
-    fuse_qkv: bool = Field(
-        True, description="CPU training: each BERT-style self-attention computes its query, key and value "
-        "projections in one matmul (the same outputs, faster); false: three, as transformers does")
-    bf16_weights: bool = Field(
-        True, description="CPU training under bf16 autocast: the Linear weights' bf16 copies are cast once per "
-        "optimizer step into one buffer instead of in every forward pass (the same arithmetic, faster); false: "
-        "autocast casts them")
-    sparse_embedding: bool = Field(
-        True, description="CPU training with AdamW, no weight decay: the word embedding's gradient holds only the "
-        "rows a batch reads and AdamW updates only rows ever read (the same steps, faster); false: dense gradient")
-
-    keep_freed_memory: bool = Field(
-        True, description="CPU training on Linux with glibc: freed memory is kept for the next steps instead of "
-        "handed back to the system and faulted in again (the same peak memory, faster); false: glibc's defaults")
+    speed: Literal["auto", "off"] = Field(
+        "auto", description="auto: the speed layer's levers where they apply and pass their checks (the same "
+        "results, faster; docs/performance.md); off: plain transformers training and prediction")
+    speed_options: SpeedOptions = Field(
+        default_factory=lambda: SpeedOptions(), description="experts: turn single levers off under speed: auto")
 
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"
@@ -143,6 +161,15 @@ class TrainConfig(BaseModel):
     # --- card
     language: str | None = None
     license: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_speed_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            old = [key for key in values if key in MOVED_TO_SPEED_OPTIONS or key in REMOVED_LEVERS]
+            if old:
+                raise ValueError(moved_key_message(old))
+        return values
 
     @field_validator("task", mode="before")
     @classmethod
@@ -241,6 +268,18 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _nest_speed_options(values: dict[str, Any]) -> dict[str, Any]:
+    """`--set speed_options.packing=false` as a nested key."""
+    nested = {key: value for key, value in values.items() if key.startswith("speed_options.")}
+    if not nested:
+        return values
+    values = {key: value for key, value in values.items() if key not in nested}
+    options = dict(values.get("speed_options") or {})
+    options.update({key.split(".", 1)[1]: value for key, value in nested.items()})
+    values["speed_options"] = options
+    return values
+
+
 def build_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -279,6 +318,11 @@ def build_config(
             raise ConfigError("E205", f"--set expects key=value, got {pair!r}.", fix="e.g. --set learning_rate=3e-5")
         key, raw = pair.split("=", 1)
         values[key.strip().replace("-", "_")] = _parse_value(raw)
+    old = [key for key in values if key in MOVED_TO_SPEED_OPTIONS or key in REMOVED_LEVERS]
+    if old:
+        raise ConfigError("E209", f"{source}: {moved_key_message(old)}.", path=config_file,
+                          fix="see docs/configuration.md (speed, speed_options).")
+    values = _nest_speed_options(values)
     try:
         return TrainConfig(**values)
     except ValidationError as exc:

@@ -22,7 +22,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import EvalLoopOutput
 
 from tunecard import environment
-from tunecard.config import TrainConfig
+from tunecard.config import SpeedOptions, TrainConfig
 from tunecard.data import read_corpus
 from tunecard.data.example import Corpus
 from tunecard.data.stats import corpus_stats
@@ -370,9 +370,10 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
     eval_collator = PadCollator(tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)  # length-sorted batches
     train_collator, batches = PadCollator(tokenizer.pad_token_id), PADDED
-    if config.packing:
+    speed = config.speed_options if config.speed == "auto" else SpeedOptions(**{k: False for k in SpeedOptions.model_fields})
+    if speed.packing:
         train_collator, batches = choose_collator(model, datasets["train"].features, train_collator,
-                                                  tokenizer.pad_token_id, padding_free=config.padding_free,
+                                                  tokenizer.pad_token_id, padding_free=speed.padding_free,
                                                   classify=not config.is_ner)
     # NER evaluation packs what training packs (padding-free passes too: forward_batches switches the attention).
     # Text classification evaluates in length-sorted padded batches: packed passes were no faster there
@@ -385,17 +386,17 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     # CUDA draws dropout masks in a fused kernel; on CPU torch's masks cost a sixth of a step (dropout.py), and
     # those of SDPA's attention probabilities a tenth more (attention.py). After the packing check: the switched
     # attention is for training steps only.
-    fast = config.fast_dropout and not torch.cuda.is_available()
+    fast = speed.fast_dropout and not torch.cuda.is_available()
     dropout_masks = "fast (16-bit lanes)" if fast and use_fast_dropout(model) else "torch"
     if fast and use_fast_attention_dropout(model):
         dropout_masks += ", attention probabilities included"
     elif batches == PADDING_FREE and not use_tunecard_attention(model, fast_masks=False):
         raise RuntimeError("padding-free batches need tunecard's attention, which this model took in the check")
-    fused = config.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
-    kept_freed_memory = (config.keep_freed_memory and not torch.cuda.is_available()
+    fused = speed.fuse_qkv and not torch.cuda.is_available() and world_size() == 1 and fuse_qkv(model) > 0
+    kept_freed_memory = (speed.keep_freed_memory and not torch.cuda.is_available()
                          and environment.keep_freed_memory())
     bf16_copies = None  # after fusing: a fused projection's three weights get one bf16 copy
-    if config.bf16_weights and bf16_weights.applies(model, bf16=bf16, cpu=not torch.cuda.is_available(),
+    if False and bf16_weights.applies(model, bf16=bf16, cpu=not torch.cuda.is_available(),
                                                     processes=world_size()):
         bf16_copies = bf16_weights.Bf16Weights(model)
     has_validation = "validation" in datasets
@@ -408,7 +409,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
     output_dir = run_folder.checkpoints if keeper else run_folder.scratch
     args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
     optimizer, sparse_rows = _plain_adam(config), False
-    if config.sparse_embedding and sparse_embedding.applies(
+    if speed.sparse_embedding and sparse_embedding.applies(
             model, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, optimizer=config.optimizer,
             processes=world_size(), cpu=not torch.cuda.is_available()):
         default_class, default_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
