@@ -88,7 +88,11 @@ def _print_summary(result) -> None:
     if validation:
         keys = ("precision", "recall", "f1", "accuracy")
         numbers = ", ".join(f"{k} {validation[k]:.4f}" for k in keys if validation.get(k) is not None)
-        console.print(f"[bold]best checkpoint[/]: epoch {best['epoch']} (step {best['step']}): {numbers}")
+        if best:
+            console.print(f"[bold]best checkpoint[/]: epoch {best['epoch']} (step {best['step']}): {numbers}")
+        else:  # no evaluation gave a comparable value (e.g. every validation loss was NaN)
+            console.print(f"[bold yellow]no best checkpoint[/] (no evaluation gave a usable value): the last "
+                          f"weights were saved: {numbers}")
     console.print(f"[bold green]wrote[/] {result.output} (model, card README.md, history.json, metrics.json)")
 
 

@@ -6,12 +6,16 @@ schedule, Adam betas (0.9, 0.999), epsilon 1e-8, 3 epochs) so a tunecard card re
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from tunecard.errors import ConfigError
 
@@ -29,6 +33,55 @@ CONFIG_FILE = "train_config.yaml"
 # `model: embedded` (or `--set model=embedded`) names the embedded MiniLM, so a recipe written for a hub model
 # runs offline without spelling out the package's folder.
 EMBEDDED_MODEL = "embedded"
+
+
+# The validation metrics that can select the best checkpoint, per task (besides `loss`); the evaluation's table
+# columns (training/evaluate.py takes them from here).
+TASK_METRICS = {
+    "token-classification": ("precision", "recall", "f1", "accuracy"),
+    "text-classification": ("accuracy", "precision", "recall", "f1"),
+}
+# report_to names -> (modules that must all be importable, what to pip install). Checked when the config is
+# built, before any data is read or model loaded (the Trainer would fail only once both are done).
+INTEGRATION_PACKAGES = {
+    "tensorboard": (("tensorboard|tensorboardX",), "tensorboard"),
+    "wandb": (("wandb",), "wandb"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet-ml"),
+    "neptune": (("neptune",), "neptune"),
+    "clearml": (("clearml",), "clearml"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "trackio": (("trackio",), "trackio"),
+    "dagshub": (("dagshub", "mlflow"), "dagshub mlflow"),
+    "azure_ml": (("azureml.core.run",), "azureml-core"),
+    "flyte": (("flytekit", "flytekitplugins.deck"), "flytekit flytekitplugins-deck-standard"),
+}
+
+
+def _importable(module: str) -> bool:
+    """`a.b.c` importable, without importing it (a missing parent is False, not an error)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_integration_packages(names: list[str]) -> dict[str, str]:
+    """{report_to name: pip package} for each integration whose package is not installed."""
+    missing = {}
+    for name in names:
+        modules, package = INTEGRATION_PACKAGES.get(name, ((), ""))
+        if not all(any(_importable(m) for m in alternatives.split("|")) for alternatives in modules):
+            missing[name] = package
+    return missing
+
+
+def did_you_mean(word: str, choices, cutoff: float = 0.6) -> str | None:
+    """The closest of `choices` to a mistyped `word` (difflib), or None."""
+    close = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 def default_model() -> str:
@@ -84,7 +137,8 @@ def moved_key_message(keys: list[str]) -> str:
 class TrainConfig(BaseModel):
     """Everything that defines a run. Unknown keys are errors (a typo must not be ignored)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `num_epochs: .inf` or `learning_rate: .nan` is an error, not a run that never ends.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # --- what to train on
     task: Literal["token-classification", "text-classification"] = "token-classification"
@@ -92,7 +146,7 @@ class TrainConfig(BaseModel):
     train: str | None = None
     validation: str | None = None
     test: str | None = None
-    output: str = "runs/tunecard-model"
+    output: str = Field("runs/tunecard-model", min_length=1, description="the run folder to write")
     dataset_name: str | None = Field(None, description="name shown on the card; default: the training file's folder")
 
     # --- how to read the files (None: detect)
@@ -114,7 +168,7 @@ class TrainConfig(BaseModel):
         1e-3, gt=0, description="peak learning rate of the new classification head; null: the same as learning_rate")
     train_batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(64, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="random seed, 0 to 2**32-1 (numpy's range)")
     optimizer: Literal["adamw", "adam"] = "adamw"
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.999, ge=0, lt=1)
@@ -123,7 +177,7 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
     num_epochs: float = Field(3.0, gt=0)
-    max_steps: int = -1
+    max_steps: int = Field(-1, description="-1: train num_epochs; N >= 1: stop after N optimizer steps instead")
     weight_decay: float = Field(0.0, ge=0)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, ge=0)
@@ -144,16 +198,19 @@ class TrainConfig(BaseModel):
 
     # --- evaluation and selection
     eval_strategy: Literal["epoch", "steps"] = "epoch"
-    eval_steps: int | None = None
+    eval_steps: int | None = Field(None, ge=1, description="with eval_strategy: steps (an error with epoch)")
     eval_on_start: bool = Field(False, description="also evaluate the untrained model (a step-0 row in the table)")
-    metric_for_best_model: str = "f1"
-    early_stopping_patience: int | None = Field(None, ge=1)
+    metric_for_best_model: str = Field(
+        "f1", description="loss (lowest wins) or a validation metric of the task: precision, recall, f1, accuracy "
+        "(an eval_ prefix, as the Trainer writes it, is accepted)")
+    early_stopping_patience: int | None = Field(None, ge=1, description="stop after this many evaluations without "
+                                                "improvement (needs a validation split)")
     max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
     max_eval_examples: int | None = Field(None, ge=1, description="use the first N validation/test examples")
 
     # --- resume checkpoints (optimizer, scheduler, RNG, data position) beside the output; removed when the run ends
     save_strategy: Literal["epoch", "steps", "no"] = "epoch"
-    save_steps: int | None = Field(None, ge=1)
+    save_steps: int | None = Field(None, ge=1, description="with save_strategy: steps (an error otherwise)")
 
     # --- tracking: passed to the Trainer's report_to (e.g. [tensorboard], [mlflow]); logs go under the run folder
     report_to: list[str] = Field(default_factory=list, description="Trainer integrations: tensorboard, mlflow, ...")
@@ -170,6 +227,40 @@ class TrainConfig(BaseModel):
             if old:
                 raise ValueError(moved_key_message(old))
         return values
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`train_batch_size: true` would be read as 1 (bool is an int in Python): refused unless the key is a switch."""
+        if isinstance(value, bool) and not _accepts_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"not a switch: {str(value).lower()} would be read as {int(value)}; give a number "
+                             "(or a name)")
+        return value
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_named(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("no output folder named: give one, e.g. output: runs/my-model")
+        return value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps_range(cls, value: int) -> int:
+        if value != -1 and value < 1:
+            raise ValueError("-1 (train num_epochs) or at least 1")
+        return value
+
+    @field_validator("metric_for_best_model", mode="before")
+    @classmethod
+    def _metric_name(cls, value: Any) -> Any:
+        """`F1`, `eval_f1` (the Trainer's spelling) and `eval_loss` name the same metrics as `f1` and `loss`."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            for prefix in ("eval_", "validation_"):
+                if value.startswith(prefix) and len(value) > len(prefix):
+                    value = value[len(prefix):]
+        return value
 
     @field_validator("task", mode="before")
     @classmethod
@@ -206,11 +297,34 @@ class TrainConfig(BaseModel):
         known = ["all", *INTEGRATION_TO_CALLBACK]
         unknown = [name for name in value if name not in known]
         if unknown:
-            raise ValueError(f"unknown report_to {unknown}: use {', '.join(known)} or none")
+            close = did_you_mean(unknown[0], known)
+            hint = f"did you mean {close}? " if close else ""
+            raise ValueError(f"unknown report_to {unknown}: {hint}use {', '.join(known)} or none")
+        missing = missing_integration_packages(value)
+        if missing:
+            packages = " ".join(dict.fromkeys(missing.values()))
+            raise ConfigError("E210", f"report_to {', '.join(missing)}: the package is not installed, so the "
+                              "Trainer could not log to it.", fix=f"pip install {packages}, or remove "
+                              f"{', '.join(missing)} from report_to.")
         return value
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "TrainConfig":
+        allowed = ("loss", *TASK_METRICS[self.task])
+        if self.metric_for_best_model not in allowed:
+            close = did_you_mean(self.metric_for_best_model, allowed, cutoff=0.5)
+            hint = f"did you mean {close}? " if close else ""
+            raise ValueError(f"metric_for_best_model {self.metric_for_best_model!r} is not a validation metric of "
+                             f"{self.task}: {hint}use one of {', '.join(allowed)}")
+        if self.eval_steps is not None and self.eval_strategy != "steps":
+            raise ValueError(f"eval_steps ({self.eval_steps}) is used only with eval_strategy: steps, and "
+                             f"eval_strategy is {self.eval_strategy!r}: set eval_strategy: steps, or remove eval_steps")
+        if self.save_steps is not None and self.save_strategy != "steps":
+            raise ValueError(f"save_steps ({self.save_steps}) is used only with save_strategy: steps, and "
+                             f"save_strategy is {self.save_strategy!r}: set save_strategy: steps, or remove save_steps")
+        if self.early_stopping_patience and not self.validation:
+            raise ValueError("early_stopping_patience needs a validation split to measure improvement on: give "
+                             "validation (--validation FILE), or remove early_stopping_patience")
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ValueError("eval_strategy 'steps' needs eval_steps (e.g. eval_steps: 500)")
         if self.save_strategy == "steps" and not self.save_steps:
@@ -241,10 +355,38 @@ class TrainConfig(BaseModel):
         return path
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean (bool, a Literal of booleans, a union with either)."""
+    if annotation is bool:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(arg, bool) for arg in typing.get_args(annotation))
+    return any(_accepts_bool(arg) for arg in typing.get_args(annotation))
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping: YAML would silently keep the last."""
+
+    def __init__(self, key: str, first: yaml.Mark, second: yaml.Mark):
+        super().__init__(None, None, f"key {key!r} is given twice, on lines {first.line + 1} and {second.line + 1}",
+                         second)
+        self.key, self.first_line, self.second_line = key, first.line + 1, second.line + 1
+
+
 class ConfigLoader(yaml.SafeLoader):
     """YAML as configs need it: only true/false are booleans (YAML 1.2). YAML 1.1, PyYAML's default, also reads
     unquoted yes/no/on/off as booleans, so `save_strategy: no` became false and a label named `yes` became True;
-    kept as words, pydantic reads each as its field needs (`packing: off` is still false)."""
+    kept as words, pydantic reads each as its field needs (`packing: off` is still false). A key given twice in
+    one mapping is an error naming both lines (YAML itself keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[str, yaml.Mark] = {}
+        for key_node, _value in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise DuplicateKeyError(key_node.value, seen[key_node.value], key_node.start_mark)
+                seen[key_node.value] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 ConfigLoader.yaml_implicit_resolvers = {
@@ -296,13 +438,19 @@ def build_config(
     """
     values: dict[str, Any] = {}
     source = "flags"
+    key_lines: dict[str, int] = {}
     if config_file is not None:
         source = str(config_file)
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError("E203", "config file not found.", path=path, fix="check the path.")
+        text = path.read_text(encoding="utf-8")
         try:
-            loaded = load_config_yaml(path.read_text(encoding="utf-8")) or {}
+            loaded = load_config_yaml(text) or {}
+        except DuplicateKeyError as exc:
+            raise ConfigError("E204", f"key {exc.key!r} is given twice, on lines {exc.first_line} and "
+                              f"{exc.second_line} (YAML would keep only the last).", path=path, line=exc.second_line,
+                              fix=f"keep one {exc.key}: line.") from None
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             raise ConfigError(
@@ -312,12 +460,16 @@ def build_config(
         if not isinstance(loaded, dict):
             raise ConfigError("E204", "a config file must be a mapping of keys to values.", path=path)
         values.update(loaded)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        key_lines = _top_level_key_lines(text)
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(flags)
     for pair in set_pairs or []:
         if "=" not in pair:
             raise ConfigError("E205", f"--set expects key=value, got {pair!r}.", fix="e.g. --set learning_rate=3e-5")
         key, raw = pair.split("=", 1)
-        values[key.strip().replace("-", "_")] = _parse_value(raw)
+        key = key.strip().replace("-", "_")
+        values[key] = _parse_value(raw)
+        flags[key] = values[key]
     old = [key for key in values if key in MOVED_TO_SPEED_OPTIONS or key in REMOVED_LEVERS]
     if old:
         raise ConfigError("E209", f"{source}: {moved_key_message(old)}.", path=config_file,
@@ -326,9 +478,40 @@ def build_config(
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        valid = ", ".join(TrainConfig.model_fields)
-        raise ConfigError("E206", f"invalid configuration from {source}: {problems}.", fix=f"valid keys: {valid}") from None
+        raise _config_error(exc, source, config_file, {k: n for k, n in key_lines.items() if k not in flags}) from None
+
+
+def _top_level_key_lines(text: str) -> dict[str, int]:
+    """Line (1-based) of each top-level key of a YAML mapping, to point errors at the line."""
+    try:
+        node = yaml.compose(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _config_error(exc: ValidationError, source: str, config_file, key_lines: dict[str, int]) -> ConfigError:
+    """E206 naming each bad key and value; an unknown key gets the closest valid one, not the list of all keys."""
+    problems, hints, lines = [], [], []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        where = ".".join(loc)
+        message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        key = loc[0] if loc else (re.match(r"\w+", message) or [None])[0]  # a cross-key rule names its key first
+        lines.append(key_lines.get(key))
+        if err["type"] == "extra_forbidden":
+            fields = SpeedOptions.model_fields if loc[:1] == ["speed_options"] else TrainConfig.model_fields
+            close = did_you_mean(loc[-1], fields)
+            problems.append(f"unknown key {where!r}")
+            hints.append(f"did you mean {close}?" if close else f"{where}: no key is close to it; every key is "
+                         "described in docs/configuration.md.")
+            continue
+        got = f" (got {err.get('input')!r})" if where and "input" in err else ""
+        problems.append(f"{where}: {message}{got}" if where else message)
+    fix = " ".join(hints) if hints else "correct the value named above (docs/configuration.md describes every key)."
+    line = next((n for n in lines if n is not None), None)
+    origin = "" if line is not None else f" from {source}"  # with a line, the file is named before the message
+    return ConfigError("E206", f"invalid configuration{origin}: {'; '.join(problems)}.",
+                       path=config_file if line is not None else None, line=line, fix=fix)

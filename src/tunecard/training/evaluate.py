@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from tunecard.config import TASK_METRICS
 from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
 from tunecard.metrics import ClassificationScorer, EntityScorer
@@ -211,8 +212,8 @@ def _windows_per_example(features: list[Feature]) -> dict[int, int]:
 
 
 # Scalar metrics copied into history rows and the card's results table, in this order.
-NER_TABLE_METRICS = ("precision", "recall", "f1", "accuracy")
-CLASSIFICATION_TABLE_METRICS = ("accuracy", "precision", "recall", "f1")
+NER_TABLE_METRICS = TASK_METRICS["token-classification"]  # the metrics metric_for_best_model may name, in order
+CLASSIFICATION_TABLE_METRICS = TASK_METRICS["text-classification"]
 
 
 def table_metrics(task: str) -> tuple[str, ...]:
