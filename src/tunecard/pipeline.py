@@ -30,7 +30,7 @@ from tunecard.data.validate import validate_splits
 from tunecard.doctor import leakage_counts
 from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, FeatureDataset, PadCollator
 from tunecard.encoding.encoder import Encoder, EncodingStats
-from tunecard.encoding.models import load_model, load_tokenizer
+from tunecard.encoding.models import load_model, load_tokenizer, note_unknown_words
 from tunecard.encoding.sampling import BucketedRandomSampler
 from tunecard.errors import ConfigError
 from tunecard.metrics import all_o_baseline, majority_baseline, majority_tag_baseline
@@ -365,6 +365,9 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
             features = encoder.encode_texts(corpus.examples, stats)
         datasets[split] = FeatureDataset(features, corpus.examples)
         encoding_stats[split] = stats.to_dict()
+        encoding_stats[split]["unknown_to_tokenizer"], warning = note_unknown_words(tokenizer, corpus)
+        if warning and console is not None:  # a wrong tokenizer or vocabulary, usually
+            console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
 
     positive_label = config.positive_label
     recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)

@@ -6,13 +6,23 @@ is refused unless the user says they trust it, because unpickling can run arbitr
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+from tunecard.config import looks_like_path
 from tunecard.errors import ModelError
 
 # Model types whose BPE tokenizers need a leading space to tokenize pre-split words like running text.
 PREFIX_SPACE_MODEL_TYPES = {"roberta", "xlm-roberta", "longformer", "bart", "gpt2", "deberta", "mpnet", "camembert"}
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
+# Files that hold a tokenizer's vocabulary (fast tokenizer.json; WordPiece, BPE, SentencePiece files). Without
+# any of them transformers builds a tokenizer of the special tokens alone, which reads every word as unknown.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model", "sentencepiece.model", "spm.model", "source.spm",
+                    "bpe.codes", "vocab.model")
+# A data split whose words the tokenizer reads as its unknown token more often than this is warned about.
+UNKNOWN_WORDS_WARNING = 0.05
+UNKNOWN_WORDS_COUNTED = 100_000  # words looked at per split (enough for the share; bounded time)
 
 
 def check_model_folder(path: Path, trust_pickle: bool = False) -> None:
@@ -35,24 +45,122 @@ def check_model_folder(path: Path, trust_pickle: bool = False) -> None:
 
 
 def _hub_error(name: str, exc: Exception) -> ModelError:
-    return ModelError("E304", f"cannot load {name!r} from the Hugging Face Hub ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0][:200]}).",
+    return ModelError("E304", f"cannot load {name!r} from the Hugging Face Hub, and there is no local folder by "
+                      f"that name ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
                       fix="check the id and your connection, or pass a local folder (offline: HF_HUB_OFFLINE=1 "
                       "with the model in the cache).")
+
+
+def check_model_exists(name: str) -> None:
+    """A name written as a local path (./x, ../x, /x, ~/x, a/b/c) that does not exist is a typo, not a hub id:
+    say so instead of trying the Hub and reporting a network error."""
+    if not Path(name).exists() and looks_like_path(name):
+        raise ModelError("E308", "model folder not found.", path=name,
+                         fix="check the path (in a YAML config, a relative path is read from the config file's "
+                         "folder); a hub id is written NAME or ORG/NAME.")
+
+
+def check_tokenizer_folder(path: Path) -> None:
+    """A local model folder must hold its tokenizer's vocabulary (a save_pretrained of the model alone has none)."""
+    if not (path / "config.json").is_file():
+        raise ModelError("E301", "model folder has no config.json.", path=path,
+                         fix="point --model at a folder written by save_pretrained, or a hub id.")
+    if not any((path / name).is_file() for name in VOCABULARY_FILES):
+        raise ModelError("E305", "the model folder has no tokenizer files (none of tokenizer.json, vocab.txt, "
+                         "vocab.json with merges.txt, or a SentencePiece model): transformers would build a "
+                         "tokenizer of the special tokens alone and read every word as unknown.", path=path,
+                         fix="save the base model's tokenizer into the folder "
+                         "(AutoTokenizer.from_pretrained(BASE).save_pretrained(FOLDER)), or point --model at the "
+                         "folder the model came from.")
 
 
 def load_tokenizer(name: str):
     from transformers import AutoConfig, AutoTokenizer
 
+    check_model_exists(name)
+    path = Path(name)
+    if path.is_dir():
+        check_tokenizer_folder(path)
     try:
         config = AutoConfig.from_pretrained(name)
         kwargs = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODEL_TYPES else {}
-        return AutoTokenizer.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
-        if Path(name).exists():
+        if path.exists():
             raise ModelError("E305", f"cannot load a tokenizer from this folder: {exc}", path=name,
                              fix="the folder needs tokenizer.json or the tokenizer's vocabulary files.") from None
         raise _hub_error(name, exc) from None
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):  # e.g. an empty vocab.txt
+        raise ModelError("E305", f"the tokenizer has no vocabulary: its {len(tokenizer)} entries are all special "
+                         f"tokens ({', '.join(tokenizer.all_special_tokens)}).", path=name,
+                         fix="use the tokenizer files the model was trained with.")
+    return tokenizer
+
+
+def unknown_words(tokenizer, word_lists) -> dict | None:
+    """How many of the data's words the tokenizer reads as (or with) its unknown token.
+
+    A share of several percent usually means a tokenizer that does not fit the data (another language, a cased
+    text with an uncased vocabulary that lacks its accents, a wrong vocabulary file).
+
+    Args:
+        tokenizer: a fast tokenizer.
+        word_lists: an iterable of word lists (NER tokens, or the tokenizer's own pre-tokenization of texts);
+            the first UNKNOWN_WORDS_COUNTED words are looked at.
+    Returns:
+        {"words", "unknown", "share", "examples": the most frequent unknown words (up to 5)}, or None for a
+        tokenizer without an unknown token (byte-level BPE reads every word).
+    """
+    unk_id = tokenizer.unk_token_id
+    if unk_id is None:
+        return None
+    counts: Counter = Counter()
+    total = 0
+    for words in word_lists:
+        counts.update(words)
+        total += len(words)
+        if total >= UNKNOWN_WORDS_COUNTED:
+            break
+    distinct = [word for word in counts if word.strip()]
+    ids = tokenizer(distinct, add_special_tokens=False)["input_ids"] if distinct else []
+    unknown = [word for word, word_ids in zip(distinct, ids) if unk_id in word_ids]
+    n_unknown = sum(counts[word] for word in unknown)
+    unknown.sort(key=lambda word: -counts[word])
+    return {"words": total, "unknown": n_unknown, "share": round(n_unknown / total, 4) if total else 0.0,
+            "examples": unknown[:5]}
+
+
+def corpus_words(tokenizer, corpus):
+    """The words of a corpus as the tokenizer splits them: NER tokens as they are; texts by its pre-tokenizer."""
+    if corpus.task == "token-classification":
+        yield from (example.tokens for example in corpus.examples)
+        return
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    for example in corpus.examples:
+        for text in (example.text, example.text_pair):
+            if text:
+                yield ([word for word, _span in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer is not None
+                       else text.split())
+
+
+def note_unknown_words(tokenizer, corpus) -> tuple[dict | None, str | None]:
+    """Count the corpus's words unknown to the tokenizer; above the threshold, add a warning to the corpus's
+    warnings (kept in metrics.json's data section) and return it too (the console and the card show it)."""
+    report = unknown_words(tokenizer, corpus_words(tokenizer, corpus))
+    warning = unknown_words_warning(report)
+    if warning:
+        corpus.warnings.append(warning)
+    return report, warning
+
+
+def unknown_words_warning(report: dict | None) -> str | None:
+    """The warning for a split whose unknown-word share is above UNKNOWN_WORDS_WARNING, else None."""
+    if not report or report["share"] <= UNKNOWN_WORDS_WARNING:
+        return None
+    examples = ", ".join(repr(word) for word in report["examples"])
+    return (f"{report['share']:.1%} of the words ({report['unknown']} of {report['words']}) are unknown to the "
+            f"tokenizer (read as its unknown token), e.g. {examples}: the tokenizer or vocabulary probably does "
+            "not fit this data (another language, or the wrong vocabulary file)")
 
 
 def load_model(name: str, task: str, id2label: dict[int, str] | None = None, trust_pickle: bool = False):
@@ -66,6 +174,7 @@ def load_model(name: str, task: str, id2label: dict[int, str] | None = None, tru
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    check_model_exists(name)
     path = Path(name)
     if path.exists():
         check_model_folder(path, trust_pickle)

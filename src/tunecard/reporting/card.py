@@ -13,6 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from tunecard.config import TrainConfig, default_model
 from tunecard.doctor import diagnose_run, render_markdown
+from tunecard.encoding.models import unknown_words_warning
 from tunecard.training.evaluate import table_metrics
 from tunecard.training.history import stop_reason
 
@@ -52,6 +53,7 @@ def data_rows(data: dict, is_ner: bool) -> list[dict]:
             "long": (f"{d['encoding']['windows']} windows from {d['encoding']['windowed_examples']} examples" if is_ner
                      else f"{d['encoding']['truncated_examples']} truncated"),
             "repaired": d.get("repaired", 0),
+            "unknown_words": unknown_words_warning(d["encoding"].get("unknown_to_tokenizer")),
         })
     return rows
 
