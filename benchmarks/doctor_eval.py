@@ -122,7 +122,7 @@ def print_summary(result: dict, cards: bool = False, out=sys.stdout) -> None:
     p(f"errors on healthy cards: {len(result['errors_on_healthy_cards'])}"
       + "".join(f"\n  {card}: {', '.join(codes)}" for card, codes in result["errors_on_healthy_cards"]))
     p(f"false warnings: {result['false_findings']}/{result['doctor_error_warning_findings']} error/warning findings "
-      f"({result['false_share']:.1%})")
+      f"({result['false_share']:.2%})")
     worst = next((s for s in ("error", "warning", "info") if result["d701"].get(s)), "none")
     p(f"D701 (framework versions): most severe {worst} ({result['d701']})")
     p("")
@@ -138,7 +138,8 @@ def print_summary(result: dict, cards: bool = False, out=sys.stdout) -> None:
         p("")
         for card in result["per_card"]:
             if card["missed"] or card["false"]:
-                p(f"{card['id']}: missed {card['missed'] or '-'}; false {card['false'] or '-'}; doctor {card['doctor']}")
+                p(f"{card['id']}: missed {card['missed'] or '-'}; false {card['false'] or '-'}; "
+                  f"doctor {card['doctor']}")
 
 
 def main(argv=None) -> int:

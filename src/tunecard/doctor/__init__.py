@@ -21,12 +21,14 @@ from .checks import (
     CHECKED_CARD,
     CHECKED_RUN,
     card_findings,
+    card_report,
     check_versions,
     diagnose_run,
     installed_versions,
     leakage,
     leakage_counts,
     leakage_finding,
+    run_not_run,
     run_report_parts,
 )
 from .findings import CODES, ERROR, INFO, WARNING, Finding, Report, sort_findings
@@ -38,7 +40,7 @@ CARD_NAMES = ("README.md", "readme.md", "Readme.md", "MODEL_CARD.md", "model_car
 __all__ = [
     "diagnose", "diagnose_card", "diagnose_run", "doctor_command", "Finding", "Report", "CODES", "ERROR", "WARNING",
     "INFO", "leakage", "leakage_counts", "leakage_finding", "render_markdown", "render_console", "render_json",
-    "parse_card", "ParsedCard", "NOTHING_TO_DIAGNOSE",
+    "parse_card", "ParsedCard", "NOTHING_TO_DIAGNOSE", "run_not_run",
 ]
 
 
@@ -46,9 +48,9 @@ def diagnose_card(text: str, *, installed: dict | None = None, path: str | None 
     """Diagnose a Markdown card's text. ``installed``: framework versions to compare with (default: this
     environment's, from importlib.metadata). Never raises on bad text: what it cannot read is in ``unparsed``."""
     card = parse_card(text)
-    findings, problems = card_findings(card, installed)
+    findings, problems, not_run = card_report(card, installed)
     return Report(source="card", findings=findings, unparsed=card.unparsed + problems, path=path,
-                  checked=list(CHECKED_CARD), read=card.summary())
+                  checked=list(CHECKED_CARD), read=card.summary(), not_run=not_run)
 
 
 def _read_json(path: Path, unparsed: list[str]) -> dict:
@@ -89,6 +91,7 @@ def diagnose_run_folder(folder: Path, *, installed: dict | None = None) -> Repor
     if history and not isinstance(history.get("rows"), list):
         unparsed.append("history.json: no 'rows' list (curve checks did not run)")
     findings, problems = run_report_parts(history, metrics, config)
+    not_run = run_not_run(history, metrics, config)
     versions = ((metrics.get("environment") or {}).get("versions") or {}) if isinstance(metrics.get("environment"),
                                                                                         dict) else {}
     findings += check_versions(versions, installed_versions() if installed is None else installed)
@@ -96,7 +99,7 @@ def diagnose_run_folder(folder: Path, *, installed: dict | None = None) -> Repor
             "task": metrics.get("task") or config.get("task"), "splits": [s for s in ("validation", "test") if
                                                                           isinstance(metrics.get(s), dict)]}
     return Report(source="run", findings=sort_findings(findings), unparsed=unparsed + problems, path=str(folder),
-                  checked=list(CHECKED_RUN) + ["environment (D7xx)"], read=read)
+                  checked=list(CHECKED_RUN) + ["environment (D7xx)"], read=read, not_run=not_run)
 
 
 def diagnose(path, *, installed: dict | None = None) -> Report:

@@ -205,7 +205,7 @@ class ResultsTable:
 @dataclass
 class ParsedCard:
     meta: dict = field(default_factory=dict)
-    task: str | None = None  # "token-classification", "text-classification" or None
+    task: str | None = None  # "token-classification", "text-classification", "regression" or None
     headline: dict[str, Cell] = field(default_factory=dict)  # normalized key -> value ('loss' is validation loss)
     headline_names: dict[str, str] = field(default_factory=dict)  # normalized key -> name as printed
     model_index: list[dict] = field(default_factory=list)  # [{"split", "dataset", "task", "metrics": {type: value}}]
@@ -392,13 +392,17 @@ def _read_meta(card: ParsedCard, yaml_text: str | None) -> None:
             for result in model.get("results") or []:
                 task = (result.get("task") or {}).get("type")
                 dataset = result.get("dataset") or {}
-                metrics = {}
+                metrics, ambiguous = {}, set()
+                verified = any(isinstance(m, dict) and m.get("verified") for m in result.get("metrics") or [])
                 for metric in result.get("metrics") or []:
                     key = norm_key(metric.get("type") or metric.get("name") or "")
-                    if key:
+                    if key in metrics:  # several F1s (per entity type, per subset) under one type: which is which?
+                        ambiguous.add(key)
+                    elif key:
                         metrics[key] = cell_from_python(metric.get("value"))
+                metrics = {k: v for k, v in metrics.items() if k not in ambiguous}
                 card.model_index.append({"task": task, "dataset": dataset.get("name"),
-                                         "split": dataset.get("split"), "metrics": metrics})
+                                         "split": dataset.get("split"), "metrics": metrics, "verified": verified})
     except (AttributeError, TypeError):
         card.unparsed.append("YAML header: model-index is not a list of {results: [{task, dataset, metrics}]}")
 
@@ -499,23 +503,50 @@ def _is_results_table(keys: list[str]) -> bool:
     return ("epoch" in keys or "step" in keys) and any("loss" in k for k in keys)
 
 
-def _read_results(card: ParsedCard, lines: list[str], offset: int) -> None:
-    span = section(lines, r"training results|^results$|evaluation results")
-    chosen = None
-    if span:
-        found = tables(lines, *span)
-        if found:
-            chosen = found[0]
-        else:
-            card.unparsed.append(f"training results: line {span[0] + offset} has the heading but no table under it")
-            return
-    if chosen is None:
-        for table in tables(lines):
-            if _is_results_table([norm_key(c) for c in table.columns]):
-                chosen = table
-                break
-    if chosen is None:
+RESULTS_HEADINGS = (r"training results", r"evaluation results|^results$|results")
+
+
+def _results_table(lines: list[str], offset: int, card: ParsedCard) -> Table | None:
+    """The Training results table, wherever it is.
+
+    A heading "Training results" is looked at first, then any other heading with "results" in it; within them the
+    first table that looks like training results (an Epoch or Step column and a loss) wins. A card's title can be
+    `# results` (the Trainer's default output folder is its name): that heading holds no table and is passed over.
+    Failing that, any such table in the card, then the first table under a "Training results" heading.
+    """
+    heads = headings(lines)
+    empty_heading = None
+    first_under_training = None
+    for pattern in RESULTS_HEADINGS:
+        for n, (i, _level, title) in enumerate(heads):
+            if not re.search(pattern, title, re.I):
+                continue
+            end = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
+            found = tables(lines, i + 1, end)
+            for table in found:
+                if _is_results_table([norm_key(c) for c in table.columns]):
+                    return table
+            if pattern == RESULTS_HEADINGS[0]:
+                if found and first_under_training is None:
+                    first_under_training = found[0]
+                elif not found and empty_heading is None:
+                    empty_heading = i
+    for table in tables(lines):
+        if _is_results_table([norm_key(c) for c in table.columns]):
+            return table
+    if first_under_training is not None:
+        return first_under_training
+    if empty_heading is not None:
+        card.unparsed.append(f"training results: line {empty_heading + 1 + offset} has the heading but no table "
+                             "under it")
+    else:
         card.unparsed.append("training results: no table (Training Loss | Epoch | Step | Validation Loss | ...)")
+    return None
+
+
+def _read_results(card: ParsedCard, lines: list[str], offset: int) -> None:
+    chosen = _results_table(lines, offset, card)
+    if chosen is None:
         return
     keys = [norm_key(c) or f"column_{n + 1}" for n, c in enumerate(chosen.columns)]
     results = ResultsTable(list(chosen.columns), keys, [], chosen.line + offset)
@@ -584,8 +615,21 @@ def _read_tunecard_tables(card: ParsedCard, lines: list[str], offset: int) -> No
             card.labels = [row[1] for row in table.rows if len(row) > 1]
 
 
+REGRESSION_KEYS = ("mse", "rmse", "mae", "r2", "r_squared", "pearson", "pearsonr", "spearman", "spearmanr",
+                   "combined_score", "explained_variance", "mape", "msev")
+
+
+def is_regression(keys) -> bool:
+    """Columns of a regression model (MSE, R2, Pearson ...) and none of a classifier's precision / recall / F1."""
+    keys = list(keys)
+    return any(k in REGRESSION_KEYS for k in keys) and not any(metric_base(k) in ("precision", "recall", "f1")
+                                                                for k in keys)
+
+
 def _infer_task(card: ParsedCard) -> str | None:
     meta = card.meta
+    if is_regression(list(card.headline) + (card.table.keys if card.table else [])):
+        return "regression"  # GLUE STS-B cards say text-classification: the columns decide
     candidates = [meta.get("pipeline_tag")] + [m.get("task") for m in card.model_index]
     tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
     for value in candidates + [str(t) for t in tags]:

@@ -41,11 +41,13 @@ CODES: dict[str, Code] = {
     "D104": Code("one-entity-type", "collapse", WARNING),
     "D201": Code("below-baseline", "baseline", ERROR),
     "D202": Code("near-baseline", "baseline", WARNING),
+    "D203": Code("chance-level", "baseline", ERROR),
     "D301": Code("loss-not-finite", "divergence", ERROR),
     "D302": Code("loss-above-start", "divergence", ERROR),
     "D303": Code("training-loss-rising", "divergence", WARNING),
     "D304": Code("learning-rate-high", "divergence", WARNING),
     "D305": Code("batch-too-small", "divergence", WARNING),
+    "D306": Code("eval-loss-not-finite", "divergence", WARNING),
     "D401": Code("overfitting", "overfitting / convergence", WARNING),
     "D402": Code("best-not-last", "overfitting / convergence", WARNING),
     "D403": Code("not-converged", "overfitting / convergence", WARNING),
@@ -58,6 +60,7 @@ CODES: dict[str, Code] = {
     "D507": Code("metrics-in-percent", "card consistency", INFO),
     "D508": Code("identical-rows", "card consistency", WARNING),
     "D509": Code("model-index-mismatch", "card consistency", WARNING),
+    "D510": Code("loss-inconsistent-with-metrics", "card consistency", ERROR),
     "D601": Code("tiny-training-set", "data", WARNING),
     "D602": Code("label-imbalance", "data", WARNING),
     "D603": Code("rare-labels", "data", INFO),
@@ -66,7 +69,8 @@ CODES: dict[str, Code] = {
     "D606": Code("repaired-tags", "data", INFO),
     "D607": Code("train-eval-duplicates", "data", WARNING),
     "D608": Code("tiny-eval-set", "data", WARNING),
-    "D701": Code("framework-version-mismatch", "environment", WARNING),
+    "D609": Code("perfect-scores", "data", WARNING),
+    "D701": Code("framework-version-mismatch", "environment", INFO),
 }
 
 
@@ -138,6 +142,8 @@ class Report:
             header); checks that needed it did not run.
         checked: the check families that ran.
         read: a short summary of what was read (rows, headline keys, task, ...).
+        not_run: the checks that had nothing to read, each with the reason (no validation split, no Training
+            results table, a regression model ...).
     """
 
     source: str
@@ -146,6 +152,7 @@ class Report:
     path: str | None = None
     checked: list[str] = field(default_factory=list)
     read: dict = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -173,6 +180,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "unparsed": list(self.unparsed),
             "checked": list(self.checked),
+            "not_run": list(self.not_run),
             "read": _plain(self.read),
         }
 

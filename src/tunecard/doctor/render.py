@@ -27,25 +27,30 @@ def _md(text: str) -> str:
     return str(text).replace("*", "\\*").replace("<", "&lt;")
 
 
-def render_markdown(findings: list[Finding], checked: list[str] | None = None) -> str:
-    """The body of a card's "Diagnosis" section: one bullet per finding (severity, code, evidence, remedy).
+def render_markdown(findings: list[Finding], checked: list[str] | None = None, not_run: list[str] | None = None) -> str:
+    """The body of a card's "Diagnosis" section: one bullet per finding (severity, code, evidence, remedy), then the
+    checks that could not run and why.
 
     With no findings: "No problems found by the checks: ..." naming what was checked.
     """
     findings = sort_findings(list(findings))
+    lines = []
     if not findings:
         names = checked or DEFAULT_CHECKED
         listed = "; ".join(f"{name}: {CHECK_DETAILS[name]}" if name in CHECK_DETAILS else name for name in names)
-        return f"No problems found by the checks: {listed}."
-    lines = []
+        lines.append(f"No problems found by the {'checks that could run' if not_run else 'checks'}: {listed}.")
     for f in findings:
         lines.append(f"- **{f.severity} {f.code} {f.name}**: {_md(f.title)}. "
                      f"{_md(f.evidence)} *Remedy:* {_md(f.remedy)}")
+    if not_run:
+        lines.append("")
+        lines.append("Not run: " + "; ".join(_md(item) for item in not_run) + ".")
     return "\n".join(lines)
 
 
 def render_console(report: Report):
-    """A rich renderable: what was diagnosed, the findings table, what could not be read, the counts."""
+    """A rich renderable, short: errors first, each with its rows and numbers and its remedy; warnings the same;
+    info findings by title and evidence only; then what could not run or be read, and the counts."""
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -53,22 +58,27 @@ def render_console(report: Report):
 
     parts = [Text.from_markup(f"[bold]tunecard doctor[/] {escape(report.path or '(text)')} ([italic]{report.source}[/])")]
     if report.findings:
-        table = Table(show_header=True, header_style="bold", expand=True, show_lines=True)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("code", no_wrap=True)
-        table.add_column("finding", ratio=1)
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(no_wrap=True, width=7)
+        grid.add_column(ratio=1)
         for f in report.findings:
             body = Text()
-            body.append(f.title, style="bold")
-            body.append("\n" + f.evidence)
-            body.append("\nremedy: ", style="green")
-            body.append(f.remedy)
-            table.add_row(Text(f.severity, style=STYLES.get(f.severity, "")), Text(f"{f.code}\n{f.name}"), body)
-        parts.append(table)
+            body.append(f"{f.code} ", style="bold")
+            body.append(f.title, style="bold" if f.severity != INFO else "")
+            body.append("\n" + f.evidence, style="" if f.severity != INFO else "dim")
+            if f.severity != INFO:
+                body.append("\nfix: ", style="green")
+                body.append(f.remedy)
+            grid.add_row(Text(f.severity, style=STYLES.get(f.severity, "")), body)
+        parts.append(grid)
     else:
         names = report.checked or DEFAULT_CHECKED
-        which = "the checks that could run" if report.unparsed else "the checks"
+        which = "the checks that could run" if report.unparsed or report.not_run else "the checks"
         parts.append(Text(f"No problems found by {which}: {'; '.join(names)}.", style="green"))
+    if report.not_run:
+        parts.append(Text("Not run (nothing to read):", style="bold yellow"))
+        for item in report.not_run:
+            parts.append(Text(f"  - {item}"))
     if report.unparsed:
         parts.append(Text("Could not read (checks that needed it did not run):", style="bold yellow"))
         for item in report.unparsed:

@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from tunecard.config import TrainConfig, default_model
-from tunecard.doctor import diagnose_run, render_markdown
+from tunecard.doctor import diagnose_run, render_markdown, run_not_run
 from tunecard.encoding.models import unknown_words_warning
 from tunecard.training.evaluate import table_metrics
 from tunecard.training.history import stop_reason
@@ -185,7 +185,8 @@ def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardD
 
 def diagnosis(config: TrainConfig, history: dict, metrics: dict) -> str:
     """The doctor's findings on this run (the same checks as `tunecard doctor RUN_DIR`)."""
-    return render_markdown(diagnose_run(history, metrics, config.model_dump()))
+    settings = config.model_dump()
+    return render_markdown(diagnose_run(history, metrics, settings), not_run=run_not_run(history, metrics, settings))
 
 
 PLOT_TITLES = {"loss": "Training and validation loss", "metrics": "Validation metrics per epoch (saved epoch marked)",

@@ -30,7 +30,7 @@ from .card import (
     check_nolog,
     match_headline,
 )
-from .card_report import card_findings
+from .card_report import card_findings, card_report
 from .collapse import (
     REMEDY_COLLAPSE,
     REMEDY_NO_ENTITIES,
@@ -101,10 +101,10 @@ from .data import (
 )
 from .divergence import check_learning_rate, check_loss_trend, check_not_finite
 from .environment import PACKAGES, _version_tuple, check_versions, installed_versions
-from .run import _config_get, diagnose_run, run_evals, run_report_parts
+from .run import _config_get, diagnose_run, run_evals, run_not_run, run_report_parts
 from .training import check_best_not_last_card, check_best_not_last_run, check_not_converged, check_overfitting
 
 __all__ = [
-    "diagnose_run", "card_findings", "leakage", "leakage_counts", "leakage_finding", "installed_versions",
+    "diagnose_run", "card_findings", "card_report", "run_not_run", "leakage", "leakage_counts", "leakage_finding", "installed_versions",
     "check_versions", "CHECKED_RUN", "CHECKED_CARD", "FAMILIES",
 ]

@@ -5,9 +5,34 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..cardparse import Cell, ParsedCard, averaging, main_metric_keys, metric_base
-from ..findings import INFO, WARNING, Finding, finding
-from .common import CLS, F1_TOLERANCE, Eval, _finite
+import math
+
+from ..cardparse import (
+    REGRESSION_KEYS,
+    Cell,
+    ParsedCard,
+    averaging,
+    entity_of,
+    main_metric_keys,
+    metric_base,
+    parse_value,
+)
+from ..findings import ERROR, INFO, WARNING, Finding, finding
+from .common import (
+    CLS,
+    F1_TOLERANCE,
+    INCONSISTENT_MARGIN,
+    NER,
+    REG,
+    Eval,
+    _finite,
+    best_rows,
+    title,
+)
+
+
+def _by_name(key: str) -> str:
+    return "validation loss" if key == "loss" else title(key)
 
 
 # --- cards ---------------------------------------------------------------------------------------------------------
@@ -72,6 +97,7 @@ def card_evals(card: ParsedCard, scale: float) -> list[Eval]:
     if not card.table:
         return evals
     mains = main_metric_keys(card.table.keys)
+    score_keys = score_keys_of(card.table.keys)
     for i, row in enumerate(card.table.rows):
         epoch_cell, step_cell = row.get("epoch"), row.get("step")
         epoch = epoch_cell.number if epoch_cell else None
@@ -89,8 +115,20 @@ def card_evals(card: ParsedCard, scale: float) -> list[Eval]:
             else None,
             metrics={base: row[key].value * scale for base, key in mains.items()
                      if row.get(key) is not None and row[key].kind == "number"},
+            scores={key: row[key].value * (scale if metric_base(key) else 1.0) for key in score_keys
+                    if row.get(key) is not None and row[key].kind == "number"},
+            nan_metrics=[key for key in score_keys if row.get(key) is not None and row[key].kind == "nan"],
         ))
     return evals
+
+
+OTHER_SCORES = ("mcc", "matthews_correlation", "roc_auc", "auc", "combined_score") + REGRESSION_KEYS
+
+
+def score_keys_of(keys) -> list[str]:
+    """The columns that hold a score (F1 of any average, accuracy, MCC, Pearson, MSE ...), not per-entity ones."""
+    return [k for k in keys if k not in ("epoch", "step", "training_loss", "validation_loss", "saved")
+            and entity_of(k) is None and (metric_base(k) or k in OTHER_SCORES)]
 
 
 def match_headline(card: ParsedCard, scales: dict) -> tuple[list[int], list[str]]:
@@ -155,13 +193,19 @@ def check_headline(card: ParsedCard, scales: dict, evals: list[Eval]) -> tuple[l
     if matches:
         i = matches[-1]
         marked = card.table.marked == i
+        best_by = best_rows(evals).get(i, [])
+        why = (" The card marks that row as the saved checkpoint." if marked else
+               f" It is the best evaluation by {', '.join(_by_name(k) for k in best_by[:3])}: the Trainer's "
+               "load_best_model_at_end." if best_by else
+               " It is not the best evaluation by the loss or any score: neither the last nor the best checkpoint.")
         return [finding(
             "D501", f"The headline results are from {evals[i].where}, not the last row",
             f"headline {head} = the row of {evals[i].where}; the last row ({evals[last].where}) has "
-            f"{_row_text(card, last, keys)}." + (" The card marks that row as the saved checkpoint." if marked else ""),
+            f"{_row_text(card, last, keys)}." + why,
             "Say in the card which checkpoint the results and the weights are (e.g. 'the best checkpoint, epoch 2, "
             "load_best_model_at_end'), so that readers do not take the last row for the model.",
-            severity=INFO if marked else WARNING, row=evals[i].where, last=evals[last].where)], i
+            severity=INFO if marked or best_by else WARNING, row=evals[i].where, last=evals[last].where,
+            best_by=best_by)], i
     closest = None
     if evals:
         def distance(i):
@@ -173,13 +217,23 @@ def check_headline(card: ParsedCard, scales: dict, evals: list[Eval]) -> tuple[l
                     total += abs(cell.value - card.headline[key].value)
             return total
         closest = min(range(len(card.table.rows)), key=distance)
+    near = closest is not None and all(_close(card.headline[k], card.table.rows[closest].get(
+        "validation_loss" if k == "loss" else k), relative=not metric_base(k)) for k in keys)
     return [finding(
-        "D502", "The headline results match no row of the training results",
+        "D502", "The headline results match no row of the training results"
+        + (": a separate evaluation of about the last model" if near else ""),
         f"headline {head}; closest row {evals[closest].where}: {_row_text(card, closest, keys)}."
         if closest is not None else f"headline {head}.",
         "The headline cannot be traced to any evaluation in the table: if it comes from another split or a later "
         "evaluation, say which; otherwise regenerate the card from the training logs.",
-        closest=evals[closest].where if closest is not None else None)], None
+        severity=INFO if near else WARNING, closest=evals[closest].where if closest is not None else None)], None
+
+
+def _close(a: Cell, b: Cell | None, relative: bool = True) -> bool:
+    """Within 0.005 (a loss: or 2 % of it): another evaluation of the same model (another batch size, fp16 ...)."""
+    if b is None or a.kind != "number" or b.kind != "number":
+        return False
+    return abs(a.value - b.value) <= max(0.005, 0.02 * abs(b.value) if relative else 0.0)
 
 
 def check_nolog(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
@@ -209,7 +263,9 @@ def check_nolog(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
 
 
 def check_copied(card: ParsedCard) -> list[Finding]:
-    """D504: a loss printed where a metric should be (same value in a loss and a metric column of one row)."""
+    """D504: a loss printed where a metric should be. One equal pair proves nothing (4 decimals coincide: a loss of
+    0.5714 and an accuracy of 4/7), so a pair of columns must be equal in at least two rows."""
+    pairs: dict[tuple[str, str], list[int]] = {}
     hits = []
     if card.table:
         losses = [k for k in ("training_loss", "validation_loss") if k in card.table.keys]
@@ -222,13 +278,18 @@ def check_copied(card: ParsedCard) -> list[Finding]:
                 for key in metrics:
                     b = row.get(key)
                     if b is not None and b.kind == "number" and b.raw.strip() == a.raw.strip():
-                        hits.append(f"row {i + 1}: {_column(card, loss)} = {_column(card, key)} = {a.raw.strip()}")
+                        pairs.setdefault((loss, key), []).append(i)
+        for (loss, key), rows in pairs.items():
+            if len(rows) >= 2:
+                hits.append(f"{_column(card, loss)} = {_column(card, key)} in rows "
+                            f"{', '.join(str(i + 1) for i in rows)} (" +
+                            ", ".join(card.table.rows[i][loss].raw.strip() for i in rows[:4]) + ")")
         known = [(row.get("training_loss"), row.get("validation_loss")) for row in card.table.rows]
         known = [(a, b) for a, b in known if a is not None and b is not None and a.kind == b.kind == "number"]
         if len(known) >= 2 and all(a.raw.strip() == b.raw.strip() for a, b in known):
             hits.append(f"Training Loss = Validation Loss in all {len(known)} rows")
     loss = card.headline.get("loss")
-    if loss is not None and loss.kind == "number" and loss.value not in (0.0, 1.0):
+    if hits and loss is not None and loss.kind == "number" and loss.value not in (0.0, 1.0):
         for key in _metric_keys(card.headline):
             cell = card.headline[key]
             if cell.kind == "number" and cell.raw.strip() == loss.raw.strip():
@@ -238,9 +299,44 @@ def check_copied(card: ParsedCard) -> list[Finding]:
     return [finding(
         "D504", "A value copied across columns",
         "; ".join(hits[:8]) + (f" (and {len(hits) - 8} more)" if len(hits) > 8 else "") + ".",
-        "A loss and a metric cannot be the same number by chance in every such place: the table was built wrongly "
+        "A loss and a metric are not the same number in row after row by chance: the table was built wrongly "
         "(shifted or duplicated columns, e.g. compute_metrics returning the loss under a metric name). Regenerate the "
         "card from the evaluation logs.", places=hits)]
+
+
+def repair_swapped(card: ParsedCard) -> list[Finding]:
+    """D506 for rows where a metric column holds what is plainly a loss and the loss column a metric (the rest of the
+    table has them the right way round); the two cells are swapped back so that the other checks read the row."""
+    if not card.table or card.task == REG:
+        return []
+    rows = card.table.rows
+    places = []
+    for key in _metric_keys(card.table.keys):
+        for loss in ("validation_loss", "training_loss"):
+            if loss not in card.table.keys:
+                continue
+            bad = [i for i, row in enumerate(rows) if _num_cell(row.get(key)) is not None and row[key].value > 1
+                   and _num_cell(row.get(loss)) is not None and 0 <= row[loss].value <= 1]
+            good = [i for i, row in enumerate(rows) if i not in bad and _num_cell(row.get(key)) is not None
+                    and 0 <= row[key].value <= 1 and _num_cell(row.get(loss)) is not None and row[loss].value > 1]
+            if not bad or len(good) < len(bad):
+                continue
+            for i in bad:
+                rows[i][key], rows[i][loss] = rows[i][loss], rows[i][key]
+            places.append(f"rows {', '.join(str(i + 1) for i in bad)}: {_column(card, key)} "
+                          f"{', '.join(rows[i][loss].raw.strip() for i in bad)} and {_column(card, loss)} "
+                          f"{', '.join(rows[i][key].raw.strip() for i in bad)}")
+    if not places:
+        return []
+    return [finding(
+        "D506", "Values in the wrong columns: a loss printed as a metric",
+        "; ".join(places) + " (the other rows have them the other way round); read here as swapped.",
+        "The columns of these rows were written in another order than the header: regenerate the table from the "
+        "evaluation logs.", severity=ERROR, swapped=places)]
+
+
+def _num_cell(cell: Cell | None) -> float | None:
+    return cell.value if cell is not None and cell.kind == "number" else None
 
 
 def _column(card: ParsedCard, key: str) -> str:
@@ -298,37 +394,52 @@ def check_harmonic(card: ParsedCard, task: str | None, scales: dict) -> list[Fin
 
 
 def check_identical_rows(card: ParsedCard) -> list[Finding]:
-    """D508: two rows with the same values in every column but epoch / step."""
+    """D508: evaluations with the same loss and scores (the training loss and epoch / step left out).
+
+    Equal evaluations are a warning, except the last few of a run of five or more under a linear / cosine schedule
+    (two, or up to a quarter of the evaluations): the learning rate is near 0 by then and they may well agree to 4
+    decimals: info."""
     if not card.table or len(card.table.rows) < 2:
         return []
-    keys = [k for k in card.table.keys if k not in ("epoch", "step", "saved")]
-    seen: dict[tuple, int] = {}
-    pairs = []
+    keys = [k for k in card.table.keys if k not in ("epoch", "step", "saved", "training_loss")]
+    groups: dict[tuple, list[int]] = {}
     for i, row in enumerate(card.table.rows):
-        values = tuple(row[k].raw.strip() if row.get(k) is not None else "" for k in keys)
         if sum(1 for k in keys if row.get(k) is not None and row[k].kind == "number") < 2:
             continue
-        if values in seen:
-            pairs.append((seen[values], i))
-        else:
-            seen[values] = i
-    if not pairs:
+        values = tuple(row[k].raw.strip() if row.get(k) is not None else "" for k in keys)
+        groups.setdefault(values, []).append(i)
+    # rows of zeros and ones (a perfect score, loss 0.0000) are alike for another reason: D609 says which
+    groups = {k: v for k, v in groups.items() if len(v) >= 2 and not all(
+        parse_value(x).number in (0.0, 1.0) for x in k if parse_value(x).kind == "number")}
+    if not groups:
         return []
+    n = len(card.table.rows)
+    schedule = str(card.hyperparameters.get("lr_scheduler_type", "linear")).strip().lower()
+    decaying = schedule.startswith(("linear", "cosine", "polynomial", "inverse"))
+    at_end = lambda rows: (rows == list(range(n - len(rows), n)) and n >= 5 and decaying  # noqa: E731
+                           and (len(rows) == 2 or 4 * len(rows) <= n))
+    severity = INFO if all(at_end(rows) for rows in groups.values()) else WARNING
+    text = "; ".join(("rows " + ", ".join(str(i + 1) for i in rows)) for rows in list(groups.values())[:6])
     return [finding(
-        "D508", "Identical rows in the training results",
-        "; ".join(f"row {a + 1} = row {b + 1}" for a, b in pairs[:6]) + " (every loss and metric equal).",
-        "Two evaluations never give exactly the same loss and scores unless the model did not change (learning rate 0, "
-        "frozen weights) or a row was copied: check the schedule (warmup longer than training?) and the logs.",
-        pairs=[[a + 1, b + 1] for a, b in pairs])]
+        "D508", "Identical evaluations in the training results",
+        text + " have the same validation loss and scores"
+        + (" (the last evaluations, with the learning rate near 0 at the end of the schedule)."
+           if severity == INFO else "."),
+        "Evaluations of a model that is still being trained do not agree to every printed digit: check that the "
+        "evaluation sees the current weights (not a saved or frozen copy), that the learning rate is not 0 (warmup "
+        "longer than training?) and that no row was copied." if severity == WARNING else
+        "Nothing to fix: the model hardly changes in the last steps of a decaying schedule.",
+        severity=severity, groups=[[i + 1 for i in rows] for rows in groups.values()])]
 
 
 def check_model_index(card: ParsedCard, scales: dict) -> list[Finding]:
     """D509: the YAML model-index values against the headline list."""
     if not card.model_index or not card.headline:
         return []
-    entries = [e for e in card.model_index if str(e.get("split") or "").lower() in ("validation", "eval", "dev", "")]
-    if not entries and len(card.model_index) == 1:
-        entries = card.model_index
+    own = [e for e in card.model_index if not e.get("verified")]  # the Hub's evaluator ran its own evaluation
+    entries = [e for e in own if str(e.get("split") or "").lower() in ("validation", "eval", "dev", "")]
+    if not entries and len(own) == 1 and str(own[0].get("split") or "").lower() != "test":
+        entries = own  # a test split is another evaluation than the headline's
     differences = []
     for entry in entries[:1]:
         for key, cell in entry["metrics"].items():
@@ -348,3 +459,48 @@ def check_model_index(card: ParsedCard, scales: dict) -> list[Finding]:
         "The Hub shows the model-index numbers in its widgets and leaderboards: make them the same evaluation as the "
         "headline (regenerate the card, or edit one to match the other and say which split it is).",
         differences=differences)]
+
+
+def check_loss_consistency(evals: list[Eval], head: dict[str, float], head_loss: float | None,
+                           task: str | None) -> list[Finding]:
+    """D510: a cross-entropy loss and scores that cannot come from the same evaluation.
+
+    Each misclassified example costs at least ln 2 (its right class has probability 1/2 or less), so a mean loss
+    is at least (1 - accuracy) * ln 2: a loss far below that (INCONSISTENT_MARGIN of it) belongs to another
+    evaluation or is not this task's loss. Conversely, accuracy 1.0 (or precision = recall = F1 = 1.0) with a loss
+    of ln 2 or more means a right answer every time with at most even odds: the metric is broken (or scores
+    something trivial)."""
+    if task not in (CLS, NER, None) or any("roc_auc" in e.scores for e in evals):
+        return []  # (F1, ROC AUC, accuracy: the multi-label template, whose accuracy is per example, its loss per label)
+    rows = [(e.where, e.metrics, e.validation_loss) for e in evals]
+    if head:
+        rows.append(("headline", head, head_loss))
+    low, broken = [], []
+    for where, m, loss in rows:
+        if not _finite(loss):
+            continue
+        a = m.get("accuracy")
+        perfect = (a is not None and a >= 0.99995) or (
+            a is None and all(m.get(k) is not None and m[k] >= 0.99995 for k in ("precision", "recall", "f1")))
+        if perfect and loss >= math.log(2):
+            broken.append(f"{where}: {'accuracy' if a is not None else 'precision, recall and F1'} 1.0 with "
+                          f"validation loss {loss:.4f}")
+        elif a is not None and 1 - a >= 0.02 and loss < INCONSISTENT_MARGIN * (1 - a) * math.log(2):
+            low.append(f"{where}: validation loss {loss:.4f} with accuracy {a:.4f} (at least "
+                       f"{(1 - a) * math.log(2):.4f} for a cross-entropy)")
+    if not low and not broken:
+        return []
+    if broken:
+        return [finding(
+            "D510", "Perfect scores with an untrained model's loss: the metric is broken",
+            "; ".join(broken[:4]) + (f" (and {len(broken) - 4} more)" if len(broken) > 4 else "")
+            + ": every answer right, each with at best even odds.",
+            "Check compute_metrics: it must compare the argmax predictions with the gold labels of the same examples "
+            "(not the labels with themselves, not an empty or all-O evaluation set); until then the scores mean "
+            "nothing.", places=broken)]
+    return [finding(
+        "D510", "The validation loss is too low for the errors the scores show",
+        "; ".join(low[:4]) + (f" (and {len(low) - 4} more)" if len(low) > 4 else "") + ".",
+        "Each wrong prediction costs at least ln 2 of cross-entropy, so the loss and the scores cannot come from one "
+        "evaluation: check that compute_metrics scores the same examples and labels as the loss (label order, "
+        "label2id, a shuffled or truncated prediction array).", places=low)]

@@ -11,12 +11,14 @@ from .common import (
     FROZEN_MIN_EVALS,
     LOSS_MOVED,
     NER,
+    SATURATED_TRAINING_LOSS,
     Eval,
     _finite,
     _num,
     _series,
     fmt,
     fmt_int,
+    lr_advice,
     title,
 )
 
@@ -24,54 +26,94 @@ from .common import (
 # --- curves: the evaluations over training ------------------------------------------------------------------
 
 
-def check_frozen(evals: list[Eval]) -> list[Finding]:
-    """D103: a headline metric identical over >= FROZEN_MIN_EVALS consecutive evaluations while the loss moves."""
-    frozen = []
+def _stretches(evals: list[Eval], base: str) -> list[tuple[int, int, float]]:
+    """(first, last, value) of every run of >= FROZEN_MIN_EVALS consecutive evaluations with the same value."""
+    found = []
+    i = 0
+    while i < len(evals):
+        value = evals[i].metrics.get(base)
+        if not _finite(value):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(evals) and _finite(evals[j + 1].metrics.get(base)) and \
+                round(evals[j + 1].metrics[base], 6) == round(value, 6):
+            j += 1
+        if j - i + 1 >= FROZEN_MIN_EVALS and _loss_moved(evals[i: j + 1]):
+            found.append((i, j, value))
+        i = j + 1
+    return found
+
+
+def _span(evals: list[Eval], i: int, j: int) -> str:
+    if i == 0 and j == len(evals) - 1:
+        return f"at all {len(evals)} evaluations ({evals[i].where} to {evals[j].where})"
+    return f"at {evals[i].where} to {evals[j].where} ({j - i + 1} of {len(evals)} evaluations)"
+
+
+def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: set[int] | None = None,
+                 one_class: set[int] | None = None) -> list[Finding]:
+    """D103: a metric identical over >= FROZEN_MIN_EVALS consecutive evaluations while the loss moves.
+
+    Each metric's stretch is quoted as it is. Severity: the whole run, or a stretch to the end after one-class
+    evaluations (``one_class``) only, error; a stretch from the first evaluation, warning; a later stretch,
+    warning, or info when the model has saturated (training loss below SATURATED_TRAINING_LOSS) or the evaluation
+    set is tiny (a few examples give few possible values). Values of 0
+    (the collapse finding's) and 1.0 (perfect scores, D609) are left to those checks, and so are stretches whose
+    rows are all in ``reported`` (evaluations a collapse finding already names)."""
+    stretches = []
     for base in METRIC_BASES:
-        best_run = None
-        i = 0
-        while i < len(evals):
-            value = evals[i].metrics.get(base)
-            if not _finite(value):
-                i += 1
+        for i, j, value in _stretches(evals, base):
+            if value <= 0 or value >= 0.99995 or (reported and set(range(i, j + 1)) <= reported):
                 continue
-            j = i
-            while j + 1 < len(evals) and _finite(evals[j + 1].metrics.get(base)) and \
-                    round(evals[j + 1].metrics[base], 6) == round(value, 6):
-                j += 1
-            if j - i + 1 >= FROZEN_MIN_EVALS and _loss_moved(evals[i: j + 1]):
-                if best_run is None or j - i > best_run[1] - best_run[0]:
-                    best_run = (i, j, value)
-            i = j + 1
-        if best_run:
-            frozen.append((base, *best_run))
-    if not frozen:
+            stretches.append((base, i, j, value))
+    if not stretches:
         return []
-    whole = any(i == 0 and j == len(evals) - 1 for _, i, j, _ in frozen)
-    perfect = all(v >= 0.9999 for *_, v in frozen)
-    i = min(f[1] for f in frozen)
-    j = max(f[2] for f in frozen)
-    span = evals[i: j + 1]
-    moved = "validation loss" if _moved([e.validation_loss for e in span]) else "training loss"
-    losses = [e.validation_loss if moved == "validation loss" else e.training_loss for e in span]
-    what = " and ".join(f"{title(base)} {fmt(v)}" for base, _, _, v in frozen)
-    scope = (f"at every one of the {len(evals)} evaluations" if whole
-             else f"over {j - i + 1} consecutive evaluations")
-    evidence = (f"{what} {scope} ({span[0].where} to {span[-1].where}) while {moved} went {_series(losses)}.")
-    data = {"metrics": {base: v for base, _, _, v in frozen}, "first": span[0].where, "last": span[-1].where,
-            "evaluations": j - i + 1, "all_evaluations": whole}
-    if perfect:
-        return [finding("D103", "A perfect score that never moves", evidence,
-                        "A score of 1.0 at every evaluation usually means the task is trivial for the model or the "
-                        "evaluation data is in the training data (check for duplicates); it says little about new text.",
-                        severity=INFO, **data)]
+    levels = []
+    parts = []
+    for base, i, j, value in stretches:
+        span = evals[i: j + 1]
+        moved = "validation loss" if _moved([e.validation_loss for e in span]) else "training loss"
+        losses = [e.validation_loss if moved == "validation loss" else e.training_loss for e in span]
+        parts.append(f"{title(base)} {fmt(value)} {_span(evals, i, j)} while {moved} went {_series(losses)}")
+        trained = [e.training_loss for e in span if _finite(e.training_loss)]
+        if i == 0 and j == len(evals) - 1:
+            levels.append(ERROR)
+        elif i > 0 and (tiny_eval or (trained and min(trained) < SATURATED_TRAINING_LOSS)):
+            levels.append(INFO)
+        elif j == len(evals) - 1 and set(range(i)) <= (one_class or set()):
+            levels.append(ERROR)  # every evaluation frozen or one-class: the predictions never depended on the input
+        else:
+            levels.append(WARNING)
+    severity = ERROR if ERROR in levels else WARNING if WARNING in levels else INFO
+    base, i, j, value = stretches[0]
+    data = {"stretches": [{"metric": b, "value": v, "first": evals[a].where, "last": evals[z].where,
+                           "evaluations": z - a + 1} for b, a, z, v in stretches],
+            "all_evaluations": any(a == 0 and z == len(evals) - 1 for _, a, z, _ in stretches)}
+    if severity == INFO:
+        return [finding(
+            "D103", "A metric stops changing late in training",
+            "; ".join(parts) + ".",
+            "The model has settled (or the evaluation set is too small for its scores to move): nothing to fix; "
+            "training could stop where the metric stopped moving.", severity=INFO, **data)]
+    f1_only = [(b, v) for b, _, _, v in stretches if b == "f1"]
+    hint = ""
+    if f1_only:
+        v = f1_only[0][1]
+        share = v / (2 - v)
+        hint = (f" F1 {fmt(v)} is what predicting the positive class for everything gives when {share:.1%} of the "
+                "examples are positive (F1 = 2p/(1+p)).")
+    printed = {b for e in evals for b in e.metrics}
+    frozen = {b for b, *_ in stretches}
+    headline = ("The metric does not move while the loss does: the predictions never change" if frozen >= printed
+                else f"{' and '.join(title(b) for b in sorted(frozen))} never move while the loss does")
     return [finding(
-        "D103", "The metric does not move while the loss does: the predictions never change",
-        evidence,
-        "The model most likely outputs the same class (or only O tags) whatever the input. Check that the labels reach "
-        "the model (label column, label2id), use a learning rate of 1e-5 to 5e-5 for base-size encoders, train longer, "
-        "and for imbalanced data use class weights or oversample the rare classes.",
-        severity=ERROR if whole else WARNING, **data)]
+        "D103", headline,
+        "; ".join(parts) + "." + hint,
+        ("The model most likely outputs the same class (or only O tags) whatever the input. Check that the labels "
+         "reach the model (label column, label2id); train longer; for imbalanced data use class weights or "
+         "oversample the rare classes. " + lr_advice(lr)).strip(),
+        severity=severity, **data)]
 
 
 def _moved(values) -> bool:
@@ -86,8 +128,9 @@ def _loss_moved(evals: list[Eval]) -> bool:
 # --- collapse -------------------------------------------------------------------------------------------------
 
 
-def check_run_collapse(task: str | None, metrics: dict, history: dict) -> list[Finding]:
-    """D101 / D102 / D104 from the saved model's predictions (per-label predicted counts)."""
+def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) -> list[Finding]:
+    """D101 / D102 / D104 from the saved model's predictions (per-label predicted counts), on the validation and the
+    test split (a run without a validation split is judged on its test split)."""
     results = {s: metrics.get(s) for s in ("validation", "test") if isinstance(metrics.get(s), dict)}
     if not results and isinstance(history, dict):
         rows = history.get("rows") if isinstance(history.get("rows"), list) else []
@@ -116,7 +159,7 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict) -> list[F
                 if len(types) == 1 and len(supported) >= 3:
                     one_type.append(f"{split}: only '{types[0]}' entities predicted, of {len(supported)} types in the "
                                     f"gold data ({_counts(per_label, 'support')})")
-        else:
+        elif task == CLS or task is None:
             if len(per_label) > 1 and all("predicted" in r for r in per_label.values()):
                 predicted = [label for label, r in per_label.items() if (_num(r.get("predicted")) or 0) > 0]
                 if len(predicted) == 1:
@@ -125,12 +168,12 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict) -> list[F
     found = []
     if one_class:
         found.append(finding(
-            "D101", "The model predicts one class for every example", "; ".join(one_class) + ".", REMEDY_COLLAPSE,
+            "D101", "The model predicts one class for every example", "; ".join(one_class) + ".", remedy_collapse(lr),
             splits=list(results)))
     if no_entities:
         found.append(finding(
-            "D102", "The model predicts no entities (every word O)", "; ".join(no_entities) + ".", REMEDY_NO_ENTITIES,
-            splits=list(results)))
+            "D102", "The model predicts no entities (every word O)", "; ".join(no_entities) + ".",
+            remedy_no_entities(lr), splits=list(results)))
     if one_type:
         found.append(finding(
             "D104", "The model predicts a single entity type", "; ".join(one_type) + ".",
@@ -144,12 +187,20 @@ def _counts(per_label: dict, key: str, limit: int = 8) -> str:
     return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
 
 
-REMEDY_COLLAPSE = ("The model ignores its input. Lower the learning rate (2e-5 to 5e-5; from 1e-3 encoders often "
-                   "collapse), train longer, check that the labels reach the model (label column, label2id) and are "
-                   "not all one value, and for imbalanced data use class weights or oversample the rare classes.")
-REMEDY_NO_ENTITIES = ("The model has only learned that most words are O. Train longer (more epochs or steps), raise the "
-                      "learning rate for small models (or lower it if the loss diverged), check that the B-/I- tags are "
-                      "read, and compare with the all-O baseline.")
+def remedy_collapse(lr=None) -> str:
+    return ("The model ignores its input. Check that the labels reach the model (label column, label2id) and are not "
+            "all one value; train longer; for imbalanced data use class weights or oversample the rare classes. "
+            + lr_advice(lr)).strip()
+
+
+def remedy_no_entities(lr=None) -> str:
+    return ("The model has only learned that most words are O. Check that the B-/I- tags are read (tag column, "
+            "scheme); train longer (more epochs or steps, more examples); compare with the all-O baseline. "
+            + lr_advice(lr)).strip()
+
+
+REMEDY_COLLAPSE = remedy_collapse()
+REMEDY_NO_ENTITIES = remedy_no_entities()
 
 
 def one_class_signature(p, r, f1, a, tol: float = COLLAPSE_TOLERANCE) -> str | None:
@@ -157,13 +208,15 @@ def one_class_signature(p, r, f1, a, tol: float = COLLAPSE_TOLERANCE) -> str | N
 
     Binary, positive class predicted everywhere: recall 1, precision = accuracy, F1 = 2a/(1+a). Macro average
     over K classes: recall 1/K, precision a/K, F1 2a/((1+a)K). Weighted average: recall a, precision a², F1
-    2a²/(1+a). Negative class everywhere (binary): precision = recall = F1 = 0 with accuracy > 0.
+    2a²/(1+a). Negative class everywhere (binary): precision = recall = F1 = 0 with accuracy > 0. Perfect scores
+    (everything 1.0) are not a collapse: D609 says what they mean.
     """
-    if a is None or not (0 < a <= 1):
+    if a is None or not (0 < a <= 1) or a >= 1 - tol:
         return None
     if p is not None and r is not None and f1 is not None:
         if max(p, r, f1) <= tol:
-            return "precision, recall and F1 0 with accuracy above 0: the positive class is never predicted"
+            return (f"precision, recall and F1 0 with accuracy {fmt(a)}: the positive class is never predicted "
+                    f"(accuracy = the negative share)")
         for k in range(1, COLLAPSE_MAX_CLASSES + 1):
             if abs(r - 1 / k) <= tol and abs(p - a / k) <= tol and abs(f1 - 2 * a / ((1 + a) * k)) <= tol:
                 if k == 1:
@@ -171,43 +224,101 @@ def one_class_signature(p, r, f1, a, tol: float = COLLAPSE_TOLERANCE) -> str | N
                             "example is predicted positive")
                 return (f"macro recall {fmt(r)} = 1/{k}, precision {fmt(p)} = accuracy/{k}, F1 {fmt(f1)} = "
                         f"2a/((1+a)·{k}): one class of {k} predicted for every example")
-        if abs(r - a) <= tol and abs(p - a * a) <= tol and abs(f1 - 2 * a * a / (1 + a)) <= tol and a < 1 - tol:
+        if abs(r - a) <= tol and abs(p - a * a) <= tol and abs(f1 - 2 * a * a / (1 + a)) <= tol:
             return (f"weighted recall {fmt(r)} = accuracy, precision {fmt(p)} = accuracy², F1 {fmt(f1)} = 2a²/(1+a): "
                     "one class predicted for every example")
     return None
 
 
-def check_card_collapse(task: str | None, values: dict[str, float], evals: list[Eval], card: ParsedCard,
-                        tol: float) -> list[Finding]:
-    """D101 / D102 from printed numbers (headline, else the published row) and tunecard's predicted counts."""
-    found = []
-    p, r, f1, a = (values.get(k) for k in METRIC_BASES)
-    rows_alike = lambda test: [e.where for e in evals if test(e.metrics)]  # noqa: E731
-    zero = lambda m: all(m.get(k) is not None and abs(m[k]) <= tol for k in ("precision", "recall", "f1")) and \
-        (m.get("accuracy") or 0) > 0  # noqa: E731
-    if task != CLS and zero(values):
-        same = rows_alike(zero)
-        found.append(finding(
-            "D102", "The model predicts no entities" + (" (or, for a classifier, never the positive class)" if task is None
-                                                         else ""),
-            f"precision {fmt(p)}, recall {fmt(r)}, F1 {fmt(f1)} with accuracy {fmt(a)}"
-            + (f"; the same at {len(same)} of {len(evals)} evaluations" if evals else "") + ".",
-            REMEDY_NO_ENTITIES, rows=same))
-    elif task != NER:
+def row_collapse(task: str | None, m: dict[str, float], nan_metrics=(), tol: float = COLLAPSE_TOLERANCE
+                 ) -> tuple[str, str, bool] | None:
+    """(code, what the numbers show, certain) when one evaluation's numbers are those of a one-class model.
+
+    ``m``: precision / recall / f1 / accuracy. Certain: from precision, recall and F1 (or a printed F1 of 0);
+    not certain: F1 = 2a/(1+a) with only accuracy and F1 printed."""
+    if task not in (NER, CLS, None):
+        return None  # regression, multi-label ...: these formulas do not apply
+    p, r, f1, a = (m.get(k) for k in METRIC_BASES)
+    if p is not None and r is not None and f1 is not None and max(p, r, f1) <= tol and (a is None or a > 0):
+        if task == NER or task is None:
+            return ("D102", "precision, recall and F1 0" + (f" with token accuracy {fmt(a)}" if a is not None else "")
+                    + ": no entity predicted" + (" (or, for a classifier, never the positive class)" if task is None
+                                                 else ""), True)
+        return "D101", one_class_signature(p, r, f1, a, tol) or "precision, recall and F1 0", True
+    if "precision" in nan_metrics and r is not None and r <= tol and task != NER:
+        return ("D101", "precision nan (0/0: nothing predicted positive), recall 0"
+                + (f", accuracy {fmt(a)} (the negative share)" if a is not None else "")
+                + ": the positive class is never predicted", True)
+    if task != NER:
         signature = one_class_signature(p, r, f1, a, tol)
         if signature:
-            same = rows_alike(lambda m: one_class_signature(*(m.get(k) for k in METRIC_BASES), tol) is not None)
-            found.append(finding(
-                "D101", "The numbers are those of a model that predicts one class for everything",
-                signature + (f"; the same pattern at {len(same)} of {len(evals)} evaluations" if evals else "") + ".",
-                REMEDY_COLLAPSE, rows=same))
-        elif p is None and r is None and f1 is not None and a is not None and 0 < a < 1 and \
-                abs(f1 - 2 * a / (1 + a)) <= tol:
-            found.append(finding(
-                "D101", "F1 equals 2a/(1+a): what predicting the positive class everywhere gives",
-                f"accuracy {fmt(a)}, F1 {fmt(f1)} = 2·{fmt(a)}/(1+{fmt(a)}); without precision and recall this cannot "
-                "be confirmed.",
-                REMEDY_COLLAPSE + " Report precision and recall too.", severity=WARNING))
+            return "D101", signature, True
+    if p is None and r is None and f1 is not None and f1 <= tol and (a is None or a > 0):
+        return ("D102" if task == NER else "D101",
+                "F1 0: " + ("no entity found" if task == NER else "the positive class is never predicted"), True)
+    if task != NER and p is None and r is None and f1 is not None and a is not None and 0 < a < 1 - tol and \
+            abs(f1 - 2 * a / (1 + a)) <= tol:
+        return ("D101", f"accuracy {fmt(a)}, F1 {fmt(f1)} = 2a/(1+a): what predicting the positive class everywhere "
+                "gives (without precision and recall this cannot be confirmed)", False)
+    return None
+
+
+def check_card_collapse(task: str | None, values: dict[str, float], evals: list[Eval], card: ParsedCard,
+                        tol: float, published: int | None = None, lr=None, head_nan=(),
+                        never_recovered: bool = False) -> list[Finding]:
+    """D101 / D102 at every evaluation and in the headline, and from tunecard's predicted counts.
+
+    Severity: error when the published results (headline, or the published row) or every evaluation are those of a
+    one-class model; info when only the first evaluations were (a slow start the model recovered from); warning
+    otherwise (a collapse in mid-training: those checkpoints must not be used). ``never_recovered``: the published
+    scores are at chance (F1 below CHANCE_F1): a collapse at the start is then the story of the whole run, an
+    error."""
+    found = []
+    if task is None and any(_classifier_signature(m, tol) for m in [values] + [e.metrics for e in evals] if m):
+        task = CLS  # a row reads as a one-class classifier: the card is a classifier's, say it in its terms
+    rows = {i: row_collapse(task, e.metrics, e.nan_metrics, tol) for i, e in enumerate(evals)}
+    rows = {i: sig for i, sig in rows.items() if sig}
+    head = row_collapse(task, values, head_nan, tol) if values else None
+    if rows or head:
+        collapsed = sorted(rows)
+        signatures = [sig for sig in [head, *rows.values()] if sig]
+        code = "D102" if all(sig[0] == "D102" for sig in signatures) else "D101"
+        certain = any(sig[2] for sig in signatures)
+        last = len(evals) - 1
+        published_row = published if published is not None else (last if evals else None)
+        if head or (published_row is not None and published_row in rows) or (evals and len(collapsed) == len(evals)) \
+                or never_recovered:
+            severity = ERROR if certain else WARNING
+        elif collapsed == list(range(len(collapsed))):
+            severity = INFO
+        else:
+            severity = WARNING
+        groups: dict[str, list[int]] = {}
+        for i in collapsed:
+            groups.setdefault(rows[i][1], []).append(i)
+        parts = [f"headline: {head[1]}"] if head else []
+        for text, indices in groups.items():
+            where = (f"all {len(evals)} evaluations" if len(indices) == len(evals) > 1
+                     else ", ".join(evals[i].where for i in indices[:6]) + (" …" if len(indices) > 6 else ""))
+            parts.append(f"{where}: {text}")
+        scope = ("every evaluation" if evals and len(collapsed) == len(evals) else
+                 "the published results" if head or published_row in rows else
+                 f"{len(collapsed)} of {len(evals)} evaluations")
+        if code == "D102":
+            title_text = f"The model predicts no entities ({scope})"
+            remedy = remedy_no_entities(lr)
+        else:
+            title_text = f"The model predicts one class for everything ({scope})"
+            remedy = remedy_collapse(lr)
+        if severity == INFO:
+            remedy = ("The first evaluations came from a model that had not yet learned to tell the classes apart; "
+                      "later ones recovered. Nothing to fix, but never publish those early checkpoints.")
+        elif severity == WARNING and not head and published_row not in rows:
+            remedy = ("Those checkpoints are one-class models: never publish them (they can even have the best F1). "
+                      "Training that collapses and recovers is unstable: use warmup and gradient clipping. "
+                      + lr_advice(lr, high_only=True)).strip()
+        found.append(finding(code, title_text, "; ".join(parts) + ".", remedy, severity=severity,
+                             rows=[evals[i].where for i in collapsed], headline=bool(head)))
     if card.per_label:
         predicted = {label: cells.get("predicted").number for label, cells in card.per_label.items()
                      if cells.get("predicted") is not None and cells.get("predicted").number is not None}
@@ -216,10 +327,23 @@ def check_card_collapse(task: str | None, values: dict[str, float], evals: list[
             codes = {f.code for f in found}
             if task == NER and not positive and "D102" not in codes:
                 found.append(finding("D102", "The model predicts no entities",
-                                     "per-entity table: predicted 0 for every type.", REMEDY_NO_ENTITIES))
+                                     "per-entity table: predicted 0 for every type.", remedy_no_entities(lr)))
             elif task != NER and len(positive) == 1 and len(predicted) > 1 and "D101" not in codes:
                 found.append(finding("D101", "The model predicts one class for every example",
                                      f"per-label table: only '{positive[0]}' is ever predicted "
                                      f"({', '.join(f'{k} {fmt_int(v)}' for k, v in predicted.items())}).",
-                                     REMEDY_COLLAPSE))
+                                     remedy_collapse(lr)))
     return found
+
+
+def _classifier_signature(m: dict, tol: float) -> bool:
+    """A one-class signature only a classifier has (recall 1 with precision = accuracy, or a macro / weighted
+    average's); precision = recall = F1 = 0 could be a NER model's just as well."""
+    p, r, f1, a = (m.get(k) for k in METRIC_BASES)
+    return bool(one_class_signature(p, r, f1, a, tol)) and not (
+        p is not None and r is not None and f1 is not None and max(p, r, f1) <= tol)
+
+
+def collapsed_rows(task: str | None, evals: list[Eval], tol: float = COLLAPSE_TOLERANCE) -> set[int]:
+    """Indices of the evaluations whose numbers are those of a one-class model (for D402: never the best)."""
+    return {i for i, e in enumerate(evals) if row_collapse(task, e.metrics, e.nan_metrics, tol)}

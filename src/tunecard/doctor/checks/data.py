@@ -8,6 +8,8 @@ from typing import Iterable
 from ..cardparse import ParsedCard
 from ..findings import ERROR, INFO, WARNING, Finding, finding
 from .common import (
+    CLS,
+    TINY_EVAL_ONE_VALUE,
     IMBALANCE_RATIO,
     LEAKAGE_ERROR,
     LEAKAGE_MIN_WORDS,
@@ -21,6 +23,7 @@ from .common import (
     Eval,
     _finite,
     _num,
+    fmt,
     fmt_int,
 )
 
@@ -134,12 +137,84 @@ def tiny_train(what: str, n: float) -> Finding:
         examples=n)
 
 
-def tiny_eval(lines: list[str]) -> Finding:
+def tiny_eval(lines: list[str], **data) -> Finding:
     return finding(
         "D608", "A very small evaluation set",
         "; ".join(lines) + f" (under {TINY_EVAL}: one example moves accuracy by more than {1 / TINY_EVAL:.0%}).",
         "Scores this small are noisy: evaluate on a few hundred examples or more, or report a confidence interval.",
-        splits=lines)
+        splits=lines, **data)
+
+
+def eval_size_from_values(cells) -> tuple[int, list[str]] | None:
+    """The evaluation set's size read off accuracy values as printed: every accuracy is correct / n, so values that
+    are all multiples of 1/n for a small n (within half a unit of the last printed digit) give n away: 0.5493,
+    0.5634, 0.5352 are 39, 40 and 38 of 71.
+
+    Needs at least two distinct values other than 0, 0.5 and 1 (these fit any even n), printed as the Trainer does
+    (up to 4 decimals, trailing zeros dropped; values all rounded by hand to fewer decimals prove nothing), and then
+    answers for n up to TINY_EVAL; a single such value answers only for n up to TINY_EVAL_ONE_VALUE (any value
+    is k/n for some n below 100 within rounding, one in two; for n up to 12, one in a hundred). The true size can
+    be a multiple of n. Returns (n, ['39/71', ...]) or None."""
+    cells = [c for c in cells if c is not None and c.kind == "number" and c.decimals is not None]
+    decimals = {c.decimals for c in cells}
+    if not cells or (len(decimals) == 1 and min(decimals) < 4):
+        return None  # hand-rounded to a few decimals: too coarse to tell k/n from any other value
+    values = {}
+    for cell in cells:
+        v = cell.value
+        if not 0 < v < 1 or abs(v - 0.5) < 1e-9:
+            continue
+        # the Trainer prints round(v, 4) without trailing zeros: '0.725' is 0.7250, exact to 4 decimals
+        values[round(v, 8)] = 0.5 * 10.0 ** -max(cell.decimals, 4) + 1e-9
+    if not values:
+        return None
+    limit = TINY_EVAL if len(values) >= 2 else TINY_EVAL_ONE_VALUE
+    for n in range(2, limit):
+        if all(abs(round(v * n) / n - v) <= tol for v, tol in values.items()):
+            return n, [f"{round(v * n)}/{n}" for v in sorted(values)]
+    return None
+
+
+def check_card_eval_size(card: ParsedCard, task: str | None) -> list[Finding]:
+    """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away."""
+    if task not in (CLS, None) or not card.table:
+        return []
+    cells = [row.get("accuracy") for row in card.table.rows]
+    found = eval_size_from_values(cells)
+    if not found:
+        return []
+    n, fractions = found
+    shown = [c.raw.strip() for c in cells if c is not None and c.kind == "number"]
+    return [tiny_eval([f"accuracy values {', '.join(dict.fromkeys(shown[:6]))} are {', '.join(fractions[:6])}: "
+                       f"about {n} evaluation examples (or a multiple of {n})"], examples=n)]
+
+
+def check_perfect(evals: list[Eval], headline: dict[str, float], task: str | None) -> list[Finding]:
+    """D609: a score of 1.0 at every evaluation (and in the headline). Not a collapse: train/eval overlap, a
+    trivial task, or a broken metric (D510 says when the loss proves it)."""
+    if task not in (NER, CLS, None):
+        return []
+    perfect = []
+    printed = [b for b in ("f1", "accuracy", "precision", "recall")
+               if b in headline or any(_finite(e.metrics.get(b)) for e in evals)]
+    for base in printed:
+        values = [e.metrics.get(base) for e in evals if _finite(e.metrics.get(base))]
+        if values and (len(values) >= 2 or base in headline) and all(v >= 0.99995 for v in values) and \
+                headline.get(base, 1.0) >= 0.99995:
+            perfect.append(base)
+    # recall 1.0 alone (with precision below) is a one-class model, not a perfect one: every printed score must be 1
+    if not perfect or len(perfect) < len(printed):
+        return []
+    names = ", ".join(p.title() if p != "f1" else "F1" for p in perfect)
+    losses = [e.validation_loss for e in evals if _finite(e.validation_loss)]
+    return [finding(
+        "D609", "Perfect scores at every evaluation",
+        f"{names} 1.0 at all {len(evals)} evaluations" + (f", from {evals[0].where}" if evals else "")
+        + (f"; validation loss {fmt(min(losses))} to {fmt(max(losses))}" if losses else "") + ".",
+        "A perfect score from the first evaluation on rarely means a perfect model: check that no evaluation example "
+        "is in the training data (duplicates, near-duplicates, a split made after augmentation), that the task is not "
+        "trivial (a label leaked into the text, one class only in the evaluation set), and that the metric is "
+        "computed on the predictions against the gold labels.", metrics=perfect)]
 
 
 def _normal_text(text) -> str:

@@ -19,31 +19,85 @@ from .common import (
     _series,
     fmt,
     fmt_int,
+    lr_advice,
 )
 
 # --- curves: the evaluations over training ------------------------------------------------------------------
 
 
-def check_not_finite(items: list[tuple[str, str, object]]) -> list[Finding]:
-    """D301: NaN / inf losses (or metrics, gradient norms). ``items``: (where, what, value)."""
-    bad = [(where, what, v) for where, what, v in items if _num(v) is not None and not math.isfinite(_num(v))]
-    if not bad:
+TRAINING = "training"
+EVALUATION = "evaluation"
+
+
+def check_not_finite(items: list[tuple], lr=None) -> list[Finding]:
+    """D301 (a NaN / inf training loss, step loss or gradient norm: training diverged) or D306 (the validation loss
+    or a metric is NaN while training went on: the evaluation pass is broken). ``items``: (where, what, value) or
+    (where, what, value, kind) with kind TRAINING or EVALUATION (default: training when 'what' names a training loss,
+    a step loss or a gradient norm)."""
+    bad_training, bad_evaluation, finite_training = [], [], []
+    for item in items:
+        where, what, v = item[:3]
+        kind = item[3] if len(item) > 3 else (TRAINING if any(w in str(what).lower() for w in (
+            "training", "train ", "train loss", "step loss", "gradient")) else EVALUATION)
+        value = _num(v)
+        if value is None:
+            continue
+        if math.isfinite(value):
+            if kind == TRAINING:
+                finite_training.append((where, value))
+            continue
+        (bad_training if kind == TRAINING else bad_evaluation).append((where, what, value))
+    if bad_training:
+        bad = bad_training + bad_evaluation
+        shown = "; ".join(f"{what} {fmt(v)} at {where}" for where, what, v in bad[:6])
+        more = f" (and {len(bad) - 6} more)" if len(bad) > 6 else ""
+        return [finding(
+            "D301", "The training loss is NaN or infinite: training diverged",
+            f"{shown}{more}.",
+            ("Keep gradient clipping on (max_grad_norm 1.0), use warmup (warmup_ratio 0.1), and with fp16 switch to "
+             "bf16 or fp32 (fp16 overflows); look for empty or label-less examples. " + lr_advice(lr)).strip(),
+            places=[{"where": w, "what": what, "value": v} for w, what, v in bad])]
+    if not bad_evaluation:
         return []
-    shown = "; ".join(f"{what} {fmt(v)} at {where}" for where, what, v in bad[:6])
-    more = f" (and {len(bad) - 6} more)" if len(bad) > 6 else ""
+    wheres = list(dict.fromkeys(where for where, _, _ in bad_evaluation))
+    whats = sorted({str(what) for _, what, _ in bad_evaluation})
+    trained = [v for _, v in finite_training]
+    training = (f" while the training loss went {_series(trained)}" if len(trained) >= 2 else "")
     return [finding(
-        "D301", "The loss is NaN or infinite: training diverged",
-        f"{shown}{more}.",
-        "Lower the learning rate (1e-5 to 5e-5 for base-size encoders), keep gradient clipping on (max_grad_norm 1.0), "
-        "use warmup (warmup_ratio 0.1), and with fp16 switch to bf16 or fp32; check the data for empty or "
-        "label-less examples.",
-        places=[{"where": w, "what": what, "value": v} for w, what, v in bad])]
+        "D306", "The validation loss is NaN while training goes on: the evaluation is broken, not the training",
+        f"{', '.join(whats)} nan at {len(wheres)} evaluation(s) ({', '.join(wheres[:4])}"
+        f"{', …' if len(wheres) > 4 else ''}){training}.",
+        "The model trained (its training loss is finite); the NaN comes from evaluating it. Usual causes: an fp16 "
+        "overflow in the evaluation pass (evaluate in fp32 or bf16), an evaluation batch with no labelled token (all "
+        "labels -100: a mean over zero tokens is 0/0), or a label outside the model's range. The scores may still be "
+        "right, but the loss-based checks (overfitting, the best checkpoint by loss) cannot run until it is fixed.",
+        places=[{"where": w, "what": what, "value": v} for w, what, v in bad_evaluation])]
 
 
-def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None) -> list[Finding]:
-    """D302 (training loss ends above its first value) or D303 (rising over the last evaluations)."""
-    remedy_diverged = ("The model is unlearning: lower the learning rate (by 2-10x; 2e-5 is a safe start for "
-                       "base-size encoders), use warmup and gradient clipping, and check that the data is shuffled.")
+def _logged(evals: list[Eval]) -> list[Eval]:
+    """The evaluations with a logged training loss, a value repeated from the row before (a stale log) left out."""
+    out = []
+    for e in evals:
+        if not _finite(e.training_loss):
+            continue
+        if out and e.training_loss == out[-1].training_loss:
+            continue
+        out.append(e)
+    return out
+
+
+def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None, card: bool = False, lr=None
+                     ) -> list[Finding]:
+    """D302 (training loss ends above its first value) or D303 (rising over the last evaluations).
+
+    From a run's optimizer steps when there are any (the mean of the last STEP_TAIL_SHARE against the first). From
+    rows, a trend is needed: a card's Training Loss is the last logged value, noisy, so one high value proves
+    nothing. D302: at least 3 logged values, the last and the mean of the second half both above the first (half)
+    by LOSS_RISE_TOLERANCE, and two thirds of the changes rises. D303: the last TRAIN_RISE_MIN_EVALS changes (one
+    more on a card) all rises, by TRAIN_RISE_MIN_RELATIVE in all."""
+    remedy_diverged = ("The model is unlearning: use warmup and gradient clipping, check that the data is shuffled. "
+                       + (lr_advice(lr, high_only=True) or ("Lower the learning rate 2-10x." if lr is None else
+                                                            f"Even at {lr:g}, try 2x lower."))).strip()
     if steps:
         losses = [(s.get("step"), _num(s.get("loss"))) for s in steps if isinstance(s, dict)]
         losses = [(step, v) for step, v in losses if v is not None and math.isfinite(v)]
@@ -57,31 +111,38 @@ def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None) -> list
                     f"optimizer step {first_step}: loss {fmt(first)}; mean of the last {len(tail)} steps "
                     f"(steps {tail[0][0]}–{tail[-1][0]}): {fmt(tail_mean)}.",
                     remedy_diverged, first=first, last=tail_mean, source="steps")]
-    known = [e for e in evals if _finite(e.training_loss)]
-    if len(known) < 2:
+    known = _logged(evals)
+    if len(known) < (3 if card else 2):
         return []
+    values = [e.training_loss for e in known]
     first, last = known[0], known[-1]
-    if last.training_loss > first.training_loss * (1 + LOSS_RISE_TOLERANCE):
+    changes = [b - a for a, b in zip(values, values[1:])]
+    rising = sum(1 for c in changes if c > 0)
+    half = len(values) // 2
+    early, late = values[:max(1, half)], values[-max(1, half):]
+    trend = (sum(late) / len(late) > sum(early) / len(early) * (1 + LOSS_RISE_TOLERANCE)
+             and rising * 3 >= 2 * len(changes)) if card else True
+    if last.training_loss > first.training_loss * (1 + LOSS_RISE_TOLERANCE) and trend:
         return [finding(
             "D302", "The training loss ended above where it started",
-            f"training loss {_series(e.training_loss for e in known)} ({first.where} to {last.where}).",
+            f"training loss {_series(values)} ({first.where} to {last.where})"
+            + (", rising at " + f"{rising} of {len(changes)} logged evaluations" if card else "") + ".",
             remedy_diverged, first=first.training_loss, last=last.training_loss, source="rows")]
     rises = 0
-    for a, b in zip(reversed(known[:-1]), reversed(known)):
-        if b.training_loss > a.training_loss:
+    for c in reversed(changes):
+        if c > 0:
             rises += 1
         else:
             break
-    if rises >= TRAIN_RISE_MIN_EVALS:
+    if rises >= TRAIN_RISE_MIN_EVALS + (1 if card else 0):
         start = known[-1 - rises]
         if last.training_loss >= start.training_loss * (1 + TRAIN_RISE_MIN_RELATIVE):
             return [finding(
                 "D303", f"The training loss rose at each of the last {rises} evaluations",
-                f"training loss {_series(e.training_loss for e in known[-1 - rises:])} "
-                f"({start.where} to {last.where}).",
-                "Training is becoming unstable: lower the learning rate or use a decaying schedule (linear), keep "
-                "gradient clipping on; the best checkpoint is before the rise.",
-                rises=rises, values=[e.training_loss for e in known[-1 - rises:]])]
+                f"training loss {_series(values[-1 - rises:])} ({start.where} to {last.where}).",
+                ("Training is becoming unstable: use a decaying schedule (linear), keep gradient clipping on; the best "
+                 "checkpoint is before the rise. " + lr_advice(lr, high_only=True)).strip(),
+                rises=rises, values=values[-1 - rises:])]
     return []
 
 

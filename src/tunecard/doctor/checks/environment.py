@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-from ..findings import INFO, WARNING, Finding, finding
+from ..findings import INFO, Finding, finding
 
 
 # --- environment -----------------------------------------------------------------------------------------------
@@ -32,7 +32,10 @@ def _version_tuple(text) -> tuple[int, ...] | None:
 
 
 def check_versions(card_versions: dict, installed: dict) -> list[Finding]:
-    """D701: the card's framework versions against the installed ones (major/minor; 0.x: minor is major)."""
+    """D701 (info): the framework versions the card or run lists, where they differ from this environment's.
+
+    A difference is no defect of the card: it says which versions to install to reproduce the results (a major
+    version apart, the model may load or behave differently)."""
     if not isinstance(card_versions, dict):
         return []
     breaking, minor = [], []
@@ -44,7 +47,7 @@ def check_versions(card_versions: dict, installed: dict) -> list[Finding]:
         ta, tb = (ta + (0, 0))[:2], (tb + (0, 0))[:2]
         if ta == tb:
             continue
-        line = f"{label} {a} in the card, {b} installed"
+        line = f"{label} {a} (here {b})"
         if ta[0] != tb[0] or (ta[0] == 0 and ta[1] != tb[1]):
             (minor if label == "Datasets" else breaking).append(line)
         else:
@@ -54,8 +57,8 @@ def check_versions(card_versions: dict, installed: dict) -> list[Finding]:
     pins = " ".join(f"'{PACKAGES[line.split()[0]]}=={'.'.join(map(str, _version_tuple(line.split()[1])[:2]))}.*'"
                     for line in breaking + minor)
     return [finding(
-        "D701", "Framework versions differ from the installed ones",
-        "; ".join(breaking + minor) + ("" if breaking else " (minor versions only)") + ".",
-        f"If the model does not load or behaves differently (the usual cause), install the card's versions in a fresh "
-        f"environment (pip install {pins}) or re-save the model with the current ones.",
-        severity=WARNING if breaking else INFO, differences=breaking + minor)]
+        "D701", "To reproduce, use these versions",
+        "trained with " + "; ".join(breaking + minor) + "."
+        + (" A major version apart, loading or results may differ." if breaking else ""),
+        f"To reproduce the results, install them in a fresh environment: pip install {pins}.",
+        severity=INFO, differences=breaking + minor, major=bool(breaking))]
