@@ -56,3 +56,20 @@ def test_a_model_that_can_only_predict_o_is_diagnosed(tiny_bert_cased, tmp_path)
     assert "D102" in codes  # predicts no entities
     assert "D601" in codes  # tiny training set
     assert any(f.severity == "error" for f in report.findings)
+
+
+def test_a_run_without_a_validation_split_is_judged_on_its_test_split(tiny_bert_cased, tmp_path):
+    # Only train and test: no per-epoch evaluations, yet the test split is judged against its baselines and the
+    # report says which checks had nothing to read and why (it used to print "No problems found").
+    config = build_config(None, dict(
+        task="ner", model=str(tiny_bert_cased), train=str(WNUT_SAMPLE / "train.conll"),
+        test=str(WNUT_SAMPLE / "test.conll"), output=str(tmp_path / "no-validation"), num_epochs=1,
+        max_train_examples=64, max_eval_examples=64, precision="fp32"))
+    result = train(config, progress=False)
+    report = diagnose(result.output)
+    assert result.metrics["validation"] is None and result.metrics["test"] is not None
+    assert any("no validation split" in item and "test split" in item for item in report.not_run)
+    assert _codes(report) & {"D102", "D201", "D202", "D203"}, _codes(report)
+    assert any(f.severity in ("error", "warning") and "test" in f.evidence for f in report.findings)
+    card = (result.output / "README.md").read_text()
+    assert "Not run:" in card and "no validation split" in card

@@ -99,7 +99,7 @@ def check_chance(task: str | None, evals: list[Eval], published: dict[str, float
            and entity_of(k) is None and _finite(v)}  # one rare entity type's F1 says nothing of the model
     low = {k: v for k, v in f1s.items() if 0 < v < CHANCE_F1}
     if low:
-        k, v = min(low.items(), key=lambda item: item[1])
+        k, v = ("f1", low["f1"]) if "f1" in low else min(low.items(), key=lambda item: item[1])
         what = {NER: "entities", CLS: "positive examples"}.get(task, "entities (or positive examples)")
         reasons.append(f"published {title(k)} {fmt(v)}: the model finds almost none of the {what}"
                        + (f" (recall {fmt(published['recall'])})" if _finite(published.get("recall")) else ""))
