@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +27,7 @@ console = Console(stderr=True)
 out = Console()
 
 SAMPLES = Path(__file__).parent / "samples"
-PREDICT_CHUNK = 1024  # lines read, predicted and printed at a time by `tunecard predict`
+PREDICT_CHUNK = 1024  # most lines predicted and printed at a time by `tunecard predict`
 BACKEND_HELP = "torch, or onnx: the folder's ONNX export (`tunecard export DIR`) run by ONNX Runtime."
 ONNX_FILE_HELP = "With --backend onnx: the .onnx file to run (default DIR/onnx/model.onnx)."
 QUANTIZED_HELP = "With --backend onnx: run the int8 export (model.int8.onnx from `export --quantize int8`)."
@@ -40,6 +41,22 @@ PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, 
                 "logits the same that way (faster; --no-packing: one padded row per text).")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from tunecard import __version__
+
+        typer.echo(f"tunecard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print tunecard's version and exit."),
+):
+    """Fine-tune BERT-family encoders for NER and text classification, and write a model card that tells the truth."""
+
+
 @app.command()
 def train(
     config_file: Optional[Path] = typer.Argument(None, help="YAML config (a run's train_config.yaml reproduces it)."),
@@ -51,6 +68,8 @@ def train(
     test: Optional[str] = typer.Option(None, help="Test data file (scored once, with the best checkpoint)."),
     output: Optional[str] = typer.Option(None, help="Run folder to write."),
     epochs: Optional[float] = typer.Option(None, help="num_epochs (default 3)."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Stop after this many optimizer steps (overrides "
+                                            "--epochs; the schedule spans these steps)."),
     learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 5e-5)."),
     batch_size: Optional[int] = typer.Option(None, help="train_batch_size (default 16)."),
     eval_batch_size: Optional[int] = typer.Option(None, help="eval_batch_size (default 64)."),
@@ -60,6 +79,12 @@ def train(
     format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
     scheme: Optional[str] = typer.Option(None, help="Tag scheme: IOB1, IOB2, IOBES, BMES, BILOU (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
+    text_column: Optional[str] = typer.Option(None, help="Classification: the text column (a header name or a "
+                                              "0-based index; JSONL: the key)."),
+    label_column: Optional[str] = typer.Option(None, help="Classification: the label column (a header name or a "
+                                               "0-based index; JSONL: the key)."),
+    tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag "
+                                             "(default: the last)."),
     speed: Optional[str] = typer.Option(None, help="auto (the speed layer where it applies and its checks pass; "
                                         "the default) or off (plain transformers training)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
@@ -74,7 +99,8 @@ def train(
     flags = dict(task=task, model=model, train=train_file, validation=validation, test=test, output=output,
                  num_epochs=epochs, learning_rate=learning_rate, train_batch_size=batch_size,
                  eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
-                 format=format, scheme=scheme, encoding=encoding, speed=speed)
+                 format=format, scheme=scheme, encoding=encoding, speed=speed, max_steps=max_steps,
+                 text_column=text_column, label_column=label_column, tag_column=tag_column)
     config = build_config(config_file, flags, set_)
     result = run_training(config, overwrite=overwrite, resume=resume, console=None if quiet else console,
                           progress=not quiet, trust_pickle=trust_pickle)
@@ -100,7 +126,8 @@ def _print_summary(result) -> None:
 def predict(
     model_dir: Path = typer.Argument(..., help="A trained run folder."),
     text: list[str] = typer.Option([], "--text", help="Text to label (repeatable)."),
-    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="A UTF-8 file, one text per line."),
+    file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="A text file, one text per line."),
+    encoding: Optional[str] = typer.Option(None, help="Encoding of --file or stdin (default utf-8), e.g. latin-1."),
     batch_size: int = typer.Option(64, help="Texts per forward pass (NER: 64 tokens each, packed)."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
@@ -110,25 +137,38 @@ def predict(
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
 ):
-    """Label texts (--text, --file, or stdin lines): one JSON line per text."""
-    from itertools import islice
+    """Label texts (--text, --file, or stdin lines): one JSON line per text.
 
+    Lines are answered as they arrive (each output line flushed), so predict can be a worker in a
+    pipeline; a file streams through in bounded memory.
+    """
+    from tunecard.data.lines import STDIN, check_encoding, line_groups
     from tunecard.inference.predictor import load
 
-    if text:
-        lines = iter(text)
-    elif file is not None:
-        lines = (line.rstrip("\r\n") for line in file.open(encoding="utf-8"))
-    else:
-        lines = (line.rstrip("\r\n") for line in sys.stdin)
+    name = str(file) if file is not None else STDIN
+    check_encoding(encoding, name)  # before the model loads: a typo costs nothing
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
                      backend=backend, onnx_file=onnx_file, quantized=quantized, packing=packing,
                      recheck_margin=recheck_margin)
-    key = "entities" if predictor.is_ner else "prediction"
-    # Chunks of PREDICT_CHUNK lines: a large file streams through in bounded memory, output as it goes.
-    while chunk := list(islice(lines, PREDICT_CHUNK)):
-        for source, prediction in zip(chunk, predictor.predict(chunk)):
-            out.print_json(json.dumps({"text": source, key: prediction}, ensure_ascii=False), indent=None)
+    with ExitStack() as stack:
+        if text:
+            groups = iter([text])
+        else:
+            stream = stack.enter_context(file.open("rb")) if file is not None else sys.stdin.buffer
+            groups = line_groups(stream.read1, name, encoding, max_lines=PREDICT_CHUNK)
+        _print_predictions(groups, predictor.predict, "entities" if predictor.is_ner else "prediction")
+
+
+def _print_predictions(groups, predict, key: str) -> None:
+    """One JSON line per text, each flushed as written, so a reader at the other end of a pipe has its answer."""
+    try:
+        for group in groups:  # whatever one read gave: a line typed, or up to PREDICT_CHUNK lines of a file
+            for source, prediction in zip(group, predict(group)):
+                sys.stdout.write(json.dumps({"text": source, key: prediction}, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+    except BrokenPipeError:  # `tunecard predict ... | head`: the reader has gone; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 @app.command()
@@ -138,6 +178,9 @@ def evaluate(
     format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
     scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
+    text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
+    label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
+    tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
@@ -149,7 +192,9 @@ def evaluate(
     """Score a saved model on any readable labelled file."""
     from tunecard.inference.predictor import evaluate_folder
 
-    result = evaluate_folder(model_dir, data, ReadOptions(format=format, scheme=scheme, encoding=encoding),
+    options = ReadOptions(format=format, scheme=scheme, encoding=encoding, text_column=text_column,
+                          label_column=label_column, tag_column=tag_column)
+    result = evaluate_folder(model_dir, data, options,
                              precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
                              packing=packing, recheck_margin=recheck_margin)
     if as_json:

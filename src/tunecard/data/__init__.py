@@ -106,7 +106,8 @@ def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
 
     Args:
         path: a file, a ``save_to_disk`` folder, or a hub name.
-        options: ``encoding`` (for reading the content) and ``tag_column`` are used.
+        options: ``encoding`` (for reading the content), ``tag_column``, and ``text_column`` / ``label_column``
+            (JSON keys that make a file text-classification JSONL) are used.
 
     Raises:
         DataError: E107 missing file, E108 undetectable format, and the file errors E101-E103.
@@ -130,21 +131,23 @@ def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
         return "csv"
     text_file = read_text_file(location, options.encoding)
     if suffix in _JSON_SUFFIXES or text_file.text.lstrip()[:1] in ("{", "["):
-        return _sniff_json(text_file)
+        return _sniff_json(text_file, options)
     return _sniff_text(text_file, suffix, options.tag_column)
 
 
-def _sniff_json(text_file) -> str:
+def _sniff_json(text_file, options: ReadOptions) -> str:
+    named = {key for key in (options.text_column, options.label_column) if isinstance(key, str)}  # --text-column
     for _, record in iter_json_records(text_file):
         if "spans" in record:
             return "spans"
         if "tokens" in record:
             return "jsonl"
-        if "text" in record or "sentence" in record or "label" in record:
+        if "text" in record or "sentence" in record or "label" in record or named & set(record):
             return "text-jsonl"
         raise DataError("E108", f"cannot tell the JSON format from the keys {preview(sorted(record), 200)}",
                         path=text_file.path,
-                        fix='use "tokens"+"tags" (NER), "text"+"spans" (NER) or "text"+"label", or ' + _FORMAT_FIX)
+                        fix='use "tokens"+"tags" (NER), "text"+"spans" (NER) or "text"+"label" (other keys: name them '
+                        'with --text-column and --label-column), or ' + _FORMAT_FIX)
     raise DataError("E103", "empty split: no JSON records", path=text_file.path, fix="point to the right file.")
 
 

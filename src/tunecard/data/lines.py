@@ -1,0 +1,77 @@
+"""Unlabelled text lines for prediction, read as they arrive (a file, or stdin from a pipe).
+
+`tunecard predict` answers each line as soon as it is read, so it can sit in a pipeline: lines come in groups of
+whatever one read returns (one line typed or written by another program, up to thousands from a file), never
+waiting for the end of the input. Bytes are decoded with the given encoding; an undecodable byte is a coded
+error naming the input, the line and the fix, after every line before it has been given out.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Iterator
+
+from tunecard.errors import DataError
+
+READ_SIZE = 1 << 16  # bytes asked of one read: a pipe gives at most what is in it, a file this much
+DEFAULT_ENCODING = "utf-8"
+STDIN = "<stdin>"
+
+
+def check_encoding(encoding: str | None, name: str) -> str:
+    """The codec's name, or E101 for an unknown one (checked before a model is loaded)."""
+    try:
+        return codecs.lookup(encoding or DEFAULT_ENCODING).name
+    except LookupError:
+        raise DataError("E101", f"unknown encoding {encoding!r}", path=name,
+                        fix="use a Python codec name such as utf-8, latin-1, cp1252 or gb18030.") from None
+
+
+def line_groups(read: Callable[[int], bytes], name: str, encoding: str | None = None,
+                max_lines: int = 1024) -> Iterator[list[str]]:
+    """The lines of a byte stream (without line endings), in groups of those available at once.
+
+    Args:
+        read: returns up to n bytes, at least one unless the input has ended, without waiting for more than
+            one arrival (`BufferedReader.read1`): a line is given out as soon as its newline is read.
+        name: the input in error messages (a path, or "<stdin>").
+        encoding: a Python codec (default utf-8, where a leading byte order mark is dropped).
+        max_lines: most lines per group.
+
+    Raises:
+        DataError: E101 for an unknown encoding, or a byte the encoding cannot decode (line and byte named).
+    """
+    codec = check_encoding(encoding, name)
+    decoding = "utf-8-sig" if codec == "utf-8" else codec
+    decoder = codecs.getincrementaldecoder(decoding)("strict")
+    pending = ""  # decoded text after the last newline
+    number = 0  # lines given out so far
+    while True:
+        data = read(READ_SIZE)
+        state = decoder.getstate()
+        error = None
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:  # give out the lines before the bad byte, then say where it is
+            error = exc
+            before = codecs.getincrementaldecoder(decoding)("strict")
+            before.setstate((b"", state[1]))  # the state before this read, without its undecoded bytes
+            text = before.decode(exc.object[:exc.start])
+        pending += text
+        *complete, pending = pending.split("\n")
+        for start in range(0, len(complete), max_lines):
+            group = [line[:-1] if line.endswith("\r") else line for line in complete[start:start + max_lines]]
+            number += len(group)
+            yield group
+        if error is not None:
+            wide = codec.startswith(("utf-16", "utf-32"))
+            column = None if wide else len(pending.encode(codec, errors="replace")) + 1
+            where = f"line {number + 1}" + (f", byte {column} of the line" if column else "")
+            shown = error.object[error.start:error.start + 1].hex()
+            raise DataError("E101", f"not valid {encoding or DEFAULT_ENCODING}: byte 0x{shown} ({where})", path=name,
+                            line=number + 1, fix="give the input's encoding, e.g. --encoding latin-1, or save it "
+                            "as UTF-8.")
+        if not data:
+            if pending:
+                yield [pending[:-1] if pending.endswith("\r") else pending]
+            return
