@@ -227,6 +227,35 @@ def export(
     export_onnx(model_dir, output=output, quantize=quantize, opset=opset, trust_pickle=trust_pickle, console=console)
 
 
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="A trained run folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, help="Port (0: a free one; the address is printed once the model is loaded)."),
+    max_batch_size: int = typer.Option(64, help="Most texts of concurrent requests predicted together."),
+    max_wait_ms: float = typer.Option(5.0, help="How long a request waits for others to join its batch (ms)."),
+    max_text_length: int = typer.Option(10_000, help="Characters per text; longer: 413 (E503)."),
+    max_texts: int = typer.Option(256, help="Texts per request; more: 413 (E504)."),
+    graceful_timeout: float = typer.Option(30.0, help="Seconds requests in flight get to finish after SIGTERM."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
+    packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
+    trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
+    log_level: str = typer.Option("warning", help="uvicorn's log level (info: one line per request)."),
+):
+    """Serve a trained folder over HTTP: POST /predict (what predict prints), GET /health, GET /metadata.
+
+    Concurrent requests are batched through predict's path (bf16 with the fp32 recheck); SIGTERM or Ctrl-C
+    stops it after the requests in flight are answered. Needs the serve extra (docs/serving.md).
+    """
+    from tunecard.serve.server import run
+
+    run(model_dir, host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+        max_text_length=max_text_length, max_texts=max_texts, graceful_timeout=graceful_timeout,
+        log_level=log_level, precision=precision, recheck_margin=recheck_margin, packing=packing,
+        trust_pickle=trust_pickle)
+
+
 @data_app.command("stats")
 def data_stats(
     paths: list[str] = typer.Argument(..., help="Data files (or save_to_disk folders / hub names)."),
@@ -428,7 +457,7 @@ def _quiet_libraries() -> None:
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if len(sys.argv) > 1 and sys.argv[1] in ("train", "predict", "evaluate", "demo", "search", "export"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("train", "predict", "evaluate", "demo", "search", "export", "serve"):
         _quiet_libraries()
     try:
         app()

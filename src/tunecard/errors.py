@@ -1,7 +1,8 @@
 """The project's own error types.
 
 Every error a user can meet carries a stable code, says what was found, where (file and line, or the
-config field) and how to fix it. Codes are grouped by layer: E1xx data, E2xx config, E3xx model, E4xx output.
+config field) and how to fix it. Codes are grouped by layer: E1xx data, E2xx config, E3xx model, E4xx output,
+E5xx the HTTP server (`tunecard serve`).
 """
 
 from __future__ import annotations
@@ -57,3 +58,7 @@ class ModelError(TunecardError):
 
 class OutputError(TunecardError):
     """An output folder cannot be written without losing something the user has."""
+
+
+class ServeError(TunecardError):
+    """`tunecard serve` cannot start as asked (an option out of range, an address in use, packages missing)."""
