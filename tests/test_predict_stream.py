@@ -36,7 +36,7 @@ def test_undecodable_file_and_stdin_get_a_coded_error_naming_line_and_fix(ner_fo
     done = _tunecard("predict", str(ner_folder), "--file", str(data))  # the real command: exit status, stderr
     message = " ".join(done.stderr.decode().split())
     assert done.returncode == 2 and "Traceback" not in message, message
-    assert f"[E101] {data}:2: not valid utf-8: byte 0xe9 (line 2, byte 7 of the line)" in message
+    assert f"[E101] {data}:2: not valid utf-8: byte 0xe9 at byte offset 36 (line 2, byte 7 of the line)" in message
     assert "--encoding latin-1" in message
     # the line before the bad one was answered first: nothing is dropped silently before the error
     assert [json.loads(line)["text"] for line in done.stdout.decode().splitlines()] == ["Angela Merkel visited Paris ."]
@@ -45,6 +45,49 @@ def test_undecodable_file_and_stdin_get_a_coded_error_naming_line_and_fix(ner_fo
     assert str(result.exception).startswith("[E101] <stdin>:2: not valid utf-8: byte 0xe9")
     assert "--encoding latin-1" in str(result.exception)
     assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["Angela Merkel visited Paris ."]
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 7, 1 << 16])
+@pytest.mark.parametrize(("data", "encoding"), [
+    ("a\nb\r\n\nlast without newline".encode(), None),
+    (b"\xef\xbb\xbfBOM first\nsecond\n", None),
+    ("caf\xe9\nZ\xfcrich\n".encode("latin-1"), "latin-1"),
+    ("\u5317\u4eac\n\u4e0a\u6d77\n".encode("gb18030"), "gb18030"),
+    ("one\ntwo \xe9\n".encode("utf-16"), "utf-16"),
+    (b"ok\n\xe4\xb8\xad ok\nbad \xe9 here\nnever read\n", None),
+    (b"\xef\xbb\xbfok\n\xff\n", None),
+    (b"ok\ncut \xe4\xb8", None),
+])
+def test_line_groups_match_decoding_the_whole_input(data, encoding, read_size):
+    """Whatever the reads return, the lines are those of the whole input decoded at once; an undecodable byte is
+    reported at the offset and line that decoding the whole input finds, after every line before it."""
+    import codecs
+    import io
+
+    from tunecard.data.lines import line_groups
+    from tunecard.errors import DataError
+
+    stream = io.BytesIO(data)
+    got, error = [], None
+    try:
+        for group in line_groups(lambda n: stream.read(min(n, read_size)), "<stdin>", encoding, max_lines=2):
+            assert 1 <= len(group) <= 2
+            got.extend(group)
+    except DataError as raised:
+        error = raised
+    bom = encoding is None and data.startswith(codecs.BOM_UTF8)  # dropped by default, counted in offsets
+    body, codec = (data[3:] if bom else data), encoding or "utf-8"
+    try:
+        lines = body.decode(codec).split("\n")
+    except UnicodeDecodeError as expected:
+        line = body[:expected.start].count(b"\n") + 1
+        assert error is not None and error.code == "E101" and error.line == line
+        assert f"byte offset {expected.start + 3 * bom} (line {line}," in error.message
+        assert got == body[:expected.start].decode(codec).split("\n")[:line - 1]
+        return
+    if lines[-1] == "":
+        lines.pop()
+    assert error is None and got == [line.removesuffix("\r") for line in lines]
 
 
 def test_encoding_option_reads_the_file_and_stdin(ner_folder, tmp_path):

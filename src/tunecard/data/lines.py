@@ -46,9 +46,10 @@ def line_groups(read: Callable[[int], bytes], name: str, encoding: str | None = 
     decoder = codecs.getincrementaldecoder(decoding)("strict")
     pending = ""  # decoded text after the last newline
     number = 0  # lines given out so far
+    offset = 0  # bytes read before this read
     while True:
         data = read(READ_SIZE)
-        state = decoder.getstate()
+        state = decoder.getstate()  # (bytes kept from the last read, flags)
         error = None
         try:
             text = decoder.decode(data, final=not data)
@@ -64,14 +65,26 @@ def line_groups(read: Callable[[int], bytes], name: str, encoding: str | None = 
             number += len(group)
             yield group
         if error is not None:
-            wide = codec.startswith(("utf-16", "utf-32"))
-            column = None if wide else len(pending.encode(codec, errors="replace")) + 1
-            where = f"line {number + 1}" + (f", byte {column} of the line" if column else "")
-            shown = error.object[error.start:error.start + 1].hex()
-            raise DataError("E101", f"not valid {encoding or DEFAULT_ENCODING}: byte 0x{shown} ({where})", path=name,
-                            line=number + 1, fix="give the input's encoding, e.g. --encoding latin-1, or save it "
-                            "as UTF-8.")
+            # the error's offsets count from the bytes kept from the last read, after a BOM the decoder dropped
+            bom = decoding == "utf-8-sig" and state[1] and (state[0] + data).startswith(codecs.BOM_UTF8)
+            at = offset - len(state[0]) + error.start + (len(codecs.BOM_UTF8) if bom else 0)
+            raise _undecodable(error, at, number + 1, pending, codec, name, encoding)
+        offset += len(data)
         if not data:
             if pending:
                 yield [pending[:-1] if pending.endswith("\r") else pending]
             return
+
+
+def _undecodable(error: UnicodeDecodeError, offset: int, line: int, before: str, codec: str, name: str,
+                 encoding: str | None) -> DataError:
+    """E101 for the byte at `offset` (line `line`, after the text `before` on that line), as the readers say it."""
+    shown = error.object[error.start:error.start + 1].hex()
+    if offset == 0 and error.object.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return DataError("E101", "the input is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8",
+                         path=name, line=1, fix="pass --encoding utf-16, or save it as UTF-8.")
+    column = "" if codec.startswith(("utf-16", "utf-32")) else \
+        f", byte {len(before.encode(codec, errors='replace')) + 1} of the line"
+    return DataError("E101", f"not valid {encoding or DEFAULT_ENCODING}: byte 0x{shown} at byte offset {offset} "
+                     f"(line {line}{column})", path=name, line=line,
+                     fix="give its encoding, e.g. --encoding latin-1, or save it as UTF-8.")
