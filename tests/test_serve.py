@@ -304,3 +304,20 @@ def test_batcher_groups_waiting_requests_up_to_the_max():
     assert sorted(t for batch in seen for t in batch) == sorted(f"r{i}t{j}" for i, n in enumerate(sizes)
                                                                 for j in range(n))  # each text predicted once
     assert stats.requests == len(sizes) and stats.batches == len(seen) < len(sizes)
+
+
+def test_app_mounted_in_another_app_starts_its_batcher_itself(ner_folder):
+    """create_app's lifespan does not run when it is mounted: the batcher starts on the first request."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from tunecard.inference.predictor import load
+    from tunecard.serve.app import create_app
+
+    predictor = load(ner_folder)
+    parent = Starlette(routes=[Mount("/ner", create_app(predictor, ner_folder))])
+    with TestClient(parent) as client:
+        answers = [client.post("/ner/predict", json={"text": text}).json() for text in SAMPLE_TEXTS[:3]]
+    assert [a["text"] for a in answers] == SAMPLE_TEXTS[:3]
+    _same([a["entities"] for a in answers], predictor.predict(SAMPLE_TEXTS[:3]))

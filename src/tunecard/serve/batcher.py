@@ -83,6 +83,8 @@ class DynamicBatcher:
         """The answers for `texts`, predicted in a batch with whatever other requests are waiting."""
         if not texts:
             return []
+        if self._task is None:  # an app mounted in another one, whose lifespan did not start ours
+            await self.start()
         request = _Request(texts, asyncio.get_running_loop().create_future())
         self._waiting += 1
         try:
