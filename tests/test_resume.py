@@ -114,7 +114,8 @@ def test_unwritable_parent_fails_before_training(tmp_path):
 def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, tmp_path, monkeypatch):
     output = tmp_path / "run"
     output.mkdir()
-    (output / "old.txt").write_text("keep me")
+    (output / "train_config.yaml").write_text("an earlier run's config")  # a run folder: --overwrite may replace it
+    (output / "README.md").write_text("keep me")
     config = build_config(None, _values(tiny_bert_cased, output, num_epochs=1))
 
     def disk_full(*args, **kwargs):
@@ -124,7 +125,8 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     with pytest.raises(OutputError) as error:
         train(config, overwrite=True, progress=False)
     assert error.value.code == "E404" and "No space left on device" in error.value.message
-    assert sorted(p.name for p in output.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in output.iterdir()) == ["README.md", "train_config.yaml"]
+    assert (output / "README.md").read_text() == "keep me"
     checkpoints = RunFolder(output).checkpoints
     assert (checkpoints / "checkpoint-4" / STATE_FILE).is_file(), "the finished training is kept for a re-run"
     assert not (checkpoints / "checkpoint-4" / "optimizer.pt").exists(), "no step is left to read the moments"
@@ -139,7 +141,7 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
     result = train(config, progress=False)
     assert result.metrics["training"]["resumed_from_step"] == 4
     assert result.metrics["training"]["global_steps"] == 4 and len(result.history["steps"]) == 4
-    assert (output / "README.md").is_file() and not (output / "old.txt").exists()
+    assert (output / "README.md").read_text() != "keep me" and (output / "model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     uninterrupted = train(build_config(None, _values(tiny_bert_cased, tmp_path / "uninterrupted", num_epochs=1)),
                           progress=False)

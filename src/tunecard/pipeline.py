@@ -317,10 +317,12 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         search: the hyperparameter search this run is a trial of (study, trial, metric, direction, params): kept in
             metrics.json and shown on the card.
     """
-    run_folder = RunFolder(config.output, overwrite=overwrite)
+    main = is_main_process()  # in a distributed run only rank 0 prints and writes
+    run_folder = RunFolder(config.output, overwrite=overwrite, console=console if main else None)
+    if main:
+        run_folder.clean_stale()  # what a killed run of this output left beside it
     start = find_resume(config, run_folder.checkpoints, resume=resume, overwrite=overwrite)
     run_folder.check(resuming=start is not None)
-    main = is_main_process()  # in a distributed run only rank 0 prints and writes
     if main and config.save_strategy != "no":
         prepare_folder(run_folder.checkpoints, config, start)
     finished = False
@@ -446,7 +448,7 @@ def _train(config: TrainConfig, run_folder: RunFolder, start: Path | None, conso
         trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
         epochs_run = trainer.state.epoch
     else:
-        with long_lived_objects_frozen():
+        with long_lived_objects_frozen(), run_folder.writing_checkpoints():  # disk full: E404
             train_output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         epochs_run = train_output.metrics.get("epoch", config.num_epochs)
     train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
