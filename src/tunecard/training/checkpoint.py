@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +31,9 @@ from tunecard.training.distributed import world_size
 from tunecard.training.recorder import RunRecorder
 
 STATE_FILE = "tunecard_state.json"  # written last: its presence marks a complete checkpoint
+# The Trainer's torch.save files that a resume loads (optimizer, scheduler, scaler, each process's RNG state):
+# read with weights_only=True, which refuses pickled Python objects beyond tensors and plain containers.
+TORCH_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 BEST_WEIGHTS = "best_model.safetensors"
 
 
@@ -84,6 +89,17 @@ def find_resume(config: TrainConfig, folder: Path, *, resume: bool, overwrite: b
             "E221", f"the checkpoints here were made with another configuration ({'; '.join(differences[:8])}).",
             path=folder, fix="re-run with the same configuration to resume, or pass --overwrite (without --resume) "
                              f"to discard the checkpoints, or delete {folder}.")
+    problem = unsafe_state_file(checkpoint)
+    if problem:
+        if overwrite and not resume:
+            return None  # start over, as for checkpoints of another configuration: the main process clears them
+        name, reason = problem
+        raise ConfigError(
+            "E223", f"the checkpoint's {name} cannot be loaded safely ({reason}): it is read with torch.load("
+                    "weights_only=True), which loads tensors and plain values only, and tunecard never unpickles "
+                    "other objects, since unpickling can run arbitrary code.", path=checkpoint / name,
+            fix=f"if you did not put it there, pass --overwrite (without --resume) to discard the checkpoints and "
+                f"train afresh, or delete {folder}.")
     saved_world = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")).get("world_size", 1)
     if saved_world != world_size():
         raise ConfigError(
@@ -91,6 +107,29 @@ def find_resume(config: TrainConfig, folder: Path, *, resume: bool, overwrite: b
                     "order and random states would not continue.", path=checkpoint,
             fix=f"resume with --nproc_per_node (x nodes) = {saved_world}, or delete {folder} to start afresh.")
     return checkpoint
+
+
+def unsafe_state_file(checkpoint: Path) -> tuple[str, str] | None:
+    """The first of the checkpoint's torch.save files that the resume could not load safely, and why: a pickled
+    object weights_only refuses, or a damaged file. None when every one loads (tensors mapped, not read)."""
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types the Trainer's RNG files hold
+
+    files = sorted({path for pattern in TORCH_STATE_FILES for path in checkpoint.glob(pattern)})
+    for path in files:
+        try:
+            with safe_globals():
+                try:
+                    torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as exc:
+                    if "mmap" not in str(exc):  # a file in torch's legacy format cannot be mapped: read it
+                        raise
+                    torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            return path.name, f"it holds a pickled Python object{f' ({found.group(1)})' if found else ''}"
+        except (RuntimeError, EOFError, ValueError, OSError) as exc:
+            return path.name, f"the file is damaged: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+    return None
 
 
 def prepare_folder(folder: Path, config: TrainConfig, checkpoint: Path | None) -> None:
