@@ -71,6 +71,22 @@ def tiny_bert_chinese(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-chinese"), _vocab("bert-base-chinese"), lowercase=True)
 
 
+@pytest.fixture(scope="session")
+def no_dropout_bert(tmp_path_factory) -> Path:
+    """A tiny random BERT without dropout, so packed and padded training can be compared step by step."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    torch.manual_seed(0)
+    tokenizer = BertTokenizer(vocab=str(_vocab("bert-base-cased")), do_lower_case=False)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def saved_classifier(base, folder, ner: bool, labels: list[str]):
     """A save_pretrained token (`ner`) or sequence classifier on a tiny encoder, its head widened (std 1) so its
     logits spread over a few units: export parity is then about the graph, not about which of two near-equal

@@ -68,7 +68,11 @@ def _projections(tokens: int, heads: int, size: int, dtype, seed: int):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("mask_kind", ["bool", "float"])
 @pytest.mark.parametrize("fused", [True, False])
-def test_padding_free_training_attention_is_the_autograd_arithmetic_bit_for_bit(dtype, mask_kind, fused):
+def test_padding_free_training_attention_is_the_autograd_arithmetic(dtype, mask_kind, fused):
+    """The written-out backward against autograd's on the same arithmetic, within fp32 rounding: the two call
+    the same matmuls with other operand layouts, and oneDNN/MKL may block their sums differently for those
+    layouts on some CPUs (exactly equal on the AMX Xeon, not on an AVX-512 EPYC). fp32: 1e-5 relative; bf16
+    results are fp32 results rounded once to bf16 (8 bits of mantissa): one rounding step apart at most."""
     batch = _flat_batch([7, 30, 3, 18, 25, 1, 12, 9, 40, 5])
     mask = batch["attention_mask"]
     assert mask.dtype == torch.bool and mask.shape[0] > 1 and batch[SLOTS].numel() > 150
@@ -87,9 +91,10 @@ def test_padding_free_training_attention_is_the_autograd_arithmetic_bit_for_bit(
         results.append((output, torch.autograd.grad(output, inputs, upstream)))
     (expected, expected_grads), (ours, our_grads) = results
     assert ours.shape == expected.shape == (1, tokens, heads, size) and ours.dtype == dtype
-    assert torch.equal(ours, expected)
+    rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (2 ** -7, 1e-3)
+    torch.testing.assert_close(ours, expected, rtol=rtol, atol=atol)
     for mine, theirs in zip(our_grads, expected_grads):
-        assert torch.equal(mine, theirs)
+        torch.testing.assert_close(mine, theirs, rtol=rtol, atol=atol)
         assert mine.abs().sum() > 0
 
 
@@ -120,10 +125,14 @@ def test_padding_free_training_attention_goes_through_one_autograd_node():
     while type(node).__name__ in ("ViewBackward0", "UnsafeViewBackward0"):
         node = node.next_functions[0][0]
     assert type(node).__name__ == "_PackedRowsAttentionBackward"
-    for module, p in ((EVALUATING, 0.1), (TRAINING, 0.0)):  # SDPA itself there, as without padding-free batches
-        output, _ = attention._padding_free_fast(module, query, key, value, batch["attention_mask"], dropout=p,
-                                                 packed_slots=batch[SLOTS])
-        assert "_PackedRowsAttention" not in str(output.grad_fn)
+    # Training without dropout goes through it too (the speed layer's training-mode check runs so); evaluation
+    # is SDPA itself, as without padding-free batches.
+    output, _ = attention._padding_free_fast(TRAINING, query, key, value, batch["attention_mask"], dropout=0.0,
+                                             packed_slots=batch[SLOTS])
+    assert "_PackedRowsAttention" in str(output.grad_fn.next_functions)
+    output, _ = attention._padding_free_fast(EVALUATING, query, key, value, batch["attention_mask"], dropout=0.1,
+                                             packed_slots=batch[SLOTS])
+    assert "_PackedRowsAttention" not in str(output.grad_fn)
 
 
 def test_dropout_falls_on_the_attention_probabilities_and_keeps_their_expectation():
@@ -200,58 +209,8 @@ def test_training_uses_it_and_saves_a_plain_model(tiny_bert_cased, tmp_path):
     result = train(build_config(None, values), progress=False)
     if torch.cuda.is_available():
         pytest.skip("CUDA keeps SDPA's fused dropout")
-    assert result.metrics["training"]["dropout_masks"] == "fast (16-bit lanes), attention probabilities included"
+    assert "the attention probabilities' too" in result.metrics["speed"]["levers"]["fast_dropout"]["note"]
     for config_file in result.output.rglob("config.json"):
         assert NAME not in config_file.read_text(), config_file
         assert json.loads(config_file.read_text())["model_type"] == "bert"
     assert load_model(str(result.output), "token-classification").config._attn_implementation == "sdpa"
-
-
-def _classification_batch(lengths: list[int], flat: bool) -> dict[str, torch.Tensor]:
-    items = [{"input_ids": list(range(1, n + 1)), "labels": 0} for n in lengths]
-    return PackedCollator(0, flat=flat, classify=True)(items)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("flat", [True, False])
-@pytest.mark.parametrize("fast_masks", [True, False])
-def test_first_queries_attend_as_each_item_alone(dtype, flat, fast_masks):
-    """Each first token's attention over its own item's tokens, as if the item were alone (padding's view): the
-    output and the gradients of every token's query, key and value; dropout's masks as drawn over the rows."""
-    heads, size, p = 2, 8, 0.3
-    lengths = [7, 3, 12, 5, 2, 9]
-    batch = _classification_batch(lengths, flat)
-    mask, firsts, slots = batch["attention_mask"], batch["packed_firsts"], batch.get(SLOTS)
-    tokens = batch["input_ids"].numel()
-    fused, (query, key, value) = _projections(tokens, heads, size, dtype, seed=3)
-    if not flat:  # packed rows: (rows, heads, width, size), as transformers hands them over
-        rows, width = batch["input_ids"].shape
-        query, key, value = (part.transpose(1, 2).reshape(rows, width, heads, size).transpose(1, 2)
-                             for part in (query, key, value))
-    torch.manual_seed(11)
-    ours = attention.first_queries(query, key, value, firsts, mask, slots, p if fast_masks else 0.0, 0.4, fast_masks)
-    upstream = torch.randn(ours.shape, generator=torch.Generator().manual_seed(5)).to(dtype)
-    (grad,) = torch.autograd.grad(ours, fused, upstream)
-
-    torch.manual_seed(11)  # the same draw: (items * heads, 1, rows' width) multipliers
-    factors = attention.scaled_keep_factors((len(lengths) * heads, 1, mask.shape[-1]), p if fast_masks else 0.0)
-    factors = factors.view(len(lengths), heads, 1, -1)
-    places = firsts if slots is None else slots[firsts]
-    columns = places % mask.shape[-1]
-    leaf = fused.detach().clone().requires_grad_(True)
-    flat_qkv = leaf.view(tokens, 3, heads, size).float()
-    expected, start = [], 0
-    for item, length in enumerate(lengths):
-        first = firsts[item].item()
-        own = flat_qkv[first:first + length]  # an item's tokens follow its first token in either layout
-        query_one, key_one, value_one = own[:1, 0].transpose(0, 1), own[:, 1].transpose(0, 1), own[:, 2].transpose(0, 1)
-        weights = torch.softmax(query_one @ key_one.transpose(1, 2) * 0.4, dim=-1)  # (heads, 1, length)
-        column = columns[item].item()
-        weights = weights * factors[item][..., column:column + length]
-        expected.append((weights @ value_one).reshape(heads * size).to(dtype))
-    expected = torch.stack(expected)
-    (expected_grad,) = torch.autograd.grad(expected, leaf, upstream)
-    tolerance = 1e-6 if dtype == torch.float32 else 1e-2
-    torch.testing.assert_close(ours.float(), expected.float(), rtol=0, atol=tolerance)
-    torch.testing.assert_close(grad.float(), expected_grad.float(), rtol=0, atol=tolerance)
-    assert grad.view(tokens, 3, -1)[:, 0].abs().sum(-1).nonzero().view(-1).tolist() == sorted(firsts.tolist())

@@ -152,7 +152,8 @@ def test_a_finished_run_leaves_no_trainer_or_model_behind(tiny_bert_cased, tmp_p
     from conftest import quick_ner_values
 
     from tunecard.config import build_config
-    from tunecard.pipeline import TunecardTrainer, train
+    from tunecard.pipeline import train
+    from tunecard.training.trainer import TunecardTrainer
 
     alive = []
     original_init = TunecardTrainer.__init__

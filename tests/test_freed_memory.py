@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(not _glibc(), reason="glibc (with mallinfo2) onl
 PROBE = textwrap.dedent("""
     import ctypes, sys
     from tunecard import environment
+    from tunecard.speed import memory
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
@@ -36,7 +37,7 @@ PROBE = textwrap.dedent("""
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
     libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
-    applied = environment.keep_freed_memory() if sys.argv[1] == "keep" else None
+    applied = memory.keep_freed_memory() if sys.argv[1] == "keep" else None
     blocks = [libc.malloc(100_000) for _ in range(2000)]
     for block in blocks:
         libc.free(block)
@@ -65,5 +66,4 @@ def test_freed_memory_is_kept_for_reuse_and_handed_back_at_the_end():
 def test_training_records_whether_freed_memory_was_kept(tiny_bert_cased, tmp_path, keep):
     result = train(build_config(None, quick_ner_values(tiny_bert_cased, tmp_path, speed_options={"keep_freed_memory": keep})),
                    progress=False)
-    expected = "kept for reuse (glibc tuned)" if keep else "allocator defaults"
-    assert result.metrics["training"]["freed_memory"] == expected
+    assert result.metrics["speed"]["levers"]["keep_freed_memory"]["used"] is keep

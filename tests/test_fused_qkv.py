@@ -48,7 +48,10 @@ def test_same_outputs_and_gradients_as_close_to_fp64(tiny_bert_cased, bf16):
     batch = _batch()
     plain_logits, plain_grads = _run(plain, batch, bf16)
     fused_logits, fused_grads = _run(fused, batch, bf16)
-    assert torch.equal(fused_logits, plain_logits)
+    # The same dot products; one matmul over the three weights may block its sums differently from three on some
+    # CPUs' kernels: fp32 within 1e-5, bf16 (outputs rounded to 8 bits of mantissa) within one rounding step.
+    tolerance = dict(rtol=2 ** -7, atol=1e-2) if bf16 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused_logits, plain_logits, **tolerance)
     exact = copy.deepcopy(plain).double()
     _, exact_grads = _run(exact, batch, False)
     for name, exact_grad in exact_grads.items():
@@ -66,9 +69,9 @@ def test_outside_training_and_for_other_inputs_each_projection_runs_alone(tiny_b
     reference = plain.bert.encoder.layer[0].attention.self
     x, other = torch.randn(2, 5, plain.config.hidden_size), torch.randn(2, 5, plain.config.hidden_size)
     with torch.no_grad():
-        assert torch.equal(attention.query(x), reference.query(x))
-        assert torch.equal(attention.key(other), reference.key(other))  # not the tensor query saw
-        assert torch.equal(attention.value(x), reference.value(x))
+        torch.testing.assert_close(attention.query(x), reference.query(x), rtol=1e-5, atol=1e-6)  # fused
+        assert torch.equal(attention.key(other), reference.key(other))  # not the tensor query saw: alone
+        torch.testing.assert_close(attention.value(x), reference.value(x), rtol=1e-5, atol=1e-6)  # its part
         assert attention.query._shared.input is None  # value took its part: nothing kept
         fused.eval()
         assert torch.equal(attention.query(x), reference.query(x))
@@ -90,7 +93,6 @@ def test_parameters_stay_and_unfuse_gives_plain_linears(tiny_bert_cased):
 def test_training_records_it_and_saves_plain_modules(tiny_bert_cased, tmp_path, fuse):
     values = quick_ner_values(tiny_bert_cased, tmp_path, speed_options={"fuse_qkv": fuse})
     result = train(build_config(None, values), progress=False)
-    expected = "fused" if fuse and not torch.cuda.is_available() else "separate"
-    assert result.metrics["training"]["qkv_projections"] == expected
+    assert result.metrics["speed"]["levers"]["fuse_qkv"]["used"] is fuse
     model = load_model(str(result.output), "token-classification")
     assert not any(isinstance(module, FusedProjection) for module in model.modules())

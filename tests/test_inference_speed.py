@@ -82,7 +82,7 @@ def test_packed_sorted_passes_give_the_padded_logits(ner_folder, monkeypatch, ro
 
 def test_the_predictor_packs_and_finds_the_padded_entities(ner_folder):
     packed = Predictor(ner_folder, precision="fp32")
-    padded = Predictor(ner_folder, precision="fp32", packing=False)
+    padded = Predictor(ner_folder, precision="fp32", speed="off")
     assert packed.packed is not None and packed.packed.flat and padded.packed is None  # padding-free passes
     spans = [[(e["label"], e["start"], e["end"]) for e in entities] for entities in packed.predict(TEXTS)]
     assert spans == [[(e["label"], e["start"], e["end"]) for e in entities] for entities in padded.predict(TEXTS)]
@@ -138,14 +138,14 @@ def test_the_cli_switches_packing_off(ner_folder):
     from tunecard.cli import app
 
     outputs = {}
-    for flag in ("--packing", "--no-packing"):
-        result = CliRunner().invoke(app, ["predict", str(ner_folder), "--precision", "fp32", flag,
+    for flag in ("auto", "off"):
+        result = CliRunner().invoke(app, ["predict", str(ner_folder), "--precision", "fp32", "--speed", flag,
                                           *[arg for text in TEXTS for arg in ("--text", text)]])
         assert result.exit_code == 0, result.output
         outputs[flag] = [[(e["label"], e["start"], e["end"]) for e in json.loads(line)["entities"]]
                          for line in result.stdout.strip().splitlines()]
-    assert len(outputs["--packing"]) == len(TEXTS)
-    assert outputs["--packing"] == outputs["--no-packing"]
+    assert len(outputs["auto"]) == len(TEXTS)
+    assert outputs["auto"] == outputs["off"]
 
 
 def test_eager_attention_packs_in_bf16(ner_folder):
@@ -179,6 +179,6 @@ def test_a_cpu_that_refuses_onednn_bf16_linears_predicts_with_plain_ones(ner_fol
 
     monkeypatch.setattr(OneDnnLinear, "forward", refuse)
     predictor = Predictor(ner_folder, precision="bf16", recheck_margin=0)
-    assert predictor.onednn_linears == 0
+    assert not predictor.speed_plan.uses("onednn_linears")
     assert not any(isinstance(module, OneDnnLinear) for module in predictor.model.modules())
     assert len(predictor.predict(TEXTS)) == len(TEXTS)

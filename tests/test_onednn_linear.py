@@ -99,12 +99,12 @@ def test_fp32_weights_are_left_alone(ner_folder):
 def test_the_predictor_uses_them_in_bf16_and_finds_the_same_entities(ner_folder):
     bf16 = Predictor(ner_folder, precision="bf16", recheck_margin=1e9)
     fp32 = Predictor(ner_folder, precision="fp32")
-    assert bf16.onednn_linears > 0 and fp32.onednn_linears == 0
+    assert bf16.speed_plan.uses("onednn_linears") and not fp32.speed_plan.uses("onednn_linears")
     assert bf16.predict(SAMPLE_TEXTS) == fp32.predict(SAMPLE_TEXTS)  # every text rechecked: fp32's answers
 
 
 def test_a_fusion_that_changes_the_logits_is_undone(ner_folder, monkeypatch):
     monkeypatch.setattr(OneDnnLinear, "forward", lambda self, x: F.linear(x, self.weight, self.bias) * 3)
     predictor = Predictor(ner_folder, precision="bf16", recheck_margin=0)
-    assert predictor.onednn_linears == 0
+    assert not predictor.speed_plan.uses("onednn_linears")
     assert not any(isinstance(m, OneDnnLinear) for m in predictor.model.modules())

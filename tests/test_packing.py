@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WNUT_SAMPLE, _vocab
+from conftest import WNUT_SAMPLE
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +26,6 @@ from tunecard.speed.packing import (
     PADDING_FREE,
     REFUSED,
     SLOTS,
-    FirstQueries,
     PackedCollator,
     choose_collator,
     first_fit_rows,
@@ -44,21 +43,6 @@ def test_rows_hold_every_item_once_within_capacity(lengths):
     rows = first_fit_rows(lengths, max(lengths))
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in row) <= max(lengths) for row in rows)
-
-
-@pytest.fixture(scope="module")
-def no_dropout_bert(tmp_path_factory) -> Path:
-    """A tiny random BERT without dropout, so packed and padded training can be compared step by step."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    torch.manual_seed(0)
-    tokenizer = BertTokenizer(vocab=str(_vocab("bert-base-cased")), do_lower_case=False)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _features(model_folder: Path, count: int = 16):
@@ -149,13 +133,13 @@ def test_a_padding_free_batch_gives_the_padded_logits_loss_and_gradients(no_drop
 
 def test_the_padding_free_check_leaves_the_attention_as_it_was(no_dropout_bert):
     model, tokenizer, features = _features(no_dropout_bert)
-    collator, kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                     tokenizer.pad_token_id, padding_free=True)
+    collator, kind, _ = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                        tokenizer.pad_token_id, padding_free=True)
     assert kind == PADDING_FREE and collator.flat
     assert model.config._attn_implementation == "sdpa"
     model.config._attn_implementation = "eager"  # no AttentionInterface switch: packed rows, not flat
-    collator, kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
-                                     tokenizer.pad_token_id, padding_free=True)
+    collator, kind, _ = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                        tokenizer.pad_token_id, padding_free=True)
     assert kind == "packed" and not collator.flat
 
 
@@ -231,18 +215,15 @@ def test_each_model_family_packs_or_falls_back(family, packs):
 
     # The same families as sequence classifiers: each head reads position 0 of its encoder's output.
     classifier = transformers.AutoModelForSequenceClassification.from_config(config)
-    collator, kind = choose_collator(classifier, _random_features(classify=True), PadCollator(pad), pad,
-                                     padding_free=True, classify=True)
+    collator, kind, point = choose_collator(classifier, _random_features(classify=True), PadCollator(pad), pad,
+                                            padding_free=True, classify=True)
     assert kind == (PADDING_FREE if packs else REFUSED)
-    # BERT and RoBERTa attend with the first tokens' queries only in the last attention block; DistilBERT adds
-    # that block's residual outside it (the check refuses the block), so it takes the encoder's output.
-    point = reading_point(classifier)
-    assert type(point).__name__ == {"bert": "FirstQueries", "roberta": "FirstQueries", "distilbert": "Transformer",
-                                    "deberta-v2": "NoneType"}[family]
-    stop_reading_first_tokens(classifier)
-    assert reading_point(classifier) is None
+    # BERT and RoBERTa take the first tokens after the last attention block; DistilBERT adds that block's
+    # residual outside it (the check refuses the block), so it takes the encoder's output.
+    assert type(point).__name__ == {"bert": "BertAttention", "roberta": "RobertaAttention",
+                                    "distilbert": "Transformer", "deberta-v2": "NoneType"}[family]
+    assert reading_point(classifier) is None, "the check leaves the model unhooked"
     assert not any(isinstance(p, torch.nn.Module) and p._forward_hooks for p in first_token_points(classifier))
-    assert not any("forward" in vars(module) for module in classifier.modules()), "the class's forward again"
 
 
 def test_a_model_that_fails_the_check_trains_padded_and_says_so(no_dropout_bert, tmp_path, monkeypatch):
@@ -285,8 +266,7 @@ def test_a_packed_classification_batch_gives_the_padded_logits_loss_and_gradient
     pad = PadCollator(tokenizer.pad_token_id)
     assert not packing_matches(model, features, rows_collator, pad), "without the hook the head reads the rows"
     points = first_token_points(model)
-    assert isinstance(points[0], FirstQueries) and points[0].block is model.bert.encoder.layer[-1].attention
-    assert points[1:] == [model.bert.encoder.layer[-1].attention, model.bert.encoder]
+    assert points == [model.bert.encoder.layer[-1].attention, model.bert.encoder]
     for point in points:
         assert read_first_tokens(model, point)
         assert packing_matches(model, features, rows_collator, pad)

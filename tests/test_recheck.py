@@ -217,7 +217,7 @@ def test_an_fp32_pass_in_mixed_precision_training_runs_in_fp32(ner_folder, texts
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     wrapped = prepared.forward
-    predictor = Predictor(ner_folder, precision="fp32", packing=False)
+    predictor = Predictor(ner_folder, precision="fp32", speed="off")
     features = predictor.encode(texts)
 
     def logits(model, bf16):

@@ -23,9 +23,8 @@ def _pair(vocab: int = 60, width: int = 8):
     return dense, sparse
 
 
-@pytest.mark.parametrize("defer", [False, True])  # dense gradients scaled by clipping, or inside the fused step
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping every step, and never
-def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
+def test_sparse_rows_take_the_dense_adamw_steps(max_norm):
     dense, sparse = _pair()
     dense_optimizer = torch.optim.AdamW(dense.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
     sparse_optimizer = SparseRowsAdamW(sparse.parameters(), lr=1e-2, weight_decay=0.0, fused=True)
@@ -33,19 +32,16 @@ def test_sparse_rows_take_the_dense_adamw_steps(max_norm, defer):
     for step in range(40):
         ids = torch.randint(0, 20 if step < 20 else 40, (4, 7), generator=generator)  # rows 40+ never read
         norms = []
-        sparse_clip = (lambda parameters, norm: clip_grad_norm_(parameters, norm, sparse_optimizer)) if defer \
-            else clip_grad_norm_
         for model, optimizer, clip in ((dense, dense_optimizer, torch.nn.utils.clip_grad_norm_),
-                                       (sparse, sparse_optimizer, sparse_clip)):
+                                       (sparse, sparse_optimizer, clip_grad_norm_)):
             (model(ids) ** 2).mean().backward()
             norms.append(clip(model.parameters(), max_norm))
             optimizer.step()
             optimizer.zero_grad()
         torch.testing.assert_close(norms[1], norms[0], rtol=1e-6, atol=0)
-    # Deferred, the fused kernel divides by 1/factor where torch multiplies by factor: one rounding apart, which
-    # Adam's division by sqrt(v) carries into a few parameters at 1e-7 (a skipped scaling shows in the norms above).
-    # Not deferred, the kernel's vector width still splits the rows' elements between its vector body and scalar
-    # tail differently from the dense tensor's: on an AVX2-only CPU one parameter of 480 ended 1.8e-7 apart.
+    # The norm sums the same squares in another order (dense gradients and the rows' values apart), and the fused
+    # kernel's vector width splits the rows' elements between its vector body and scalar tail differently from
+    # the dense tensor's: on an AVX2-only CPU one parameter of 480 ended 1.8e-7 apart.
     for dense_param, sparse_param in zip(dense.parameters(), sparse.parameters()):
         torch.testing.assert_close(sparse_param, dense_param, rtol=1e-6, atol=1e-6)
     assert torch.equal(sparse[0].weight[40:], dense[0].weight[40:])
@@ -206,9 +202,9 @@ def test_training_with_sparse_rows_takes_the_dense_steps(tiny_bert_cased, tmp_pa
     sparse = _run(tiny_bert_cased, tmp_path / "sparse")
     dense = _run(tiny_bert_cased, tmp_path / "dense", speed_options={"sparse_embedding": False})
     decayed = _run(tiny_bert_cased, tmp_path / "decayed", weight_decay=0.01)
-    assert sparse.metrics["training"]["embedding_gradient"] == "sparse rows"
-    assert dense.metrics["training"]["embedding_gradient"] == "dense"
-    assert decayed.metrics["training"]["embedding_gradient"] == "dense"  # rows never read would shrink
+    assert sparse.metrics["speed"]["levers"]["sparse_embedding"]["used"]
+    assert not dense.metrics["speed"]["levers"]["sparse_embedding"]["used"]
+    assert not decayed.metrics["speed"]["levers"]["sparse_embedding"]["used"]  # rows never read would shrink
     sparse_losses = [step["loss"] for step in sparse.history["steps"]]
     dense_losses = [step["loss"] for step in dense.history["steps"]]
     assert len(sparse_losses) == len(dense_losses) == 8
@@ -218,5 +214,5 @@ def test_training_with_sparse_rows_takes_the_dense_steps(tiny_bert_cased, tmp_pa
     for name, tensor in dense_weights.items():
         torch.testing.assert_close(sparse_weights[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
     assert sparse.metrics["validation"]["f1"] == pytest.approx(dense.metrics["validation"]["f1"], abs=1e-6)
-    assert "Word-embedding gradient: sparse" in (sparse.output / "README.md").read_text()
+    assert "  - sparse_embedding: used (row-sparse word-embedding gradient" in (sparse.output / "README.md").read_text()
     assert "Word-embedding gradient" not in (dense.output / "README.md").read_text()

@@ -8,7 +8,7 @@ import torch
 from transformers import Trainer
 
 from tunecard.encoding.models import load_model
-from tunecard.pipeline import TunecardTrainer
+from tunecard.training.trainer import TunecardTrainer
 
 
 def test_floating_point_ops_are_the_trainers_count(tiny_bert_cased):

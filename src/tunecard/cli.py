@@ -37,8 +37,9 @@ RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two be
                 "less than this far apart, so close calls get fp32's answer (evaluate scores those; NER predict "
                 "skips ties that cannot change the entities). Default 0.15 (evaluate.RECHECK_MARGIN); 0: off, "
                 "bf16's answers as they come (docs/performance.md, Close calls).")
-PACKING_HELP = ("NER, torch backend: run short texts end to end in shared rows, if a check at load finds the model's "
-                "logits the same that way (faster; --no-packing: one padded row per text).")
+SPEED_HELP = ("auto: the speed layer's prediction levers (NER texts packed in shared rows, oneDNN's fused bf16 "
+              "Linears on CPU), each used only if a check at load finds the model's logits the same that way; "
+              "off: plain padded passes.")
 
 
 def _print_version(value: bool) -> None:
@@ -130,7 +131,7 @@ def predict(
     encoding: Optional[str] = typer.Option(None, help="Encoding of --file or stdin (default utf-8), e.g. latin-1."),
     batch_size: int = typer.Option(64, help="Texts per forward pass (NER: 64 tokens each, packed)."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
-    packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
+    speed: str = typer.Option("auto", "--speed", help=SPEED_HELP),
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
@@ -148,7 +149,7 @@ def predict(
     name = str(file) if file is not None else STDIN
     check_encoding(encoding, name)  # before the model loads: a typo costs nothing
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
-                     backend=backend, onnx_file=onnx_file, quantized=quantized, packing=packing,
+                     backend=backend, onnx_file=onnx_file, quantized=quantized, speed=speed,
                      recheck_margin=recheck_margin)
     with ExitStack() as stack:
         if text:
@@ -183,7 +184,7 @@ def evaluate(
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
-    packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
+    speed: str = typer.Option("auto", "--speed", help=SPEED_HELP),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
@@ -196,7 +197,7 @@ def evaluate(
                           label_column=label_column, tag_column=tag_column)
     result = evaluate_folder(model_dir, data, options,
                              precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
-                             packing=packing, recheck_margin=recheck_margin)
+                             speed=speed, recheck_margin=recheck_margin)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return

@@ -1,5 +1,5 @@
-"""Facts about the machine and libraries (precision choice, hardware and versions for the card and `tunecard env`),
-and handing memory back to the machine after a run."""
+"""Facts about the machine and libraries (device and precision choice, hardware and versions for the card and
+`tunecard env`), and handing memory back to the machine after a run."""
 
 from __future__ import annotations
 
@@ -21,17 +21,30 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def use_bf16(precision: str) -> bool:
-    """Resolve `precision: auto|bf16|fp32` for this machine."""
+def training_device() -> torch.device:
+    """The device the Trainer (accelerate) trains on in a plain run: CUDA, then Apple MPS, then Intel XPU, else
+    the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        return torch.device("xpu")
+    return torch.device("cpu")
+
+
+def use_bf16(precision: str, device: torch.device | None = None) -> bool:
+    """Resolve `precision: auto|bf16|fp32` for `device` (default: where the Trainer trains)."""
     if precision == "fp32":
         return False
-    if torch.cuda.is_available():
-        supported = torch.cuda.is_bf16_supported()
-    else:
-        supported = cpu_supports_bf16()
     if precision == "bf16":
         return True
-    return supported
+    kind = (device or training_device()).type
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        return cpu_supports_bf16()
+    return False  # MPS, XPU: fp32 unless bf16 is asked for
 
 
 def release_memory() -> None:
@@ -40,12 +53,12 @@ def release_memory() -> None:
     garbage collector frees, and glibc then keeps the freed pages in its heaps: after a 3000-sentence CoNLL-2003
     run here the process held 1265 MB, 1045 MB after collecting and 721 MB after trimming the heaps."""
     gc.collect()
-    trim = _glibc_function("malloc_trim")
+    trim = glibc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
 
-def _glibc_function(name: str):
+def glibc_function(name: str):
     """A function of glibc, or None where the C library is something else (musl, macOS, Windows)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -53,26 +66,6 @@ def _glibc_function(name: str):
         return getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-
-
-# glibc's mallopt parameters (malloc.h), and what training sets them to.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-KEPT_FREED_MEMORY = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20}
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of handing it back to the system: True where it applied.
-
-    A CPU training step allocates and frees hundreds of megabytes of tensors. With glibc's defaults the top of the
-    heap is handed back whenever 64 MB lie free there, and the next step faults the same pages in again, zeroed by
-    the kernel: about 2,000-4,000 page faults a step here. With freed memory kept (allocations up to 32 MB from
-    the heap, handed back only past 1 GB free) the 3000-sentence SST-2 run trained 2-4% faster at the same peak
-    memory (docs/performance.md). Process-wide and lasting: `release_memory` still hands everything back at the
-    end of a run. Nothing happens where the C library is not glibc.
-    """
-    mallopt = _glibc_function("mallopt")
-    return mallopt is not None and all(mallopt(parameter, value) == 1
-                                       for parameter, value in KEPT_FREED_MEMORY.items())
 
 
 def model_max_length(tokenizer, model) -> int:
@@ -110,12 +103,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def describe(bf16: bool) -> dict:
+def describe(bf16: bool, device: str | None = None) -> dict:
     """Where a run happened, for the card."""
-    if torch.cuda.is_available():
-        device = f"cuda ({torch.cuda.get_device_name(0)})"
-    else:
-        device = "cpu"
+    device = device or training_device().type
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name(0)})"
     return {
         "device": device,
         "precision": "bf16 (autocast)" if bf16 else "fp32",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from tunecard.data.example import TOKEN_TASK, Corpus
 from tunecard.data.jsonl import tokenize_with_offsets
@@ -144,3 +144,27 @@ def render_stats(stats_list: Sequence[dict]) -> list:
 
 def _triple(summary: dict) -> str:
     return f"{summary['min']} / {summary['median']:g} / {summary['max']}"
+
+
+LEAKAGE_MIN_WORDS = 3  # shorter texts ('Reuters', '-- END --') are not counted as leaked
+
+
+def normal_text(text) -> str:
+    """A text (or word list) whitespace- and case-normalized, as leakage compares them."""
+    if isinstance(text, (list, tuple)):
+        text = " ".join(str(t) for t in text)
+    return " ".join(str(text).split()).casefold()
+
+
+def leakage_counts(train_texts: Iterable, eval_texts: Iterable) -> dict:
+    """{"duplicates": n, "eval_examples": m}: evaluation examples whose text (whitespace- and case-normalized) is in
+    training. Texts of fewer than LEAKAGE_MIN_WORDS words are not counted as duplicates. Texts may be strings or
+    word lists."""
+    train = {normal_text(t) for t in train_texts}
+    duplicates = total = 0
+    for text in eval_texts:
+        total += 1
+        normal = normal_text(text)
+        if len(normal.split()) >= LEAKAGE_MIN_WORDS and normal in train:
+            duplicates += 1
+    return {"duplicates": duplicates, "eval_examples": total}

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
-from tunecard.speed import attention
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -137,7 +136,7 @@ def forward_batches(
     Args:
         packed: a `packing.PackedCollator` (token classification, a model that passed `packing_matches`): the
             batches' sentences run packed in rows of PACKED_ROW_TOKENS (padding-free if the collator is flat,
-            under `attention.py`'s attention for the passes); the logits are yielded as padding gives them.
+            in the context its `passes(model)` gives); the logits are yielded as padding gives them.
 
     Yields:
         (feature indices, float32 logits of shape [batch, seq, labels] or [batch, labels], the padded batch).
@@ -151,7 +150,7 @@ def forward_batches(
     else:
         batches = token_budget_batches(lengths, batch_size * PACKED_TOKENS_PER_INPUT)
     flat = packed is not None and packed.flat
-    with (attention.tunecard_attention(model) if flat else contextlib.nullcontext(True) as ready,
+    with (packed.passes(model) if packed is not None else contextlib.nullcontext(True) as ready,
           contextlib.nullcontext() if bf16 else unwrapped_forward(model)):  # fp32 asked for: no autocast at all
         if not ready:
             raise ValueError("padding-free passes need tunecard's attention (transformers' SDPA through its "

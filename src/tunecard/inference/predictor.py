@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from tunecard import environment
+from tunecard import speed as speed_layer
 from tunecard.config import CONFIG_FILE
 from tunecard.data.example import TextExample, TokenExample
 from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
@@ -23,15 +24,11 @@ from tunecard.encoding.encoder import Encoder, split_words, unpadded_backend
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
 from tunecard.metrics import extract_entities
-from tunecard.speed.onednn_linear import restore_linears, use_onednn_linears
-from tunecard.speed.packing import PACKED, PADDING_FREE, choose_collator
 from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
 CHUNK_SIZE = 4096
-# Largest |logit difference| on the probe with which oneDNN's fused Linears are kept (bf16 rounding gives ~0.03).
-ONEDNN_TOLERANCE = 0.25
 # Word lists of several lengths run packed and padded once at load: packing is used only if the logits agree.
 PACKING_PROBE = [("Peter Blackburn visited the European Commission in Brussels on Thursday to discuss the plan with "
                   "officials from Germany and France").split()[:n] for n in (2, 5, 9, 13, 19)]
@@ -81,8 +78,10 @@ class Predictor:
         backend: "torch", or "onnx" for the folder's ONNX export (`tunecard export DIR --onnx`) run by ONNX Runtime.
         onnx_file: onnx backend: the .onnx file to run. Defaults to DIR/onnx/model.onnx.
         quantized: onnx backend: run the int8 export (model.int8.onnx) instead.
-        packing: NER with the torch backend: run short sentences end to end in shared rows (`packing.py`), if
-            the model gives the same logits that way on a probe at load (`packed` says whether it does).
+        speed: "auto" (the speed layer's prediction levers: packed passes for NER and oneDNN's fused bf16 Linears
+            on CPU, each kept only if the model gives the same logits that way on a probe at load; `speed_plan`
+            says what is used and why) or "off".
+        device: "auto" (CUDA where there is a GPU, else the CPU), or a torch device name.
         recheck_margin: torch backend with bf16 weights (default RECHECK_MARGIN): a text whose prediction is a
             close call in bf16 (for some word, NER, or for the text, classification, the two best logits are less
             than this far apart) is predicted again with the fp32 weights, which are kept for it; 0 turns it off.
@@ -94,8 +93,10 @@ class Predictor:
 
     def __init__(self, folder: str | Path, batch_size: int = 64, precision: str = "auto", trust_pickle: bool = False,
                  backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False,
-                 packing: bool = True, recheck_margin: float | None = None):
+                 speed: str = "auto", recheck_margin: float | None = None, device: str = "auto"):
         from tunecard.inference.onnx_runtime import BACKENDS, check_choice, load_onnx_model
+
+        SPEEDS = (speed_layer.AUTO, speed_layer.OFF)
 
         self.folder = Path(folder)
         if recheck_margin is not None and not recheck_margin >= 0:
@@ -113,10 +114,13 @@ class Predictor:
         self.task = task_of(self.folder)
         self.backend = backend
         self.tokenizer = load_tokenizer(str(self.folder))
+        check_choice(speed, SPEEDS, "speed")
         if backend == "onnx":  # same interface as the torch model: batching and word assembly below are shared
             self.model = load_onnx_model(self.folder, onnx_file, quantized)
         else:
             self.model = load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle)
+            self.model.to(environment.training_device() if device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if device == "auto" else device))
         self.model.eval()
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         label2id = {v: k for k, v in self.id2label.items()}
@@ -125,17 +129,14 @@ class Predictor:
         self.encoder = Encoder(self.tokenizer, label2id, self.max_length)
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
-        self.bf16 = backend == "torch" and environment.use_bf16(precision)
-        self.packed = None  # the PackedCollator, when packing is on and the probe passed (padding-free if it can)
+        model_device = next(self.model.parameters()).device
+        self.bf16 = backend == "torch" and environment.use_bf16(precision, model_device)
         # the load-time checks' inputs (packing, oneDNN Linears), encoded once
         probe = (self._encode_words(PACKING_PROBE) if self.is_ner else
                  self.encode([" ".join(words) for words in PACKING_PROBE]))
-        if packing and backend == "torch" and self.is_ner:
-            packed, kind = choose_collator(self.model, probe,
-                                           PadCollator(self.tokenizer.pad_token_id),
-                                           self.tokenizer.pad_token_id, padding_free=True)
-            if kind in (PACKED, PADDING_FREE):
-                self.packed = packed
+        self.speed_plan = speed_layer.plan_prediction(speed, self.model, probe, self.tokenizer.pad_token_id,
+                                                      is_ner=self.is_ner, backend=backend)
+        self.packed = self.speed_plan.eval_packed  # packed (padding-free if it can) NER passes, or None
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
         # forward passes below run without autocast. Rechecking keeps the fp32 model beside the bf16 copy.
         if not self.bf16:  # in fp32 every call is already fp32's
@@ -148,22 +149,19 @@ class Predictor:
             self.model = copy.deepcopy(self.model).to(torch.bfloat16)
         elif self.bf16:
             self.model.to(torch.bfloat16)
-        self.onednn_linears = self._use_onednn_linears(probe) if self.bf16 else 0
+        if self.speed_plan.device == "cpu" and speed == "auto":
+            speed_layer.prediction_levers(self.speed_plan, self.model, lambda: self._probe_logits(probe),
+                                          bf16=self.bf16)
 
-    def _use_onednn_linears(self, probe: list) -> int:
-        """`onednn_linear.use_onednn_linears` on the bf16 model, kept if its logits on a probe stay within
-        ONEDNN_TOLERANCE of the plain bf16 ones (they differ by bf16 rounding: 0.03 on the probe, 0.09 at most
-        on 1000 CoNLL-2003 sentences). Returns how many Linears run through oneDNN."""
-        before = self._probe_logits(probe)
-        swapped = use_onednn_linears(self.model)
-        try:
-            kept = not swapped or bool((self._probe_logits(probe) - before).abs().max() <= ONEDNN_TOLERANCE)
-        except RuntimeError:  # a oneDNN build without bf16 matmuls for this CPU
-            kept = False
-        if not kept:
-            restore_linears(self.model)
-            return 0
-        return swapped
+    def close(self) -> None:
+        """Undo the speed layer's changes to the model (the oneDNN Linears)."""
+        speed_layer.release(self.speed_plan)
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _probe_logits(self, features: list) -> torch.Tensor:
         found = {}

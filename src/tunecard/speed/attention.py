@@ -34,13 +34,18 @@ NAMES = (NAME, NAME_TORCH_MASKS)
 SLOTS = "packed_slots"  # the batch key (and keyword) of a padding-free batch's token places in the rows
 
 
-def _sdpa_handles(module, query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict) -> bool:
-    """Whether SDPA itself computes this call: outside training, without dropout, or for what this module's
-    functions do not handle (causal masks, caches, biases, grouped heads)."""
+def _unhandled(module, query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> bool:
+    """Whether this call is one this module's functions do not compute: outside training, or causal masks, caches,
+    biases, grouped heads."""
     causal = kwargs.get("is_causal")
     causal = getattr(module, "is_causal", True) if causal is None else causal  # as transformers' SDPA reads it
     special = any(kwargs.get(name) is not None for name in ("cache", "position_bias", "softcap"))
-    return not module.training or dropout == 0.0 or causal or special or key.shape[1] != query.shape[1]
+    return not module.training or causal or special or key.shape[1] != query.shape[1]
+
+
+def _sdpa_handles(module, query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict) -> bool:
+    """Whether SDPA itself computes this call: without dropout, or for what `_unhandled` names."""
+    return dropout == 0.0 or _unhandled(module, query, key, kwargs)
 
 
 def sdpa_with_fast_dropout(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -130,8 +135,9 @@ def _contiguous(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class _PackedRowsAttention(torch.autograd.Function):
-    """The attention of a padding-free training batch as one autograd node: `_fast_masks_autograd`'s arithmetic,
-    bit for bit (tested), with the backward written out.
+    """The attention of a padding-free training batch as one autograd node: `_fast_masks_autograd`'s arithmetic
+    with the backward written out. Outputs and gradients equal autograd's within fp32 rounding (tested; the
+    matmul kernels may order sums differently from autograd's own on some CPUs, so not bit for bit).
 
     Left to autograd, the same computation records about forty operations a layer, each with its own dispatch, and
     several copies into and out of the rows' layout in each direction; here the queries, keys and values move into
@@ -203,9 +209,10 @@ def _side_by_side(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -
 
 def _padding_free_fast(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                        packed_slots: torch.Tensor | None = None, **kwargs):
-    """`NAME`'s function: `_PackedRowsAttention` for padding-free training batches, `sdpa_with_fast_dropout`
-    (through `_padding_free`) for everything else."""
-    if packed_slots is None or attention_mask is None or _sdpa_handles(module, query, key, dropout, kwargs):
+    """`NAME`'s function: `_PackedRowsAttention` for padding-free training batches (with or without dropout: the
+    training-mode check runs them with dropout off), `sdpa_with_fast_dropout` (through `_padding_free`) for
+    everything else."""
+    if packed_slots is None or attention_mask is None or _unhandled(module, query, key, kwargs):
         return _fast_masks_autograd(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                     packed_slots=packed_slots, **kwargs)
     heads, size = query.shape[1], query.shape[-1]
@@ -214,94 +221,6 @@ def _padding_free_fast(module, query, key, value, attention_mask, dropout: float
         output = _PackedRowsAttention.apply(_side_by_side(query, key, value), packed_slots, attention_mask, heads,
                                             dropout, scaling)
     return output.view(1, -1, heads, size), None
-
-
-class _FirstQueriesAttention(torch.autograd.Function):
-    """`first_queries`' attention as one autograd node: each item's first-token query against the keys of its
-    row, with `_PackedRowsAttention`'s arithmetic (fp32 scores, softmax, dropout, weighted sum, cast back).
-
-    The keys' and values' gradients need no scatter in backward: a key gets a nonzero gradient only from the
-    queries that see it, here its own item's first token, so each token's key and value gradients are gathered
-    from the one row of keys its own item's query attended (a padding place's from any query of its row: those are
-    zeros, as it is masked). Only the items' query gradients are scattered, one row per item."""
-
-    @staticmethod
-    def forward(ctx, qkv, firsts, slots, mask, heads: int, dropout: float, scaling: float, fast_masks: bool):
-        """`qkv`: (tokens, 3 * heads * size), each token's query, key and value side by side, the tokens in the
-        rows flattened (`slots` None) or in a flat sequence (`slots`: their places in the rows); `firsts`: the
-        items' first tokens; `mask`: the rows' block mask; `fast_masks`: dropout's masks from `dropout.py`, else
-        torch's. Returns (items, heads * size) in `qkv`'s dtype."""
-        tokens, hidden = qkv.shape[0], qkv.shape[1] // 3
-        size, items = hidden // heads, len(firsts)
-        rows, width = mask.shape[0], mask.shape[-1]
-        token_places = torch.arange(tokens, device=qkv.device) if slots is None else slots
-        first_places = token_places.index_select(0, firsts)
-        row, column = first_places // width, first_places % width
-        key_places = row[:, None] * width + torch.arange(width, device=qkv.device)  # (items, width)
-        key_tokens = key_places if slots is None else row_sources(slots, rows * width)[key_places]
-        keys_values = qkv[:, hidden:].index_select(0, key_tokens.view(-1))  # (items * width, 2 * hidden)
-        states = _contiguous(keys_values.view(items, width, 2, heads, size).permute(2, 0, 3, 1, 4), torch.float32)
-        key, value = states.view(2, items * heads, width, size).unbind(0)
-        query = qkv[:, :hidden].index_select(0, firsts).float().view(items * heads, 1, size)
-        scores = torch.bmm(query, key.transpose(1, 2)).mul_(scaling)  # (items * heads, 1, width)
-        seen = _additive(mask[row, 0, column])  # (items, width): what each first token's query sees
-        scores.view(items, heads, 1, width).add_(seen[:, None, None, :])
-        probabilities = torch.softmax(scores, dim=-1)
-        if fast_masks:
-            factors = scaled_keep_factors(probabilities.shape, dropout)
-        else:  # torch's masks, scaled as torch's dropout scales
-            factors = torch.nn.functional.dropout(torch.ones_like(probabilities), dropout, training=dropout > 0)
-        dropped = probabilities * factors
-        output = torch.bmm(dropped, value).view(items, hidden).to(qkv.dtype)
-        # Each token's place among the keys its own item's query saw: the item whose first place is the largest
-        # at or before the token's in the same row (every row starts with an item's first token).
-        order = first_places.argsort()
-        owner = order[torch.searchsorted(first_places[order], token_places, right=True) - 1]
-        own_key = owner * width + token_places % width
-        ctx.save_for_backward(query, states, probabilities, factors, dropped, firsts, own_key)
-        ctx.scaling, ctx.tokens = scaling, tokens
-        return output
-
-    @staticmethod
-    def backward(ctx, grad):
-        query, states, probabilities, factors, dropped, firsts, own_key = ctx.saved_tensors
-        _, items, heads, width, size = states.shape
-        key, value = states.view(2, items * heads, width, size).unbind(0)
-        grad_output = grad.float().reshape(items * heads, 1, size)
-        grad_states = torch.empty_like(states).view(2, items * heads, width, size)
-        torch.bmm(dropped.transpose(1, 2), grad_output, out=grad_states[1])
-        grad_dropped = torch.bmm(grad_output, value.transpose(1, 2))
-        grad_scores = torch._softmax_backward_data(grad_dropped.mul_(factors), probabilities, -1, torch.float32)
-        grad_scores.mul_(ctx.scaling)
-        grad_query = torch.bmm(grad_scores, key).view(items, heads * size)
-        torch.bmm(grad_scores.transpose(1, 2), query, out=grad_states[0])
-        hidden = heads * size
-        grad_keys_values = grad_states.view(2, items, heads, width, size).permute(1, 3, 0, 2, 4)
-        grad_keys_values = _contiguous(grad_keys_values, grad.dtype).view(items * width, 2 * hidden)
-        grad_qkv = grad.new_empty(ctx.tokens, 3 * hidden)
-        grad_qkv[:, hidden:] = grad_keys_values.index_select(0, own_key)
-        grad_qkv[:, :hidden] = 0
-        grad_qkv[:, :hidden].index_copy_(0, firsts, grad_query.to(grad.dtype))
-        return grad_qkv, None, None, None, None, None, None, None
-
-
-def first_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, firsts: torch.Tensor,
-                  attention_mask: torch.Tensor, slots: torch.Tensor | None, dropout: float, scaling: float,
-                  fast_masks: bool = True) -> torch.Tensor:
-    """The attention output of the first token of each item of a packed batch only: what a classifier's head reads
-    from the last layer (`packing.FirstQueries`). Each first token's query attends to the keys of its row under the
-    block mask (`_FirstQueriesAttention`); the other tokens' queries are never used.
-
-    `query`, `key`, `value`: (1 or rows, heads, length, size) as transformers hands them to an attention function,
-    the tokens in packed rows or in one flat sequence (`slots`: their places in the rows); `firsts` indexes the
-    tokens flattened; `attention_mask` is the rows' block mask (rows, 1, width, width). Returns (items, heads *
-    size) in `value`'s dtype. `fast_masks`: dropout's masks from `dropout.py` (this module's attention), else
-    torch's."""
-    heads, size = query.shape[1], query.shape[-1]
-    flat = [states.transpose(1, 2).reshape(1, -1, heads, size).transpose(1, 2) for states in (query, key, value)]
-    with torch.autocast(query.device.type, enabled=False):
-        return _FirstQueriesAttention.apply(_side_by_side(*flat), firsts, slots, attention_mask, heads, dropout,
-                                            scaling, fast_masks)
 
 
 for _name, _attend in ((NAME, _padding_free_fast), (NAME_TORCH_MASKS, _padding_free(sdpa_attention_forward))):

@@ -101,3 +101,11 @@ def use_fast_dropout(model: nn.Module) -> int:
                 setattr(module, name, FastDropout(child.p).train(child.training))
                 swapped += 1
     return swapped
+
+
+def restore_dropout(model: nn.Module) -> None:
+    """Put plain nn.Dropout modules back where `use_fast_dropout` swapped them."""
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if type(child) is FastDropout:
+                setattr(module, name, nn.Dropout(child.p, child.inplace).train(child.training))

@@ -3,7 +3,8 @@
 BERT-family self-attention projects the same hidden states three times. Under CPU autocast each projection
 casts the fp32 hidden states to bf16 on its own and runs a matmul whose fixed cost (oneDNN reorders the weight
 on every call) is a large share at a few hundred tokens; backward, three bf16 input gradients are cast to fp32
-and added. One matmul over the three weights side by side gives the same outputs (bitwise, tested) and sums the
+and added. One matmul over the three weights side by side gives the same outputs (within fp32 rounding,
+tested; equal bit for bit on the AMX Xeon) and sums the
 input gradient inside the matmul (measured against fp64: as close as the separate sums, or closer). Written by
 hand because transformers computes the three separately and nothing fuses them for training short of compiling
 the model. The parameters stay where they are, so optimizers, state dicts and saved models do not change.
@@ -15,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunecard.encoding.batching import cpu_bf16_autocast
-
 PARTS = ("query", "key", "value")
 
 
@@ -27,7 +26,6 @@ class _Shared:
         self.parts = parts
         self.input: torch.Tensor | None = None
         self.outputs: tuple[torch.Tensor, ...] | None = None
-        self.bf16: tuple[torch.Tensor, torch.Tensor | None] | None = None  # the fused bf16 copies (bf16_weights.py)
 
 
 class FusedProjection(nn.Linear):
@@ -43,11 +41,8 @@ class FusedProjection(nn.Linear):
             return output
         if self._part > 0 or not self.training:
             return super().forward(x)
-        if shared.bf16 is not None and cpu_bf16_autocast():
-            weights, bias = shared.bf16  # the three weights already side by side
-        else:
-            weights = torch.cat([part.weight for part in shared.parts])
-            bias = None if self.bias is None else torch.cat([part.bias for part in shared.parts])
+        weights = torch.cat([part.weight for part in shared.parts])
+        bias = None if self.bias is None else torch.cat([part.bias for part in shared.parts])
         fused = F.linear(x, weights, bias)
         shared.input = x
         shared.outputs = fused.split([part.out_features for part in shared.parts], dim=-1)
@@ -61,6 +56,11 @@ def _projections(module: nn.Module) -> list[nn.Linear] | None:
     if len({p.in_features for p in parts}) != 1 or len({p.bias is None for p in parts}) != 1:
         return None
     return parts
+
+
+def fusable(model: nn.Module) -> int:
+    """How many self-attention modules of `model` `fuse_qkv` would fuse."""
+    return sum(_projections(module) is not None for module in model.modules())
 
 
 def fuse_qkv(model: nn.Module) -> int:

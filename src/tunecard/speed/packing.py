@@ -20,10 +20,10 @@ Text classification (`classify=True`): the head reads one token per item (BERT's
 RoBERTa's heads all take position 0). Labels are then one per item, and the batch carries `packed_firsts`, where
 each item's first token sits; `read_first_tokens` hooks the model so that from there on only those tokens'
 states go on, one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded
-batch. The cheapest place where the check passes is taken: inside the last layer's attention block
-(`FirstQueries`, BERT-style blocks: only the first tokens' queries attend, and the block's output projection
-and the layer's feed-forward compute one token per item), after that block, or on the encoder's output
-(DistilBERT adds the block's residual outside it). Written by hand: transformers packs sequences only for
+batch. The cheapest place where the check passes is taken: after the last layer's attention block (its
+feed-forward then computes one token per item), or on the encoder's output (DistilBERT adds the block's
+residual outside it). (Computing only the first tokens' queries inside that block was measured at 2% of a step
+and removed: docs/performance.md.) Written by hand: transformers packs sequences only for
 token-level and causal language-model losses.
 
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
@@ -33,14 +33,14 @@ back to padding instead of training on wrong inputs; the padding-free layout is 
 
 from __future__ import annotations
 
-import types
+import contextlib
 from collections.abc import Sequence
 
 import torch
 
 from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
-from tunecard.speed.attention import NAME, SLOTS, first_queries, free_places, tunecard_attention
+from tunecard.speed.attention import SLOTS, free_places, tunecard_attention
 
 # Model types whose position ids start after the padding index (RoBERTa's learned positions).
 POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
@@ -129,6 +129,11 @@ class PackedCollator:
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         return self.pack_flat(items) if self.flat else self.pack(items)[0]
+
+    def passes(self, model):
+        """A context in which `model` takes this collator's batches: flat batches need `attention.py`'s attention
+        (switched on for the block if the model runs plain SDPA); yields whether the model is ready."""
+        return tunecard_attention(model) if self.flat else contextlib.nullcontext(True)
 
     def pack(self, items: Sequence[dict], capacity: int = 0) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
         """The packed batch with rows of `capacity` tokens (see `placements`), and (row, column) per item."""
@@ -251,59 +256,14 @@ def _first_tokens_only(module, args, kwargs, output):
     return output
 
 
-class FirstQueries:
-    """A point of `first_token_points`: a BERT-style attention block (`self` with query, key and value
-    projections, then `output` adding the residual) that, given `packed_firsts`, attends with each item's first
-    token only and returns those tokens' states [items, 1, hidden]. Its own layer's attention then computes one
-    query per item instead of one per token (`attention.first_queries`), and the block's output projection,
-    dropout and LayerNorm one token per item, as its feed-forward does."""
-
-    def __init__(self, block: torch.nn.Module):
-        self.block = block
-
-    def __repr__(self) -> str:
-        return f"FirstQueries({type(self.block).__name__})"
-
-    @staticmethod
-    def fits(block) -> bool:
-        attention = getattr(block, "self", None)
-        return (isinstance(getattr(block, "output", None), torch.nn.Module)
-                and all(isinstance(getattr(attention, name, None), torch.nn.Linear)
-                        for name in ("query", "key", "value"))
-                and all(hasattr(attention, name) for name in ("num_attention_heads", "attention_head_size", "dropout")))
-
-
-def _attend_first_queries(block, hidden_states, attention_mask=None, *args, **kwargs):
-    """`FirstQueries`' forward for `block` (bound to it while hooked): the class's forward unless the batch has
-    `packed_firsts` and nothing this does not handle (cross-attention, a cache)."""
-    firsts = kwargs.get(FIRSTS)
-    special = args or any(kwargs.get(name) is not None
-                          for name in ("encoder_hidden_states", "cache", "past_key_values"))
-    if firsts is None or special or attention_mask is None or attention_mask.dim() != 4:
-        return type(block).forward(block, hidden_states, attention_mask, *args, **kwargs)
-    attention = block.self
-    shape = (*hidden_states.shape[:-1], attention.num_attention_heads, attention.attention_head_size)
-    query, key, value = (getattr(attention, name)(hidden_states).view(shape).transpose(1, 2)  # as transformers
-                         for name in ("query", "key", "value"))
-    states = first_queries(query, key, value, firsts, attention_mask, kwargs.get(SLOTS),
-                           dropout=attention.dropout.p if attention.training else 0.0,
-                           scaling=getattr(attention, "scaling", attention.attention_head_size ** -0.5),
-                           fast_masks=getattr(getattr(attention, "config", None), "_attn_implementation", None) == NAME)
-    residual = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, firsts)
-    return block.output(states.unsqueeze(1), residual.unsqueeze(1)), None
-
-
 class _Reading:
     """What `read_first_tokens` installed at a point; `remove` takes it away."""
 
-    def __init__(self, point, handle=None):
+    def __init__(self, point, handle):
         self.point, self.handle = point, handle
 
     def remove(self) -> None:
-        if self.handle is not None:
-            self.handle.remove()
-        else:
-            del self.point.block.forward  # the class's forward again
+        self.handle.remove()
 
 
 def first_token_points(model) -> list:
@@ -322,7 +282,7 @@ def first_token_points(model) -> list:
     last_attention = getattr(layers[-1], "attention", None) if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
     if not isinstance(last_attention, torch.nn.Module):
         return [encoder]
-    return [*([FirstQueries(last_attention)] if FirstQueries.fits(last_attention) else []), last_attention, encoder]
+    return [last_attention, encoder]
 
 
 def read_first_tokens(model, point=None) -> bool:
@@ -335,11 +295,7 @@ def read_first_tokens(model, point=None) -> bool:
     if not points:
         return False
     point = points[-1] if point is None else point
-    if isinstance(point, FirstQueries):
-        point.block.forward = types.MethodType(_attend_first_queries, point.block)
-        reading = _Reading(point)
-    else:
-        reading = _Reading(point, point.register_forward_hook(_first_tokens_only, with_kwargs=True))
+    reading = _Reading(point, point.register_forward_hook(_first_tokens_only, with_kwargs=True))
     setattr(model, HOOK, reading)
     return True
 
@@ -386,25 +342,68 @@ def packing_matches(model, features: list[Feature], packed: PackedCollator, padd
 
 def choose_collator(model, features: list[Feature], padded: PadCollator, pad_token_id: int | None,
                     padding_free: bool = False, classify: bool = False):
-    """(collator, what metrics.json records) for training batches or prediction passes: packed rows if the model
+    """(collator, layout, first-token point) for training batches or prediction passes: packed rows if the model
     gives the same outputs packed; with `padding_free`, flat batches if it also gives them so under
-    `attention.py`'s attention (training then runs under it: `attention.use_tunecard_attention`;
-    `batching.forward_batches` switches to it for its passes). `classify`: a sequence classifier, which then
-    keeps `read_first_tokens`' hook if it packs (`stop_reading_first_tokens` removes it)."""
+    `attention.py`'s attention (the passes switch to it: `PackedCollator.passes`; training switches for its whole
+    run). `classify`: a sequence classifier, which needs `read_first_tokens` at the returned point (the cheapest
+    of `first_token_points` at which the check passed) to take packed batches. The layout is what metrics.json
+    records (PACKED, PADDING_FREE, PADDED or REFUSED). The model is left as it was."""
     if len(features) < 2:  # one example: nothing shares a row, and nothing to check
-        return padded, PADDED
+        return padded, PADDED, None
     checked = features[:CHECK_FEATURES]
     packed = packed_collator_for(model, pad_token_id, classify=classify)
-    if classify:  # the cheapest place to keep only the first tokens at which the check passes
-        if not any(read_first_tokens(model, point) and packing_matches(model, checked, packed, padded)
-                   for point in first_token_points(model)):
-            stop_reading_first_tokens(model)
-            return padded, REFUSED
-    elif not packing_matches(model, checked, packed, padded):
-        return padded, REFUSED
-    if padding_free:
-        flat = packed_collator_for(model, pad_token_id, flat=True, classify=classify)  # before the switch: SDPA's boolean mask
-        with tunecard_attention(model) as ready:
-            if ready and packing_matches(model, checked, flat, padded):
-                return flat, PADDING_FREE
-    return packed, PACKED
+    point = None
+    try:
+        if classify:  # the cheapest place to keep only the first tokens at which the check passes
+            point = next((point for point in first_token_points(model)
+                          if read_first_tokens(model, point) and packing_matches(model, checked, packed, padded)),
+                         None)
+            if point is None:
+                return padded, REFUSED, None
+        elif not packing_matches(model, checked, packed, padded):
+            return padded, REFUSED, None
+        if padding_free:
+            flat = packed_collator_for(model, pad_token_id, flat=True, classify=classify)  # SDPA's boolean mask
+            with tunecard_attention(model) as ready:
+                if ready and packing_matches(model, checked, flat, padded):
+                    return flat, PADDING_FREE, point
+        return packed, PACKED, point
+    finally:
+        stop_reading_first_tokens(model)
+
+
+def flattening_collator(model):
+    """transformers' `DataCollatorWithFlattening` for this model (each batch as one sequence; the model keeps
+    attention within each item from the position ids, or from FlashAttention's sequence lengths), or None where
+    the model cannot take position ids."""
+    from transformers import DataCollatorWithFlattening
+
+    attention_kind = str(getattr(model.config, "_attn_implementation", ""))
+    return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX,
+                                      return_flash_attn_kwargs=attention_kind.startswith("flash"),
+                                      position_ids_start=position_offset(model))
+
+
+@torch.no_grad()
+def flattening_matches(model, features: list[Feature], flattening, padded: PadCollator) -> bool:
+    """Whether the flattened forward pass gives the padded one's logits for these features (eval mode)."""
+    items = [feature.model_inputs() for feature in features]
+    if len(items) < 2:
+        return False
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        reference = model(**{k: v.to(device) for k, v in padded(items).items() if k != "labels"}).logits.float()
+        batch = flattening([{"input_ids": item["input_ids"], "labels": item["labels"]} for item in items],
+                           return_tensors="pt")
+        logits = model(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()
+                          if k != "labels"}).logits.float()
+    except (TypeError, ValueError, RuntimeError, IndexError):
+        return False
+    finally:
+        model.train(was_training)
+    lengths = [len(item["input_ids"]) for item in items]
+    found = PackedCollator.unpack(logits, None, lengths, max(lengths))
+    worst = max((found[i, :length] - reference[i, :length]).abs().max().item() for i, length in enumerate(lengths))
+    return worst <= PARITY_TOLERANCE

@@ -106,17 +106,6 @@ def _weight_up_to_date(module: nn.Embedding, prefix: str, keep_vars: bool) -> No
 class SparseRowsAdamW(torch.optim.AdamW):
     """torch's AdamW for dense gradients; sparse (COO) gradients update only rows that have ever had one."""
 
-    def defer_dense_scaling(self, factor: torch.Tensor) -> None:
-        """Scale the dense gradients by `factor` inside the next fused step instead of in a pass of their own.
-
-        torch's fused AdamW divides every gradient by `grad_scale` as it reads it (the hook torch's GradScaler
-        uses to unscale); clipping hands its factor over here, which saves a read and a write of every dense
-        gradient per step. A factor of 1 (no clipping) divides by exactly 1.
-        """
-        if not self.defaults["fused"]:
-            raise ValueError("deferred scaling needs the fused AdamW kernel")
-        self._dense_scale = (1.0 / factor).to(torch.float32)
-
     @torch.no_grad()
     def step(self, closure=None):
         sparse = [(group, p) for group in self.param_groups for p in group["params"]
@@ -124,11 +113,7 @@ class SparseRowsAdamW(torch.optim.AdamW):
         grads = [p.grad for _, p in sparse]
         for _, p in sparse:
             p.grad = None  # AdamW skips a parameter without a gradient
-        self.grad_scale = getattr(self, "_dense_scale", None)  # read by AdamW.step, for the fused kernel
-        try:
-            loss = super().step(closure)
-        finally:
-            self.grad_scale = self._dense_scale = None
+        loss = super().step(closure)
         for (group, p), grad in zip(sparse, grads):
             p.grad = grad
             self._step_rows(group, p, grad.coalesce())
@@ -257,12 +242,8 @@ class _PackedRows:
         self.version = p._version
 
 
-def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float,
-                    optimizer: SparseRowsAdamW | None = None) -> torch.Tensor:
-    """`torch.nn.utils.clip_grad_norm_` (L2) where some gradients are sparse: their values are the nonzero part.
-
-    With `optimizer` (fused), the dense gradients are scaled inside its next step (`defer_dense_scaling`).
-    """
+def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` (L2) where some gradients are sparse: their values are the nonzero part."""
     dense, sparse = [], []
     for p in parameters:
         if p.grad is None:
@@ -274,8 +255,5 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float,
             dense.append(p.grad)
     total = torch.nn.utils.get_total_norm(dense + sparse, 2.0)
     factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # as torch computes it
-    if optimizer is not None:
-        optimizer.defer_dense_scaling(factor)
-    for tensor in sparse if optimizer is not None else dense + sparse:
-        tensor.mul_(factor)
+    torch._foreach_mul_(dense + sparse, factor)
     return total

@@ -34,6 +34,14 @@ STATE_FILE = "tunecard_state.json"  # written last: its presence marks a complet
 # The Trainer's torch.save files that a resume loads (optimizer, scheduler, scaler, each process's RNG state):
 # read with weights_only=True, which refuses pickled Python objects beyond tensors and plain containers.
 TORCH_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+
+
+OPTIMIZER_LAYOUT = "optimizer_layout"  # in the checkpoint's plan record: how the optimizer state is laid out
+DENSE, SPARSE_ROWS = "dense moments", "sparse embedding rows in slot order"
+
+
+def optimizer_layout(plan) -> str:
+    return SPARSE_ROWS if plan.uses("sparse_embedding") else DENSE
 BEST_WEIGHTS = "best_model.safetensors"
 
 
@@ -169,6 +177,24 @@ class CheckpointKeeper(TrainerCallback):
         self._started = time.perf_counter()
         self._best_file: Path | None = None
         self._best_step: int | None = None
+        self._plan: dict | None = None
+
+    def check_plan(self, plan, start: Path | None) -> None:
+        """Record the run's speed plan for its checkpoints, and refuse to resume one whose optimizer state has
+        another layout (sparse embedding rows kept in slot order cannot feed a dense AdamW, nor the reverse)."""
+        self._plan = {**plan.record(), OPTIMIZER_LAYOUT: optimizer_layout(plan)}
+        if start is None:
+            return
+        saved = json.loads((start / STATE_FILE).read_text(encoding="utf-8")).get("speed")
+        if saved is None:  # checkpoints from before the plan was recorded
+            return
+        before, now = saved.get(OPTIMIZER_LAYOUT, DENSE), self._plan[OPTIMIZER_LAYOUT]
+        if before != now:
+            raise ConfigError(
+                "E224", f"the checkpoint's optimizer state was saved with {before} (speed plan on {saved.get('device')}"
+                f"); this run would train with {now} (on {plan.device}).", path=start,
+                fix="resume on the kind of device and with the speed settings the run started with, or pass "
+                    "--overwrite to start afresh.")
 
     def elapsed(self) -> float:
         """Training time of the whole run, this process's part included."""
@@ -194,7 +220,7 @@ class CheckpointKeeper(TrainerCallback):
                 save_file(self.recorder.best_state, best_file)
             self._best_file, self._best_step = best_file, best["step"]
         data = {"global_step": state.global_step, "world_size": args.world_size, "elapsed_seconds": self.elapsed(),
-                "recorder": self.recorder.state_dict()}
+                "recorder": self.recorder.state_dict(), "speed": self._plan}
         partial = target / (STATE_FILE + ".tmp")
         partial.write_text(json.dumps(data), encoding="utf-8")
         os.replace(partial, target / STATE_FILE)  # atomic: the checkpoint is complete from here on

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from tunecard.data.stats import LEAKAGE_MIN_WORDS  # noqa: F401 (the doctor's thresholds in one place)
+
 from ..findings import Finding
 
 
@@ -56,7 +58,6 @@ TRUNCATED_WARNING = 0.05  # share of classification texts truncated
 REPAIRED_WARNING = 0.05  # repaired tag sequences per example
 LEAKAGE_WARNING = 0.01  # share of evaluation examples also in training
 LEAKAGE_ERROR = 0.10
-LEAKAGE_MIN_WORDS = 3  # shorter texts ('Reuters', '-- END --') are not counted as leaked
 
 CHECKED_RUN = ["collapse (D1xx)", "baseline (D2xx)", "divergence (D3xx)", "overfitting / convergence (D4xx)",
                "data (D6xx)"]

@@ -6,13 +6,15 @@ import math
 from typing import Iterable
 
 from ..cardparse import ParsedCard
+from tunecard.data.stats import leakage_counts
+from tunecard.data.stats import normal_text as _normal_text  # noqa: F401 (re-exported by checks)
+
 from ..findings import ERROR, INFO, WARNING, Finding, finding
 from .common import (
     CLS,
     TINY_EVAL_ONE_VALUE,
     IMBALANCE_RATIO,
     LEAKAGE_ERROR,
-    LEAKAGE_MIN_WORDS,
     LEAKAGE_WARNING,
     NER,
     RARE_LABEL_MIN,
@@ -215,26 +217,6 @@ def check_perfect(evals: list[Eval], headline: dict[str, float], task: str | Non
         "is in the training data (duplicates, near-duplicates, a split made after augmentation), that the task is not "
         "trivial (a label leaked into the text, one class only in the evaluation set), and that the metric is "
         "computed on the predictions against the gold labels.", metrics=perfect)]
-
-
-def _normal_text(text) -> str:
-    if isinstance(text, (list, tuple)):
-        text = " ".join(str(t) for t in text)
-    return " ".join(str(text).split()).casefold()
-
-
-def leakage_counts(train_texts: Iterable, eval_texts: Iterable) -> dict:
-    """{"duplicates": n, "eval_examples": m}: evaluation examples whose text (whitespace- and case-normalized) is in
-    training. Texts of fewer than LEAKAGE_MIN_WORDS words are not counted as duplicates. Texts may be strings or
-    word lists."""
-    train = {_normal_text(t) for t in train_texts}
-    duplicates = total = 0
-    for text in eval_texts:
-        total += 1
-        normal = _normal_text(text)
-        if len(normal.split()) >= LEAKAGE_MIN_WORDS and normal in train:
-            duplicates += 1
-    return {"duplicates": duplicates, "eval_examples": total}
 
 
 def leakage_finding(duplicates, eval_examples, split: str = "validation") -> Finding | None:

@@ -1,0 +1,241 @@
+"""A training run in named steps: read → load → plan → build the trainer → fit → finalize.
+
+`pipeline.train` runs these around the run folder (resume, writing the card). Each step takes what the ones
+before it made and returns a small record, so a step can be read, tested and changed on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.markup import escape
+from transformers import Trainer, TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+
+from tunecard import environment, speed
+from tunecard.config import TrainConfig
+from tunecard.data.example import Corpus
+from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator
+from tunecard.encoding.encoder import Encoder
+from tunecard.encoding.models import load_model, load_tokenizer, note_unknown_words
+from tunecard.training.arguments import training_arguments
+from tunecard.training.checkpoint import CheckpointKeeper, restore
+from tunecard.training.distributed import backend, world_size
+from tunecard.training.evaluate import RECHECK_MARGIN, evaluate_features
+from tunecard.training.inputs import (
+    check_positive_label,
+    compute_baselines,
+    data_report,
+    encode_splits,
+    label_names,
+    read_splits,
+)
+from tunecard.training.outputs import RunFolder
+from tunecard.training.recorder import ProgressBar, RunRecorder
+from tunecard.training.trainer import TunecardTrainer, plain_adam, release_optimizer
+
+
+@dataclass
+class Inputs:
+    """What `read` makes: the splits and the label set."""
+
+    corpora: dict[str, Corpus]
+    labels: list[str]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+
+@dataclass
+class Loaded:
+    """What `load` makes: tokenizer, model and the encoded splits."""
+
+    tokenizer: object
+    model: object
+    max_length: int
+    datasets: dict
+    encoding_stats: dict
+
+
+@dataclass
+class Fitted:
+    """What a run returns to `pipeline.train`: the model with its best weights, the history and metrics.json."""
+
+    model: object
+    tokenizer: object
+    history: dict
+    metrics: dict
+    trainer: Trainer
+    main_process: bool = True
+
+
+def read(config: TrainConfig, console=None) -> Inputs:
+    """Read and cross-check the splits; the reader's warnings are shown, not only stored."""
+    corpora = read_splits(config)
+    if console is not None:  # BOM, CRLF, guessed header, subsets
+        for split, corpus in corpora.items():
+            for warning in corpus.warnings:
+                console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
+    labels = label_names(corpora["train"])
+    check_positive_label(config.positive_label, labels, config.is_ner)
+    return Inputs(corpora, labels)
+
+
+def load(config: TrainConfig, inputs: Inputs, trust_pickle: bool = False, console=None) -> Loaded:
+    """Tokenizer and model (a new head for the labels, seeded), and every split encoded."""
+    set_seed(config.seed)  # before the model: the new head's initialisation depends on it
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, config.task, inputs.id2label, trust_pickle=trust_pickle)
+    max_length = min(config.max_length, environment.model_max_length(tokenizer, model))
+    encoder = Encoder(tokenizer, inputs.label2id, max_length, label_all_subwords=config.subword_labels == "all")
+    datasets, encoding_stats = encode_splits(encoder, inputs.corpora, config.is_ner)
+    for split, corpus in inputs.corpora.items():
+        encoding_stats[split]["unknown_to_tokenizer"], warning = note_unknown_words(tokenizer, corpus)
+        if warning and console is not None:  # a wrong tokenizer or vocabulary, usually
+            console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
+    return Loaded(tokenizer, model, max_length, datasets, encoding_stats)
+
+
+def plan(config: TrainConfig, loaded: Loaded, args) -> speed.SpeedPlan:
+    """The speed plan for this config, the device the Trainer uses and the model (`speed/plan.py`)."""
+    return speed.plan_training(config, loaded.model, loaded.datasets["train"].features,
+                               loaded.tokenizer.pad_token_id, device=args.device, bf16=args.bf16,
+                               processes=world_size(), default_optimizer=Trainer.get_optimizer_cls_and_kwargs(args))
+
+
+def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.SpeedPlan, args,
+                  recorder: RunRecorder, keeper: CheckpointKeeper | None, callbacks: list,
+                  progress: bool) -> TunecardTrainer:
+    """The Trainer over the training and validation features, with the plan's collator and optimizer."""
+    padded = PadCollator(loaded.tokenizer.pad_token_id)
+    optimizer = plain_adam(config) or plan.optimizer(*Trainer.get_optimizer_cls_and_kwargs(args))
+    total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
+    return TunecardTrainer(
+        model=loaded.model,
+        args=args,
+        data_collator=plan.train_collator or padded,
+        train_dataset=loaded.datasets["train"],
+        eval_dataset=loaded.datasets.get("validation"),
+        processing_class=loaded.tokenizer,
+        optimizer_cls_and_kwargs=optimizer,
+        callbacks=[recorder, *([keeper] if keeper else []), ProgressBar(total_batch, progress), *callbacks],
+        recorder=recorder,
+        task=config.task,
+        id2label=inputs.id2label,
+        collator=PadCollator(loaded.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF),  # length-sorted batches
+        bf16=args.bf16,
+        positive_label=config.positive_label,
+        speed=plan,
+        train_sampling=config.train_sampling,
+        head_learning_rate=config.head_learning_rate,
+    )
+
+
+def fit(trainer: TunecardTrainer, start: Path | None, recorder: RunRecorder) -> float:
+    """Train (or, resumed after an early stop, only restore the Trainer's state); returns the epochs run."""
+    if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
+        trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
+        return trainer.state.epoch
+    output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+    return output.metrics.get("epoch", trainer.args.num_train_epochs)
+
+
+def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.SpeedPlan, trainer: TunecardTrainer,
+             recorder: RunRecorder, *, epochs_run: float, train_seconds: float, start: Path | None,
+             search: dict | None) -> dict:
+    """The best weights back in the model, the final evaluations, and metrics.json's content."""
+    model, datasets = loaded.model, loaded.datasets
+    if recorder.best_state is not None:
+        model.load_state_dict(recorder.best_state)
+    bf16 = trainer.args.bf16
+    eval_collator = trainer.pad_collator
+    final = {}
+    for split in ("validation", "test"):
+        if split in datasets:
+            final[split] = evaluate_features(
+                model, datasets[split].features, datasets[split].examples, task=config.task,
+                id2label=inputs.id2label, collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16,
+                positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
+            )
+    history = recorder.history()
+    train_corpus = inputs.corpora["train"]
+    train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
+    # Throughput of training itself: the evaluations inside trainer.train() are timed and left out.
+    training_seconds = max(train_seconds - recorder.evaluation_seconds, 1e-9)
+    total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
+    samples_seen = trainer.state.global_step * total_batch
+    return {
+        "task": config.task,
+        "labels": inputs.labels,
+        "best_epoch": history["best"]["epoch"] if history["best"] else None,
+        "validation": final.get("validation"),
+        "test": final.get("test"),
+        "baselines": compute_baselines(inputs.corpora, config.positive_label),
+        "data": data_report(inputs.corpora, loaded.encoding_stats),
+        "training": {
+            "runtime_seconds": round(train_seconds, 2),
+            "evaluation_seconds": round(recorder.evaluation_seconds, 2),
+            "global_steps": trainer.state.global_step,
+            "epochs": epochs_run,
+            "samples_per_second": round(min(samples_seen, len(train_corpus) * epochs_run) / training_seconds, 3),
+            "words_per_second": round(train_tokens * epochs_run / training_seconds, 1) if train_tokens else None,
+            "final_step_loss": recorder.steps[-1]["loss"] if recorder.steps else None,
+            "world_size": trainer.args.world_size,
+            "distributed_backend": backend(),
+            "total_train_batch_size": total_batch,
+            "batches": plan.batches,
+            "evaluation_precision": ("bf16 autocast, texts with a close call (two best logits within "
+                                     f"{RECHECK_MARGIN}) again in fp32") if bf16 else "fp32",
+            "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
+        },
+        "speed": plan.record(),
+        "environment": environment.describe(bf16, str(trainer.args.device)),
+        "max_length": loaded.max_length,
+        "search": search,
+    }
+
+
+def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, console=None, progress: bool = True,
+        trust_pickle: bool = False, callbacks: list | None = None, search: dict | None = None) -> Fitted:
+    """Every step of a run, up to the model and metrics that `pipeline.train` writes."""
+    callbacks = callbacks or []
+    inputs = read(config, console)
+    loaded = load(config, inputs, trust_pickle, console)
+    has_validation = "validation" in loaded.datasets
+    recorder = RunRecorder(config.task, config.metric_for_best_model, config.early_stopping_patience, console)
+    saved = restore(start, recorder) if start is not None else {}  # history so far and the best weights
+    if saved and console is not None:
+        console.print(f"resuming from {start} ({len(recorder.rows)} evaluations done)", highlight=False)
+    keeper = None
+    if config.save_strategy != "no":
+        keeper = CheckpointKeeper(run_folder.checkpoints, recorder, saved.get("elapsed_seconds", 0.0))
+    output_dir = run_folder.checkpoints if keeper else run_folder.scratch
+    bf16 = environment.use_bf16(config.precision, environment.training_device())
+    args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
+    the_plan = plan(config, loaded, args)
+    padded = PadCollator(loaded.tokenizer.pad_token_id)
+    with speed.training_levers(the_plan, loaded.model, loaded.datasets["train"].features, padded,
+                               console=console) as the_plan:
+        if keeper is not None:  # after the training-mode check: the optimizer state layout is final here
+            keeper.check_plan(the_plan, start)
+        trainer = build_trainer(config, inputs, loaded, the_plan, args, recorder, keeper, callbacks, progress)
+        started = time.perf_counter()
+        with run_folder.writing_checkpoints():  # disk full while a checkpoint is written: E404, resumable
+            epochs_run = fit(trainer, start, recorder)
+        train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
+    release_optimizer(trainer)
+    for callback in callbacks:
+        recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
+    if not trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()  # return once rank 0 has written the run
+        return Fitted(loaded.model, loaded.tokenizer, recorder.history(), {}, trainer, main_process=False)
+    metrics = finalize(config, inputs, loaded, the_plan, trainer, recorder, epochs_run=epochs_run,
+                       train_seconds=train_seconds, start=start, search=search)
+    return Fitted(loaded.model, loaded.tokenizer, recorder.history(), metrics, trainer)
