@@ -240,7 +240,7 @@ def serve(
     graceful_timeout: float = typer.Option(30.0, help="Seconds requests in flight get to finish after SIGTERM."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
-    packing: bool = typer.Option(True, "--packing/--no-packing", help=PACKING_HELP),
+    speed: str = typer.Option("auto", "--speed", help=SPEED_HELP),
     trust_pickle: bool = typer.Option(False, help="Allow pickle weights (runs code: trusted folders only)."),
     log_level: str = typer.Option("warning", help="uvicorn's log level (info: one line per request)."),
 ):
@@ -253,7 +253,7 @@ def serve(
 
     run(model_dir, host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
         max_text_length=max_text_length, max_texts=max_texts, graceful_timeout=graceful_timeout,
-        log_level=log_level, precision=precision, recheck_margin=recheck_margin, packing=packing,
+        log_level=log_level, precision=precision, recheck_margin=recheck_margin, speed=speed,
         trust_pickle=trust_pickle)
 
 

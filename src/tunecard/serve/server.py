@@ -72,7 +72,7 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
         max_text_length, max_texts: request limits (serve.app.Limits).
         graceful_timeout: seconds requests in flight get to finish after SIGTERM before they are cancelled.
         log_level: uvicorn's (warning: errors only; info: requests too).
-        predictor_options: `tunecard.inference.load` options (precision, recheck_margin, packing, ...).
+        predictor_options: `tunecard.inference.load` options (precision, recheck_margin, speed, ...).
 
     Raises:
         ServeError: E510 the address cannot be used, E511 starlette or uvicorn missing, E512 an option out of range.

@@ -34,14 +34,14 @@ STATE_FILE = "tunecard_state.json"  # written last: its presence marks a complet
 # The Trainer's torch.save files that a resume loads (optimizer, scheduler, scaler, each process's RNG state):
 # read with weights_only=True, which refuses pickled Python objects beyond tensors and plain containers.
 TORCH_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
-
-
 OPTIMIZER_LAYOUT = "optimizer_layout"  # in the checkpoint's plan record: how the optimizer state is laid out
 DENSE, SPARSE_ROWS = "dense moments", "sparse embedding rows in slot order"
 
 
 def optimizer_layout(plan) -> str:
     return SPARSE_ROWS if plan.uses("sparse_embedding") else DENSE
+
+
 BEST_WEIGHTS = "best_model.safetensors"
 
 
