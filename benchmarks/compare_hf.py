@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/compare_hf.py [--task ner|sst2] [--train-sentences 3000] [--eval-sentences 1000]
                                               [--rounds 1]
     .venv/bin/python benchmarks/compare_hf.py --inference-only RUN_DIR   # predict variants only (torch, ONNX, int8)
+    .venv/bin/python benchmarks/compare_hf.py --device cuda [--speed off]   # on a GPU (benchmarks/gpu_check.sh)
 
 (ref) follows examples/pytorch/token-classification/run_ner.py: Trainer, fp32, DataCollatorForTokenClassification
 (dynamic padding), random sampler, first-subword labels, seqeval metrics, lr 5e-5, batch 16, seed 42, 1 epoch.
-(ours) is `tunecard.pipeline` with its defaults and the same hyperparameters. Each side runs in its own process so
+(ours) is `tunecard.pipeline` with its defaults and the same hyperparameters (`--speed off`: without the speed layer).
+`--device cuda`: both sides on the GPU, the recipe in bf16 (the plain GPU recipe) and tunecard at precision auto. Each side runs in its own process so
 peak RSS is its own. Inference: transformers.pipeline(aggregation_strategy="first") vs tunecard predict on the
 validation sentences (joined with spaces), entities compared as (label, start, end).
 """
@@ -44,7 +46,7 @@ def _data(task: str, n_train: int, n_eval: int):
     return train, dev
 
 
-def reference(task: str, n_train: int, n_eval: int, queue) -> None:
+def reference(task: str, n_train: int, n_eval: int, device: str, queue) -> None:
     """The plain recipe, written as the transformers example scripts write it."""
     import numpy as np
     from datasets import Dataset
@@ -116,8 +118,8 @@ def reference(task: str, n_train: int, n_eval: int, queue) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(output_dir=scratch, learning_rate=5e-5, per_device_train_batch_size=16,
                                  per_device_eval_batch_size=16, num_train_epochs=1, seed=42, report_to="none",
-                                 save_strategy="no", eval_strategy="no", disable_tqdm=True, use_cpu=True,
-                                 logging_strategy="no")
+                                 save_strategy="no", eval_strategy="no", disable_tqdm=True,
+                                 use_cpu=device == "cpu", bf16=device != "cpu", logging_strategy="no")
         trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
                           data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics)
         started = time.perf_counter()
@@ -132,7 +134,7 @@ def reference(task: str, n_train: int, n_eval: int, queue) -> None:
                "score": metrics.get("eval_f1", metrics.get("eval_accuracy")), "peak_rss_mb": _peak_rss_mb()})
 
 
-def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
+def ours(task: str, n_train: int, n_eval: int, run_dir: str, speed: str, queue) -> None:
     import transformers
 
     from tunecard.config import build_config
@@ -146,7 +148,7 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
     config = build_config(None, dict(
         task="ner" if task == "ner" else "text-classification", train=str(DATA / files[0]),
         validation=str(DATA / files[1]), output=run_dir, num_epochs=1, learning_rate=5e-5,
-        train_batch_size=16, seed=42, max_train_examples=n_train, max_eval_examples=n_eval))
+        train_batch_size=16, seed=42, max_train_examples=n_train, max_eval_examples=n_eval, speed=speed))
     result = run(config, progress=False)
     predictor = Predictor(result.output)
     features = (predictor.encoder.encode_tokens(dev) if task == "ner" else predictor.encoder.encode_texts(dev))
@@ -158,7 +160,7 @@ def ours(task: str, n_train: int, n_eval: int, run_dir: str, queue) -> None:
     training = result.metrics["training"]
     n_tokens = sum(len(e.tokens) for e in train) if task == "ner" else sum(len(e.text.split()) for e in train)
     seconds = training["runtime_seconds"] - training["evaluation_seconds"]  # ref trains without evaluating
-    queue.put({"side": "ours", "train_samples_per_s": len(train) / seconds,
+    queue.put({"side": "ours", "speed": result.metrics["speed"], "train_samples_per_s": len(train) / seconds,
                "train_words_per_s": n_tokens / seconds,
                "eval_sentences_per_s": len(dev) / eval_seconds,
                "score": result.metrics["validation"]["f1" if task == "ner" else "accuracy"],
@@ -173,7 +175,7 @@ PREDICT_VARIANTS = {"fp32": dict(precision="fp32"), "auto": dict(precision="auto
                     "onnx": dict(backend="onnx"), "onnx-int8": dict(backend="onnx", quantized=True)}
 
 
-def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
+def inference(run_dir: str, n_eval: int, rounds: int, device: str, queue) -> None:
     """pipeline(aggregation_strategy="first") vs tunecard predict on the same texts (PREDICT_VARIANTS), `rounds`
     times in turn (this shared machine's speed drifts within minutes): medians, and each round's ratios. The
     ratios are against the pipeline given batches of 16, a stronger baseline than its default (one text at a
@@ -196,8 +198,10 @@ def inference(run_dir: str, n_eval: int, rounds: int, queue) -> None:
         export_onnx(run_dir, quantize="int8")
     else:
         variants = {k: v for k, v in variants.items() if "backend" not in v}
-    ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device="cpu")
-    predictors = {name: Predictor(run_dir, **options) for name, options in variants.items()}
+    ner = pipeline("token-classification", model=run_dir, aggregation_strategy="first", device=device)
+    if device != "cpu":  # ONNX Runtime runs on the CPU here
+        variants = {k: v for k, v in variants.items() if "backend" not in v}
+    predictors = {name: Predictor(run_dir, device=device, **options) for name, options in variants.items()}
     runs = {"pipeline": lambda batch: ner(batch, batch_size=16), "pipeline, default batch size": ner,
             **{name: predictor.predict for name, predictor in predictors.items()}}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -255,11 +259,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="Run both sides this many times, taking turns, and report medians: on a shared machine "
                              "one run each can be 20%% off either way.")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: both sides on the GPU (the recipe in bf16).")
+    parser.add_argument("--speed", choices=["auto", "off"], default="auto", help="tunecard's speed layer.")
     parser.add_argument("--inference-only", metavar="RUN_DIR",
                         help="Skip training: only the inference comparison, on this trained CoNLL-2003 NER folder.")
     args = parser.parse_args()
     if args.inference_only:
-        _print_inference(_run(inference, args.inference_only, args.eval_sentences, args.rounds))
+        _print_inference(_run(inference, args.inference_only, args.eval_sentences, args.rounds, args.device))
         return
     scratch = tempfile.mkdtemp(prefix="tunecard-bench-")
     sides: dict[str, list[dict]] = {"ref": [], "ours": []}
@@ -267,11 +274,14 @@ def main() -> None:
         order = ["ref", "ours"] if round_ % 2 == 0 else ["ours", "ref"]
         for side in order:
             if side == "ref":
-                sides[side].append(_run(reference, args.task, args.train_sentences, args.eval_sentences))
+                sides[side].append(_run(reference, args.task, args.train_sentences, args.eval_sentences,
+                                        args.device))
             else:
                 run_dir = str(Path(scratch) / f"run{round_}")  # the last round's run is the one predicted with
-                sides[side].append(_run(ours, args.task, args.train_sentences, args.eval_sentences, run_dir))
-    rows = [{"side": side, **{key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "side"}}
+                sides[side].append(_run(ours, args.task, args.train_sentences, args.eval_sentences, run_dir,
+                                        args.speed))
+    rows = [{"side": side, **{key: statistics.median(r[key] for r in runs) for key in runs[0]
+                              if key not in ("side", "speed")}}
             for side, runs in sides.items()]
     keys = ["train_samples_per_s", "train_words_per_s", "eval_sentences_per_s", "peak_rss_mb", "score"]
     print(f"{'median of ' + str(args.rounds) + ' round(s)':24}" + "".join(f"{r['side']:>12}" for r in rows)
@@ -285,7 +295,7 @@ def main() -> None:
             print(f"{key} ratio per round: " + " ".join(f"{x:.2f}" for x in ratios))
     print(json.dumps(sides))
     if args.task == "ner":
-        _print_inference(_run(inference, run_dir, args.eval_sentences, args.rounds))
+        _print_inference(_run(inference, run_dir, args.eval_sentences, args.rounds, args.device))
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)

@@ -119,8 +119,7 @@ class Predictor:
             self.model = load_onnx_model(self.folder, onnx_file, quantized)
         else:
             self.model = load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle)
-            self.model.to(environment.training_device() if device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if device == "auto" else device))
+            self.model.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.model.eval()
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         label2id = {v: k for k, v in self.id2label.items()}
