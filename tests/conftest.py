@@ -13,7 +13,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# ../shared beside the checkout; a git worktree under wt/ finds it one level further up.
+SHARED = next((folder for folder in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if folder.is_dir()),
+              ROOT.parent / "shared")
 SHARED_DATA = SHARED / "data"
 SAMPLES = ROOT / "src" / "tunecard" / "samples"
 WNUT_SAMPLE = SAMPLES / "wnut17"

@@ -158,7 +158,7 @@ def raw_encoders(tiny_bert_cased, tiny_bert_chinese, tiny_bert_short):
 @settings(max_examples=150, deadline=None)
 def test_raw_texts_encoded_once_give_the_features_of_their_words(raw_encoders, texts):
     for encoder in raw_encoders:
-        assert encoder.single_pass  # WordPiece behind BERT's pre-tokenizer
+        assert encoder.words_alone  # WordPiece behind BERT's pre-tokenizer
         features, words = encoder.encode_raw_texts(texts)
         expected_features, expected_words = _two_passes(encoder, texts)
         assert words == expected_words
@@ -166,28 +166,48 @@ def test_raw_texts_encoded_once_give_the_features_of_their_words(raw_encoders, t
             (f.inputs, f.labels, f.example_index, f.word_positions) for f in expected_features]
 
 
-def test_byte_level_bpe_words_take_the_second_pass():
+def _byte_level_tokenizer(add_prefix_space: bool):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     backend.decoder = decoders.ByteLevel()
     corpus = ["Peter Blackburn visited Brussels .", "The European Commission said on Thursday", "East Timor"] * 20
     backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>",
                                                                                              "<unk>"]))
     backend.post_processor = processors.RobertaProcessing(("</s>", 1), ("<s>", 0), trim_offsets=True)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                        pad_token="<pad>", unk_token="<unk>", add_prefix_space=True)
-    encoder = Encoder(tokenizer, {"O": 0}, 64)
-    assert not encoder.single_pass
-    texts = ["Peter Blackburn visited Brussels .", "East Timor said"]
-    once = encoder.backend.encode_batch(texts, add_special_tokens=True)
-    features, words = encoder.encode_raw_texts(texts)
-    expected_features, expected_words = _two_passes(encoder, texts)
-    assert words == expected_words
-    assert [f.inputs for f in features] == [f.inputs for f in expected_features]
-    assert [f.inputs["input_ids"] for f in features] != [encoding.ids for encoding in once]  # why: words differ
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", add_prefix_space=add_prefix_space)
+
+
+@pytest.mark.parametrize("add_prefix_space", [False, True])
+def test_byte_level_bpe_words_are_encoded_as_their_text(add_prefix_space):
+    """Byte-level BPE marks a word by the space before it: a word encoded alone lacks it, so without
+    add_prefix_space pre-split words are encoded as their text instead (with it, every word and the text's first
+    one get the space and give the text's subwords; this tiny vocabulary still leaves lone space markers, which
+    cover no character and belong to no word, so the words are aligned by offsets there too); raw texts are
+    encoded as pipeline encodes them."""
+    tokenizer = _byte_level_tokenizer(add_prefix_space)
+    encoder = Encoder(tokenizer, {"O": 0, "B-PER": 1}, 64)
+    words = ["Peter", "Blackburn", "visited", "Brussels", "."]
+    alone = encoder.backend.encode(words, is_pretokenized=True, add_special_tokens=True)
+    assert (alone.ids == tokenizer(" ".join(words))["input_ids"]) is add_prefix_space
+    assert not encoder.words_alone
+    (feature,) = encoder.encode_tokens([TokenExample(tokens=words, tags=["B-PER", "O", "O", "O", "O"])])
+    assert feature.inputs["input_ids"] == tokenizer(" ".join(words))["input_ids"]
+    assert [word for _, word in feature.word_positions] == list(range(5))
+    assert feature.labels[feature.word_positions[0][0]] == 1
+    texts = ["Peter Blackburn visited Brussels.", "East  Timor said", "  "]
+    features, found = encoder.encode_raw_texts(texts)
+    assert [f.inputs["input_ids"] for f in features] == tokenizer(texts)["input_ids"]
+    assert [[w for w, _, _ in ws] for ws in found] == [["Peter", "Blackburn", "visited", "Brussels", "."],
+                                                        ["East", "Timor", "said"], []]
+    for feature, words_found in zip(features, found):  # each word read at its first subword that covers it
+        tokens = feature.inputs["input_ids"]
+        for position, word in feature.word_positions:
+            assert tokenizer.decode(tokens[position]).strip() == words_found[word][0][:len(tokenizer.decode(
+                tokens[position]).strip())]
 
 
 def test_raw_texts_longer_than_the_model_are_windowed(short_tokenizer):

@@ -8,6 +8,7 @@ the prediction of each word from the window that owns it, so no gold label is ev
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -99,13 +100,13 @@ def unpadded_backend(tokenizer):
     return backend
 
 
-def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], bool]:
+def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], list[int | None]]:
     """The words that `encoding` (of the raw `text`) found, as (word, start, end) character offsets into `text`,
-    and whether the list index of each word is its word id (no word left out: one whose subwords all have empty
-    offsets is)."""
-    word_ids = encoding.word_ids
+    and each token's index in that list: None for special tokens and for tokens that cover no character of the
+    text (byte-level BPE's lone space marker of a double space, say), which belong to no word. A word is the
+    tokenizer's own (its pre-tokenizer's), made of the tokens that cover characters."""
     spans: dict[int, list[int]] = {}
-    for word, (start, end) in zip(word_ids, encoding.offsets):
+    for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
         if word is None or end <= start:
             continue
         span = spans.get(word)
@@ -113,15 +114,17 @@ def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], bool]:
             spans[word] = [start, end]
         else:
             span[0], span[1] = min(span[0], start), max(span[1], end)
+    order = sorted(spans)
+    rank = {word: index for index, word in enumerate(order)}
     words = []
-    for start, end in (spans[w] for w in sorted(spans)):
+    for start, end in (spans[w] for w in order):
         # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
         while start < end and text[start].isspace():
             start += 1
         words.append((text[start:end], start, end))
-    found = set(word_ids)
-    found.discard(None)
-    return words, len(spans) == len(found) == (max(found) + 1 if found else 0)
+    token_words = [None if word is None or end <= start else rank[word]
+                   for word, (start, end) in zip(encoding.word_ids, encoding.offsets)]
+    return words, token_words
 
 
 def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
@@ -130,14 +133,58 @@ def split_words(backend, texts: list[str]) -> list[list[tuple[str, int, int]]]:
     return [text_words(text, encoding)[0] for text, encoding in zip(texts, encodings)]
 
 
-def words_encode_as_text(backend) -> bool:
-    """Whether encoding a raw text gives the subwords that encoding its words one by one gives: WordPiece behind
-    BERT's pre-tokenizer, which splits on whitespace and punctuation and whose normalizer acts on each character
-    alone. Byte-level BPE (RoBERTa) marks a word by the space before it, so its words encode differently."""
-    from tokenizers import models, pre_tokenizers
+def joined(words: list[str]) -> tuple[str, list[int]]:
+    """The text pre-split words stand for, one space between them (how `transformers.pipeline` and any user would
+    write them), and where each word ends in it."""
+    ends, position = [], -1
+    for word in words:
+        position += len(word) + 1
+        ends.append(position)
+    return " ".join(words), ends
 
-    return isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and isinstance(
-        backend.model, models.WordPiece)
+
+def word_ids_by_offsets(encoding, ends: list[int]) -> list[int | None]:
+    """Each token's word in the text `encoding` encoded, given where each word ends in it: the first word that ends
+    after the token starts (a token that starts in the space before a word, as byte-level BPE's offsets may, is
+    that word's). None for special tokens and for tokens that cover no character."""
+    last = len(ends) - 1
+    return [None if word is None or end <= start else min(bisect.bisect_right(ends, start), last)
+            for word, (start, end) in zip(encoding.word_ids, encoding.offsets)]
+
+
+# Word lists on which `words_encode_as_text` compares the two ways of encoding words: punctuation inside and
+# beside words, accents, digits, apostrophes, symbols, CJK, an emoji, a URL, one-letter words, a lone word.
+WORD_PROBES = (
+    ["b"],
+    ["Hello", "world", "a", "b"],
+    ["Dr.", "Müller", "(", "ETH", "Zürich", ")", "met", "O'Neil", "at", "9:30am", ",", "then", "left", "—", "quickly",
+     "!!"],
+    ["naïve", "café", "déjà-vu", "😀", "#hashtag", "@user", "https://example.com/a?b=c", "São", "Paulo", "Łódź"],
+    ["北京大学", "的", "王小明", "去", "了", "上海", "。"],
+    ["New", "York", "-", "based", "I", "'m", "don't", "U.S.", "$", "3.5", "%", "A", "the", "THE", "The"],
+)
+
+
+def words_encode_as_text(backend) -> bool:
+    """Whether encoding pre-split words one by one (`is_pretokenized`) gives, on `WORD_PROBES`, the subwords and word
+    alignment that encoding the text they stand for (`joined`) gives. Decided from the tokenizer's behaviour, not
+    from its family: WordPiece behind BERT's pre-tokenizer and SentencePiece-style unigram models that mark every
+    word with ▁ do; byte-level BPE (RoBERTa, ModernBERT, GPT-2 style) does not, since it marks a word by the space
+    before it, which a word encoded alone lacks (or, with add_prefix_space, the first word of a text lacks)."""
+    for words in WORD_PROBES:
+        text, ends = joined(words)
+        alone = backend.encode(words, is_pretokenized=True, add_special_tokens=True)
+        as_text = backend.encode(text, add_special_tokens=True)
+        if alone.ids != as_text.ids or alone.word_ids != word_ids_by_offsets(as_text, ends):
+            return False
+    return True
+
+
+def has_offsets(backend) -> bool:
+    """Whether the tokenizer maps its tokens back to characters of the text (every word of a probe is found)."""
+    text, ends = joined(WORD_PROBES[2])
+    found = {word for word in word_ids_by_offsets(backend.encode(text, add_special_tokens=False), ends)}
+    return found >= set(range(len(ends)))
 
 
 def _model_input_names(tokenizer) -> list[str]:
@@ -207,49 +254,87 @@ class Encoder:
         self.n_special = tokenizer.num_special_tokens_to_add(False)
         if max_length - self.n_special < 1:
             raise ConfigError("E202", f"max_length={max_length} leaves no room for text.", fix="raise max_length.")
-        self.single_pass = words_encode_as_text(self.backend)
+        # How pre-split words are encoded: one by one (`is_pretokenized`) where that gives what their text gives,
+        # else as their text, each token's word found from its character offsets (`word_ids_by_offsets`).
+        self.words_alone = words_encode_as_text(self.backend)
+        self.offsets = self.words_alone or has_offsets(self.backend)
+        self._truncating_backend = None
 
     # ---- token classification -------------------------------------------------------------------------
     def encode_raw_texts(self, texts: list[str]) -> tuple[list[Feature], list[list[tuple[str, int, int]]]]:
-        """NER prediction on raw texts: the features (as `encode_tokens` makes them from each text's words) and the
-        words, with character offsets into their text.
+        """NER prediction on raw texts: the features and the words, with character offsets into their text.
 
-        The words are the tokenizer's own (`text_words`). Where words encode as their text does
-        (`words_encode_as_text`), a text that fits the model is encoded once and its features come from that
-        encoding, instead of encoding the text to find its words and then the words: a third of the encoding time
-        of 1000 CoNLL-2003 sentences. Longer texts (windows) and other tokenizers take `encode_tokens`.
+        The words are the tokenizer's own (`text_words`), and a text that fits the model is encoded exactly as
+        `transformers.pipeline` encodes it (one call of the tokenizer on the text): what the model saw in
+        training is what pipeline gives it, since `encode_tokens` encodes pre-split words as their text. A longer
+        text is cut into windows of whole words (`_plan_windows`), each window encoded as its stretch of the text.
         """
-        features_of: list[list[Feature] | None] = [None] * len(texts)
+        self._need_offsets()
+        features: list[Feature] = []
         words_of: list[list[tuple[str, int, int]]] = []
-        others = []  # texts for encode_tokens: (index, words)
         for index, (text, encoding) in enumerate(zip(texts, self.backend.encode_batch(texts, add_special_tokens=True))):
-            words, ids_are_indices = text_words(text, encoding)
+            words, token_words = text_words(text, encoding)
             words_of.append(words)
-            word_ids = encoding.word_ids
-            if self.single_pass and words and ids_are_indices and len(word_ids) <= self.max_length:
-                features_of[index] = [self._token_feature(self._inputs(encoding), word_ids, None, index,
-                                                          range(len(words)), 0)]
-            else:
-                others.append((index, [word for word, _, _ in words]))
-        if others:
-            encoded = self.encode_tokens([TokenExample(tokens=words, tags=[]) for _, words in others])
-            for feature in encoded:
-                index = others[feature.example_index][0]
-                feature.example_index = index
-                features_of[index] = (features_of[index] or []) + [feature]
-        return [feature for features in features_of for feature in features], words_of
+            if len(encoding.ids) <= self.max_length:
+                features.append(self._token_feature(self._inputs(encoding), token_words, None, index,
+                                                    range(len(words)), 0))
+                continue
+            word_lengths = [0] * len(words)
+            for w in token_words:
+                if w is not None:
+                    word_lengths[w] += 1
+            windows = _plan_windows(word_lengths, self.max_length - self.n_special)
+            stretches = [(text[words[left][1]:words[right - 1][2]], [end - words[left][1] for _, _, end in words[left:right]])
+                         for left, _, _, right in windows]
+            for (left, start, end, _), (inputs, word_ids) in zip(windows, self._encode_as_text(stretches, truncate=True)):
+                features.append(self._token_feature(inputs, word_ids, None, index, range(start, end), left))
+        return features, words_of
 
     def _encode_words(self, words: list[str]) -> tuple[dict, list[int | None]]:
         return next(self._encode_many([words]))
 
-    def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024) -> Iterator[tuple[dict, list[int | None]]]:
-        """(inputs, word ids) per word list, a chunk of lists per tokenizer call: the Rust tokenizer batches a call
-        (one call per sentence was a tenth of prediction's time), and a chunk bounds what it holds."""
+    def _encode_many(self, word_lists: list[list[str]], chunk: int = 1024,
+                     truncate: bool = False) -> Iterator[tuple[dict, list[int | None]]]:
+        """(inputs, word ids) per word list, encoded as the text the words stand for (`joined`) encodes, a chunk
+        of lists per tokenizer call: the Rust tokenizer batches a call (one call per sentence was a tenth of
+        prediction's time), and a chunk bounds what it holds. `truncate`: cut at max_length (windows)."""
+        if not self.words_alone:
+            yield from self._encode_as_text([joined(words) for words in word_lists], chunk, truncate)
+            return
+        backend = self._truncating() if truncate else self.backend
         for start in range(0, len(word_lists), chunk):
-            encodings = self.backend.encode_batch(word_lists[start:start + chunk], is_pretokenized=True,
-                                                  add_special_tokens=True)
+            encodings = backend.encode_batch(word_lists[start:start + chunk], is_pretokenized=True,
+                                             add_special_tokens=True)
             for encoding in encodings:
                 yield self._inputs(encoding), encoding.word_ids
+
+    def _encode_as_text(self, texts: list[tuple[str, list[int]]], chunk: int = 1024,
+                        truncate: bool = False) -> Iterator[tuple[dict, list[int | None]]]:
+        """(inputs, word ids) per (text, where each of its words ends): the text encoded, each token's word from
+        its character offsets (`word_ids_by_offsets`)."""
+        self._need_offsets()
+        backend = self._truncating() if truncate else self.backend
+        for start in range(0, len(texts), chunk):
+            part = texts[start:start + chunk]
+            for encoding, (_, ends) in zip(backend.encode_batch([text for text, _ in part], add_special_tokens=True),
+                                           part):
+                yield self._inputs(encoding), word_ids_by_offsets(encoding, ends)
+
+    def _need_offsets(self) -> None:
+        if not self.offsets:
+            raise ConfigError("E201", f"{type(self.tokenizer).__name__} does not map its tokens back to characters "
+                              "of the text (no offsets), so words cannot be found in raw text or aligned with their "
+                              "subwords.", fix="use a tokenizer whose tokenizer.json gives offsets (every "
+                              "`tokenizers` model and pre-tokenizer of the common encoders does).")
+
+    def _truncating(self):
+        """A copy of the Rust tokenizer that cuts inputs at max_length (special tokens kept), for windows."""
+        if self._truncating_backend is None:
+            from tokenizers import Tokenizer
+
+            self._truncating_backend = Tokenizer.from_str(self.backend.to_str())
+            self._truncating_backend.enable_truncation(self.max_length)
+        return self._truncating_backend
 
     def _inputs(self, encoding) -> dict:
         """The model inputs (lists of ints) of one Rust-tokenizer encoding."""
@@ -279,7 +364,11 @@ class Encoder:
         return Feature(inputs, labels, example_index, positions)
 
     def encode_tokens(self, examples: list[TokenExample], stats: EncodingStats | None = None) -> list[Feature]:
-        """Encode NER examples (tags may be absent for prediction: pass examples with empty tags)."""
+        """Encode NER examples (tags may be absent for prediction: pass examples with empty tags).
+
+        Each sentence's words are encoded as the text they stand for (one space between words) encodes, so a
+        model trained on them sees raw text at prediction as it saw its training sentences (`words_encode_as_text`
+        decides how)."""
         stats = stats if stats is not None else EncodingStats()
         features: list[Feature] = []
         budget = self.max_length - self.n_special
@@ -314,12 +403,9 @@ class Encoder:
             windows = _plan_windows(word_lengths, budget)
             stats.windowed_examples += 1
             stats.windows += len(windows)
-            for left, start, end, right in windows:
-                enc = self.tokenizer(
-                    words[left:right], is_split_into_words=True, truncation=True, max_length=self.max_length
-                )
-                win_inputs = {k: list(enc[k]) for k in self.input_names if k in enc}
-                features.append(self._token_feature(win_inputs, enc.word_ids(), tags, index, range(start, end), left))
+            for (left, start, end, right), (win_inputs, win_word_ids) in zip(
+                    windows, self._encode_many([words[left:right] for left, _, _, right in windows], truncate=True)):
+                features.append(self._token_feature(win_inputs, win_word_ids, tags, index, range(start, end), left))
         stats.features += len(features)
         return features
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from tunecard.config import looks_like_path
 from tunecard.errors import ModelError
 
-# Model types whose BPE tokenizers need a leading space to tokenize pre-split words like running text.
-PREFIX_SPACE_MODEL_TYPES = {"roberta", "xlm-roberta", "longformer", "bart", "gpt2", "deberta", "mpnet", "camembert"}
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
 # Files that hold a tokenizer's vocabulary (fast tokenizer.json; WordPiece, BPE, SentencePiece files). Without
 # any of them transformers builds a tokenizer of the special tokens alone, which reads every word as unknown.
@@ -75,16 +73,17 @@ def check_tokenizer_folder(path: Path) -> None:
 
 
 def load_tokenizer(name: str):
-    from transformers import AutoConfig, AutoTokenizer
+    """The model's tokenizer as it ships: training encodes pre-split words as their text encodes
+    (`encoder.words_encode_as_text`), so nothing is switched on here (RoBERTa's add_prefix_space, say) that would
+    make the saved tokenizer encode raw text otherwise than the base model's did."""
+    from transformers import AutoTokenizer
 
     check_model_exists(name)
     path = Path(name)
     if path.is_dir():
         check_tokenizer_folder(path)
     try:
-        config = AutoConfig.from_pretrained(name)
-        kwargs = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODEL_TYPES else {}
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
         if path.exists():
             raise ModelError("E305", f"cannot load a tokenizer from this folder: {exc}", path=name,
