@@ -219,3 +219,38 @@ def test_raw_texts_longer_than_the_model_are_windowed(short_tokenizer):
     assert [(f.inputs, f.example_index, f.word_positions) for f in features] == [
         (f.inputs, f.example_index, f.word_positions) for f in expected_features]
     assert [f.example_index for f in features].count(1) > 1  # windows, consecutive, in text order
+
+
+class _NoOffsets:
+    """A Rust-tokenizer stand-in whose encodings map no token back to the text (every offset (0, 0))."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def _blank(self, encoding):
+        return type("Encoding", (), {"ids": encoding.ids, "word_ids": encoding.word_ids,
+                                     "offsets": [(0, 0)] * len(encoding.ids)})()
+
+    def encode(self, *args, **kwargs):
+        return self._blank(self.backend.encode(*args, **kwargs))
+
+    def encode_batch(self, *args, **kwargs):
+        return [self._blank(encoding) for encoding in self.backend.encode_batch(*args, **kwargs)]
+
+
+def test_a_tokenizer_without_offsets_is_refused_where_words_need_them(short_tokenizer):
+    """Without offsets neither the words of a raw text nor the subwords of a word encoded in its text can be found:
+    a coded error, not features whose words silently carry no label."""
+    from tunecard.encoding.encoder import has_offsets, words_encode_as_text
+    from tunecard.errors import ConfigError
+
+    encoder = Encoder(short_tokenizer, LABELS, max_length=32)
+    assert has_offsets(encoder.backend)
+    blind = _NoOffsets(encoder.backend)
+    assert not has_offsets(blind) and not words_encode_as_text(blind)
+    encoder.backend, encoder.words_alone, encoder.offsets = blind, False, False
+    with pytest.raises(ConfigError) as raised:
+        encoder.encode_tokens([_long_example(3)])
+    assert raised.value.code == "E201"
+    with pytest.raises(ConfigError):
+        encoder.encode_raw_texts(["Mandela visited Johannesburg"])

@@ -68,15 +68,25 @@ def glibc_function(name: str):
         return None
 
 
+def position_offset(model) -> int:
+    """Where the model's position ids start. RoBERTa-style encoders (XLM-R, CamemBERT, MPNet, Longformer, ...)
+    count positions from just after the padding index, which is their position embedding's padding row; others
+    start at 0. Read from the model's own embedding module, not from a list of model types."""
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    positions = getattr(embeddings, "position_embeddings", None)
+    padding = getattr(positions, "padding_idx", None)
+    return padding + 1 if isinstance(positions, torch.nn.Embedding) and padding is not None else 0
+
+
 def model_max_length(tokenizer, model) -> int:
-    """The longest input the model accepts: position embeddings, else the tokenizer's limit, else 512."""
+    """The longest input the model accepts: its position embeddings (less the positions a RoBERTa-style model
+    reserves below its first, `position_offset`), else the tokenizer's limit, else 512."""
     limit = getattr(model.config, "max_position_embeddings", None)
+    if limit:
+        limit -= position_offset(model)
     tok_limit = getattr(tokenizer, "model_max_length", None)
     if tok_limit and tok_limit < 100_000:  # tokenizers without a limit report a huge sentinel
         limit = min(limit, tok_limit) if limit else tok_limit
-    # RoBERTa-style models reserve padding_idx + 1 positions.
-    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer") and limit:
-        limit = min(limit, getattr(model.config, "max_position_embeddings", limit) - 2)
     return int(limit or 512)
 
 

@@ -100,14 +100,26 @@ def unpadded_backend(tokenizer):
     return backend
 
 
+def _first_character(text: str, start: int, end: int) -> int | None:
+    """Where the first character of text[start:end] that is not whitespace is, or None if there is none: a token's
+    offsets may include the space before its word (byte-level BPE without offset trimming, SentencePiece's ▁), and
+    a token that covers only whitespace (a lone ▁ or Ġ) or nothing belongs to no word."""
+    while start < end and text[start].isspace():
+        start += 1
+    return start if start < end else None
+
+
 def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], list[int | None]]:
     """The words that `encoding` (of the raw `text`) found, as (word, start, end) character offsets into `text`,
-    and each token's index in that list: None for special tokens and for tokens that cover no character of the
-    text (byte-level BPE's lone space marker of a double space, say), which belong to no word. A word is the
-    tokenizer's own (its pre-tokenizer's), made of the tokens that cover characters."""
+    and each token's index in that list (None for special tokens and for tokens that cover no character of the
+    text but whitespace, which belong to no word). A word is the tokenizer's own (its pre-tokenizer's), made of
+    its tokens that cover characters; the offsets leave out the space before it."""
     spans: dict[int, list[int]] = {}
+    starts: list[int | None] = []
     for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
-        if word is None or end <= start:
+        start = None if word is None else _first_character(text, start, end)
+        starts.append(start)
+        if start is None:
             continue
         span = spans.get(word)
         if span is None:
@@ -116,14 +128,8 @@ def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], list[in
             span[0], span[1] = min(span[0], start), max(span[1], end)
     order = sorted(spans)
     rank = {word: index for index, word in enumerate(order)}
-    words = []
-    for start, end in (spans[w] for w in order):
-        # Byte-level BPE offsets may include the leading space: trim it so offsets cover the word only.
-        while start < end and text[start].isspace():
-            start += 1
-        words.append((text[start:end], start, end))
-    token_words = [None if word is None or end <= start else rank[word]
-                   for word, (start, end) in zip(encoding.word_ids, encoding.offsets)]
+    words = [(text[start:end], start, end) for start, end in (spans[w] for w in order)]
+    token_words = [None if start is None else rank[word] for word, start in zip(encoding.word_ids, starts)]
     return words, token_words
 
 
@@ -143,13 +149,16 @@ def joined(words: list[str]) -> tuple[str, list[int]]:
     return " ".join(words), ends
 
 
-def word_ids_by_offsets(encoding, ends: list[int]) -> list[int | None]:
-    """Each token's word in the text `encoding` encoded, given where each word ends in it: the first word that ends
-    after the token starts (a token that starts in the space before a word, as byte-level BPE's offsets may, is
-    that word's). None for special tokens and for tokens that cover no character."""
+def word_ids_by_offsets(encoding, text: str, ends: list[int]) -> list[int | None]:
+    """Each token's word in the `text` that `encoding` encoded, given where each word ends in it: the word of the
+    token's first character that is not whitespace (`_first_character`); None for special tokens and for tokens
+    that cover nothing but whitespace."""
     last = len(ends) - 1
-    return [None if word is None or end <= start else min(bisect.bisect_right(ends, start), last)
-            for word, (start, end) in zip(encoding.word_ids, encoding.offsets)]
+    word_ids = []
+    for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
+        start = None if word is None else _first_character(text, start, end)
+        word_ids.append(None if start is None else min(bisect.bisect_right(ends, start), last))
+    return word_ids
 
 
 # Word lists on which `words_encode_as_text` compares the two ways of encoding words: punctuation inside and
@@ -175,7 +184,7 @@ def words_encode_as_text(backend) -> bool:
         text, ends = joined(words)
         alone = backend.encode(words, is_pretokenized=True, add_special_tokens=True)
         as_text = backend.encode(text, add_special_tokens=True)
-        if alone.ids != as_text.ids or alone.word_ids != word_ids_by_offsets(as_text, ends):
+        if alone.ids != as_text.ids or alone.word_ids != word_ids_by_offsets(as_text, text, ends):
             return False
     return True
 
@@ -183,7 +192,7 @@ def words_encode_as_text(backend) -> bool:
 def has_offsets(backend) -> bool:
     """Whether the tokenizer maps its tokens back to characters of the text (every word of a probe is found)."""
     text, ends = joined(WORD_PROBES[2])
-    found = {word for word in word_ids_by_offsets(backend.encode(text, add_special_tokens=False), ends)}
+    found = set(word_ids_by_offsets(backend.encode(text, add_special_tokens=False), text, ends))
     return found >= set(range(len(ends)))
 
 
@@ -316,9 +325,9 @@ class Encoder:
         backend = self._truncating() if truncate else self.backend
         for start in range(0, len(texts), chunk):
             part = texts[start:start + chunk]
-            for encoding, (_, ends) in zip(backend.encode_batch([text for text, _ in part], add_special_tokens=True),
-                                           part):
-                yield self._inputs(encoding), word_ids_by_offsets(encoding, ends)
+            for encoding, (text, ends) in zip(backend.encode_batch([text for text, _ in part], add_special_tokens=True),
+                                              part):
+                yield self._inputs(encoding), word_ids_by_offsets(encoding, text, ends)
 
     def _need_offsets(self) -> None:
         if not self.offsets:
