@@ -202,6 +202,12 @@ def test_speed_auto_and_off_train_the_same_loss_curve(family, task, trained):
     auto, off = trained(family, task, "auto"), trained(family, task, "off")
     assert auto.metrics["training"]["batches"] == LAYOUT[family]
     assert off.metrics["training"]["batches"] == "padded"
+    packing = auto.metrics["speed"]["levers"]["packing"]
+    assert packing["used"] is (LAYOUT[family] != REFUSED)
+    card = (auto.output / "README.md").read_text(encoding="utf-8")
+    assert f"- Batches: {LAYOUT[family]}" in card
+    if LAYOUT[family] == REFUSED:  # the fallback and its reason, in metrics.json and on the card
+        assert "packing check failed" in packing["note"] and f"packing: not used ({packing['note']})" in card
     auto_losses = [step["loss"] for step in auto.history["steps"]]
     off_losses = [step["loss"] for step in off.history["steps"]]
     assert len(auto_losses) == len(off_losses) == 3

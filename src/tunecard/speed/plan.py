@@ -189,8 +189,8 @@ def _plan_packing(plan: SpeedPlan, model, features, pad_token_id, padded, *, cla
         if not classify:  # NER evaluation packs what training packs; sorted padded batches of whole texts hold
             plan.eval_packed = collator  # little padding (docs/performance.md)
     elif layout == packing.REFUSED:
-        plan.skip("packing", "the model's outputs differ when items share a row (position ids or masks work "
-                  "differently)")
+        plan.skip("packing", "the packing check failed: the model's outputs differ when items share a row, or it "
+                  "does not take packed inputs (its own position or mask code)")
     else:
         plan.skip("packing", "fewer than two training examples")
 
@@ -301,7 +301,7 @@ def plan_prediction(mode: str, model: torch.nn.Module, probe: list, pad_token_id
         plan.eval_packed = collator
         plan.use("packing", f"short texts share rows ({layout}; checked against padded passes)")
     else:
-        plan.skip("packing", "the model's outputs differ when texts share a row")
+        plan.skip("packing", "the model's outputs differ when texts share a row, or it does not take packed inputs")
     return plan
 
 
