@@ -91,6 +91,8 @@ def _wnut(split: str, count: int) -> list[TokenExample]:
 def test_training_words_are_encoded_as_their_raw_text_encodes_them(family, family_folder):
     """What the model trains on is what pipeline gives it for the sentence as raw text; each word is labelled at
     its first subword, the one that covers its first character."""
+    from tunecard.data import read_corpus
+    from tunecard.data.stats import corpus_stats
     from tunecard.encoding.encoder import Encoder
     from tunecard.encoding.models import load_tokenizer
 
@@ -104,6 +106,10 @@ def test_training_words_are_encoded_as_their_raw_text_encodes_them(family, famil
         assert not encoder.words_alone
     features = encoder.encode_tokens(examples)
     assert len(features) == len(examples)  # none longer than 128 subwords
+    corpus = read_corpus(WNUT_SAMPLE / "dev.conll", task="ner")
+    corpus.examples = examples  # `tunecard data-stats --tokenizer` counts what training encodes
+    lengths = corpus_stats(corpus, tokenizer)["subwords_per_example_incl_special_tokens"]
+    assert (lengths["min"], lengths["max"]) == (min(map(len, features)), max(map(len, features)))
     for example, feature in zip(examples, features):
         text = " ".join(example.tokens)
         expected = tokenizer(text, return_offsets_mapping=True)

@@ -83,9 +83,9 @@ def _subword_stats(corpus: Corpus, tokenizer, max_length: int | None) -> dict:
     examples = corpus.examples
     for start in range(0, len(examples), _BATCH):
         batch = examples[start:start + _BATCH]
-        if corpus.task == TOKEN_TASK:
-            encoded = tokenizer([ex.tokens for ex in batch], is_split_into_words=True, add_special_tokens=True,
-                                truncation=False, verbose=False)
+        if corpus.task == TOKEN_TASK:  # the words as the text they stand for, as training encodes them
+            encoded = tokenizer([" ".join(ex.tokens) for ex in batch], add_special_tokens=True, truncation=False,
+                                verbose=False)
         else:
             pairs = [ex.text_pair for ex in batch]
             encoded = tokenizer([ex.text for ex in batch], pairs if any(p is not None for p in pairs) else None,
