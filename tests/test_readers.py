@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tunecard.data import ReadOptions, detect_format, read_corpus
 from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, TextExample, TokenExample
+from tunecard.data.jsonl import word_offsets
 from tunecard.data.schemes import SCHEMES, Span, spans_to_tags, tags_to_spans
 from tunecard.data.stats import corpus_stats, render_stats
 from tunecard.data.validate import check_task_consistency, validate_splits
@@ -108,7 +109,10 @@ def test_conll_tab_separated_tokens_may_contain_spaces(tmp_path, corpus):
     text = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(words, spans_to_tags(spans, len(words), "IOB2")))
                        for words, spans in corpus)
     read = read_corpus(write(tmp_path, "data.tsv", text), ReadOptions(format="conll"))
-    assert [ex.tokens for ex in read.examples] == [words for words, _ in corpus]
+    # Spaces inside a token are kept; spaces around it are removed (and counted in a warning).
+    assert [ex.tokens for ex in read.examples] == [[w.strip(" ") for w in words] for words, _ in corpus]
+    spaced = sum(w != w.strip(" ") for words, _ in corpus for w in words)
+    assert any(f"{spaced} token(s) had spaces" in w for w in read.warnings) == bool(spaced)
 
 
 def test_conll_wnut_separator_lines_with_a_tab_and_chinese_bmes(tmp_path):
@@ -270,26 +274,40 @@ def span_texts(draw):
 def test_span_jsonl_round_trip_never_drops_a_span(tmp_path, records):
     lines = [json.dumps({"text": t, "spans": [{"start": s, "end": e, "label": lab} for s, e, lab in spans]})
              for t, spans in records]
-    read = read_corpus(write(tmp_path, "s.jsonl", "\n".join(lines)))
+    path = write(tmp_path, "s.jsonl", "\n".join(lines))
+    # Training reads cut words at span boundaries: every span is a run of words.
+    read = read_corpus(path, ReadOptions(split_at_spans=True))
     assert read.format == "spans"
     for example, (text, spans) in zip(read.examples, records, strict=True):
-        assert example.text == text
+        assert example.text == text and example.spans == spans
         assert example.tokens == [text[s:e] for s, e in example.offsets]
         assert all(not token.isspace() and token for token in example.tokens)
         back = [(example.offsets[s][0], example.offsets[e - 1][1], label)
                 for s, e, label in tags_to_spans(example.tags, "IOB2")]
         assert back == spans
+    # Evaluation reads find the words without the spans, and keep the gold spans as character offsets.
+    blind = read_corpus(path)
+    for example, (text, spans) in zip(blind.examples, records, strict=True):
+        assert example.offsets == word_offsets(text) and example.spans == spans
+        assert example.tokens == [text[s:e] for s, e in example.offsets]
 
 
 def test_span_jsonl_splits_tokens_and_chinese_characters(tmp_path):
     text = "New Yorkers love 北京大学"
     record = {"text": text, "spans": [{"start": 4, "end": 8, "label": "LOC"}, [17, 19, "LOC"]]}
-    corpus = read_corpus(write(tmp_path, "s.jsonl", json.dumps(record, ensure_ascii=False)))
+    path = write(tmp_path, "s.jsonl", json.dumps(record, ensure_ascii=False))
+    corpus = read_corpus(path, ReadOptions(split_at_spans=True))
     example = corpus.examples[0]
     assert example.tokens == ["New", "York", "ers", "love", "北", "京", "大", "学"]
     assert example.tags == ["O", "B-LOC", "O", "O", "B-LOC", "I-LOC", "O", "O"]
     assert example.offsets[1] == (4, 8)
-    assert any("split" in w for w in corpus.warnings)
+    assert any("split" in w for w in corpus.warnings) and corpus.span_counts["split_tokens"] == 1
+    # Read for evaluation, "Yorkers" stays one word; the span inside it is counted (it can only be missed).
+    blind = read_corpus(path)
+    assert blind.examples[0].tokens == ["New", "Yorkers", "love", "北", "京", "大", "学"]
+    assert blind.examples[0].tags == ["O", "B-LOC", "O", "B-LOC", "I-LOC", "O", "O"]
+    assert blind.span_counts["spans_inside_words"] == 1 and blind.span_counts["split_tokens"] == 0
+    assert any("inside a word" in w for w in blind.warnings)
 
 
 @pytest.mark.parametrize(

@@ -9,18 +9,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tunecard.data.classification import read_csv, read_label_text, read_text_jsonl, read_tsv
-from tunecard.data.conll import DOCSTART, read_conll
-from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
+from itertools import islice
+
+from tunecard.data.classification import open_delimited, open_label_text, open_text_jsonl
+from tunecard.data.conll import DOCSTART, open_conll
+from tunecard.data.example import (TEXT_TASK, TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TextExample,
+                                   TokenExample)
 from tunecard.data.hf import is_saved_dataset, read_hf
-from tunecard.data.jsonl import iter_json_records, read_span_jsonl, read_token_jsonl
+from tunecard.data.jsonl import iter_json_records, open_span_jsonl, open_token_jsonl
 from tunecard.data.schemes import parse_tag
 from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
 
 __all__ = [
-    "FORMATS", "Corpus", "ReadOptions", "TextExample", "TokenExample", "detect_format", "normalize_task",
-    "read_corpus",
+    "FORMATS", "Corpus", "CorpusStream", "ReadOptions", "TextExample", "TokenExample", "detect_format",
+    "normalize_task", "read_corpus", "stream_corpus",
 ]
 
 FORMAT_TASKS = {
@@ -55,6 +58,37 @@ def read_corpus(path: str | Path, options: ReadOptions | None = None, task: str 
     Raises:
         DataError: see the error table in ``docs/data-formats.md`` (E101-E116).
     """
+    opened = _open(path, options, task, stream=False)
+    return opened if isinstance(opened, Corpus) else opened.materialize()
+
+
+def stream_corpus(path: str | Path, options: ReadOptions | None = None, task: str | None = None) -> CorpusStream:
+    """Check a data file whole, as :func:`read_corpus` does (the same errors, before any example), and return a
+    :class:`CorpusStream` that reads its examples again from the file at each iteration, holding none of them:
+    memory does not grow with the file (``tunecard evaluate``). A datasets folder or hub dataset is read into
+    memory and served from there.
+
+    Args:
+        path: a data file, a ``save_to_disk`` folder, or a hub dataset name.
+        options: how to read it (as for :func:`read_corpus`).
+        task: the task the caller expects.
+    """
+    opened = _open(path, options, task, stream=True)
+    if isinstance(opened, CorpusStream):
+        return opened
+    return CorpusStream(path=opened.path, task=opened.task, format=opened.format, size=len(opened),
+                        labels_found=opened.entity_types if opened.task == TOKEN_TASK else opened.labels,
+                        examples_of=lambda stream: iter(opened.examples), scheme=opened.scheme,
+                        warnings=opened.warnings, repaired=opened.repaired, span_counts=opened.span_counts)
+
+
+_OPENERS = {"conll": open_conll, "jsonl": open_token_jsonl, "spans": open_span_jsonl, "label-text": open_label_text,
+            "text-jsonl": open_text_jsonl,
+            "csv": lambda text_file, options: open_delimited(text_file, options, "csv"),
+            "tsv": lambda text_file, options: open_delimited(text_file, options, "tsv")}
+
+
+def _open(path: str | Path, options: ReadOptions | None, task: str | None, stream: bool) -> Corpus | CorpusStream:
     options = options or ReadOptions()
     task = normalize_task(task) if task is not None else None
     fmt = normalize_format(options.format) if options.format else detect_format(path, options)
@@ -64,9 +98,7 @@ def read_corpus(path: str | Path, options: ReadOptions | None = None, task: str 
                         fix="check the file and the task (NER needs token tags, classification needs labels).")
     if fmt == "hf":
         return read_hf(path, options, task)
-    readers = {"conll": read_conll, "jsonl": read_token_jsonl, "spans": read_span_jsonl, "csv": read_csv,
-               "tsv": read_tsv, "label-text": read_label_text, "text-jsonl": read_text_jsonl}
-    return readers[fmt](path, options)
+    return _OPENERS[fmt](read_text_file(path, options.encoding, stream=stream), options)
 
 
 def normalize_format(name: str) -> str:
@@ -129,8 +161,9 @@ def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
         return "conll"
     if suffix == ".csv":
         return "csv"
-    text_file = read_text_file(location, options.encoding)
-    if suffix in _JSON_SUFFIXES or text_file.text.lstrip()[:1] in ("{", "["):
+    text_file = read_text_file(location, options.encoding, stream=True)  # checked whole, nothing held
+    first = next((line.lstrip() for line in text_file.iter_lines() if line.strip()), "")
+    if suffix in _JSON_SUFFIXES or first[:1] in ("{", "["):
         return _sniff_json(text_file, options)
     return _sniff_text(text_file, suffix, options.tag_column)
 
@@ -153,13 +186,8 @@ def _sniff_json(text_file, options: ReadOptions) -> str:
 
 def _sniff_text(text_file, suffix: str, tag_column: int | None) -> str:
     """CoNLL if most lines end in a tag; TSV if most lines have a tab; label-text if first fields repeat."""
-    sample = []
-    for line in text_file.lines:
-        stripped = line.strip()
-        if stripped and not stripped.startswith(DOCSTART):
-            sample.append(line)
-            if len(sample) == _SNIFF_LINES:
-                break
+    sample = list(islice((line for line in text_file.iter_lines()
+                          if line.strip() and not line.strip().startswith(DOCSTART)), _SNIFF_LINES))
     fields = [line.rstrip().split("\t") if "\t" in line.strip() else line.split() for line in sample]
     column = tag_column if tag_column is not None else -1
     tag_like = sum(1 for cells in fields if len(cells) >= 2 and -len(cells) <= column < len(cells)

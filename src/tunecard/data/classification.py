@@ -17,12 +17,11 @@ other one (with three columns: the two others, in order, are text and text pair)
 from __future__ import annotations
 
 import csv
-import io
-import statistics
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
-from tunecard.data.example import TEXT_TASK, Corpus, ReadOptions, TextExample
+from tunecard.data.example import TEXT_TASK, Corpus, CorpusStream, ReadOptions, TextExample
 from tunecard.data.jsonl import iter_json_records
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
@@ -59,9 +58,11 @@ def read_csv(path: str | Path, options: ReadOptions | None = None) -> Corpus:
         options: encoding, header and columns; ``None`` fields are detected.
 
     Raises:
-        DataError: E104 a row with another column count or an empty label, E114 a column not found.
+        DataError: E104 a row with another column count, an empty label or broken quoting, E114 a column not
+            found.
     """
-    return _read_delimited(path, options or ReadOptions(), delimiter=",", fmt="csv")
+    options = options or ReadOptions()
+    return open_delimited(read_text_file(path, options.encoding), options, "csv").materialize()
 
 
 def read_tsv(path: str | Path, options: ReadOptions | None = None) -> Corpus:
@@ -71,93 +72,171 @@ def read_tsv(path: str | Path, options: ReadOptions | None = None) -> Corpus:
         path: the file.
         options: encoding, header and columns; ``None`` fields are detected.
     """
-    return _read_delimited(path, options or ReadOptions(), delimiter="\t", fmt="tsv")
+    options = options or ReadOptions()
+    return open_delimited(read_text_file(path, options.encoding), options, "tsv").materialize()
 
 
-def _read_delimited(path: str | Path, options: ReadOptions, delimiter: str, fmt: str) -> Corpus:
-    text_file = read_text_file(path, options.encoding)
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text_file.text, newline=""), delimiter=delimiter, quoting=quoting)
-    rows: list[tuple[int, list[str]]] = []
-    previous_end = 0
-    limit = csv.field_size_limit(_FIELD_LIMIT)  # a long text is data: the default limit is 128 KiB per field
-    try:
-        for cells in reader:
-            start, previous_end = previous_end + 1, reader.line_num
+def _rows(text_file: TextFile, fmt: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, cells) for every row with some text.
+
+    TSV lines are split on tabs. CSV is read strictly: a quote opened and never closed, text right after a
+    closing quote (``"ab"c``) or a carriage return inside an unquoted field is an error, where a lenient reader
+    would swallow the rest of the file into one field, drop the quotes or start a row.
+    """
+    if fmt == "tsv":
+        for number, line in enumerate(text_file.iter_lines(), start=1):
+            cells = line.split("\t")
             if any(cell.strip() for cell in cells):
-                rows.append((start, cells))
-        unclosed = _unclosed_quote_line(text_file.text, delimiter) if delimiter == "," else None
-    except csv.Error as error:
-        raise DataError("E104", f"malformed {fmt.upper()}: {error}", path=text_file.path, line=reader.line_num,
-                        fix="check the quotes on this row.") from None
-    finally:
-        csv.field_size_limit(limit)
-    if unclosed is not None:
-        raise DataError("E104", "malformed CSV: a quoted field opened on this line is never closed, so the rest "
-                        "of the file would be one field", path=text_file.path, line=unclosed,
-                        fix='close the quote (a " inside a quoted field is written "").')
-    if not rows:
-        raise DataError("E103", "empty split: the file has no rows with text", path=text_file.path,
-                        fix="point to the right file.")
-    _check_column_counts(text_file.path, rows)
+                yield number, cells
+        return
+    reader = csv.reader((line + "\n" for line in text_file.iter_lines()), strict=True)
+    previous_end = 0
+    while True:
+        limit = csv.field_size_limit(_FIELD_LIMIT)  # a long text is data: the default limit is 128 KiB per field
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            if "unexpected end of data" in str(error):
+                raise DataError("E104", "malformed CSV: a quoted field opened on this line is never closed, so the "
+                                "rest of the file would be one field", path=text_file.path, line=previous_end + 1,
+                                fix='close the quote (a " inside a quoted field is written "").') from None
+            if "new-line character" in str(error):
+                raise DataError("E104", "malformed CSV: a carriage return (\\r) inside an unquoted field",
+                                path=text_file.path, line=reader.line_num,
+                                fix="remove the stray carriage return, or quote the field.") from None
+            raise DataError("E104", f"malformed CSV: {error}", path=text_file.path, line=reader.line_num,
+                            fix='check the quotes on this row: a quoted field ends with a quote followed by the '
+                            'separator or the end of the line (a " inside it is written "").') from None
+        finally:
+            csv.field_size_limit(limit)
+        start, previous_end = previous_end + 1, reader.line_num
+        if any(cell.strip() for cell in cells):
+            yield start, cells
+
+
+class _Column:
+    """What the header and label guesses need of one column, over the rows after the first: its distinct values
+    (up to a cap) and their mean length."""
+
+    CAP = 4096
+
+    def __init__(self) -> None:
+        self.values: set[int] = set()
+        self.length = 0
+        self.rows = 0
+
+    def add(self, value: str) -> None:
+        if len(self.values) < self.CAP:
+            self.values.add(hash(value))
+        self.length += len(value)
+        self.rows += 1
+
+
+class _Survey:
+    """One pass over the rows: column counts, the first row, and per-column facts for the guesses."""
+
+    def __init__(self, text_file: TextFile, fmt: str) -> None:
+        self.path = text_file.path
+        self.counts: Counter[int] = Counter()
+        self.first_line: dict[int, int] = {}
+        self.first: tuple[int, list[str]] | None = None
+        self.rows = 0
+        self.ends = {"first": _Column(), "last": _Column()}  # the first and last columns, rows after the first
+        self.recurs: list[int | None] = []  # per cell of the first row: a later line where its column has it
+        for line, cells in _rows(text_file, fmt):
+            self.rows += 1
+            self.counts[len(cells)] += 1
+            self.first_line.setdefault(len(cells), line)
+            if self.first is None:
+                self.first = (line, cells)
+                stripped = [cell.strip() for cell in cells]
+                self.recurs = [None] * len(cells)
+                continue
+            self.ends["first"].add(cells[0].strip())
+            self.ends["last"].add(cells[-1].strip())
+            for i in range(min(len(cells), len(stripped))):
+                if self.recurs[i] is None and stripped[i] and cells[i].strip() == stripped[i]:
+                    self.recurs[i] = line
+
+    def check_column_counts(self) -> int:
+        if not self.rows:
+            raise DataError("E103", "empty split: the file has no rows with text", path=self.path,
+                            fix="point to the right file.")
+        expected = self.counts.most_common(1)[0][0]
+        if expected < 2:
+            raise DataError("E104", "rows have a single column; a text and a label column are needed", path=self.path,
+                            line=self.first[0], fix="check the separator (--format csv or tsv) or use --format "
+                            "label-text.")
+        wrong = [line for n, line in self.first_line.items() if n != expected]
+        if wrong:
+            line = min(wrong)
+            found = next(n for n, first in self.first_line.items() if first == line)
+            raise DataError("E104", f"malformed row: {found} column(s), the rest of the file has {expected}",
+                            path=self.path, line=line,
+                            fix="quote fields that contain the separator (CSV), or remove stray tabs (TSV).")
+        return expected
+
+    def guessed_label_column(self, n_columns: int, with_first: bool) -> int:
+        """The first or last column with fewer distinct values (shorter values on a tie)."""
+        first_cells = self.first[1]
+
+        def score(column: int) -> tuple[int, float]:
+            stats = self.ends["first" if column == 0 else "last"]
+            distinct, length, rows = len(stats.values), stats.length, stats.rows
+            if with_first or not rows:
+                value = first_cells[column].strip()
+                distinct += hash(value) not in stats.values and distinct < _Column.CAP
+                length, rows = length + len(value), rows + 1
+            return distinct, length / rows
+
+        return min((n_columns - 1, 0), key=score)
+
+    def label_unseen(self, label: int) -> bool:
+        """True when the first row's label cell is a value no other row has, in a column whose values repeat."""
+        stats = self.ends["first" if label == 0 else "last"]
+        return self.rows > 2 and self.recurs[label] is None and len(stats.values) < self.rows - 1
+
+
+def open_delimited(text_file: TextFile, options: ReadOptions | None, fmt: str) -> CorpusStream:
+    """Check a CSV or TSV file whole and return its examples as a :class:`CorpusStream`."""
+    options = options or ReadOptions()
+    survey = _Survey(text_file, fmt)
+    n_columns = survey.check_column_counts()
     warnings = list(text_file.warnings)
-    label, text, pair, header = _choose_columns(text_file.path, rows, options, warnings)
-    data_rows = rows[1:] if header else rows
-    if not data_rows:
+    label, text, pair, header = _choose_columns(text_file.path, survey, n_columns, options, warnings)
+
+    def examples() -> Iterator[TextExample]:
+        rows = _rows(text_file, fmt)
+        if header:
+            next(rows)
+        for line, cells in rows:
+            yield _example(text_file.path, line, cells[text], cells[label], cells[pair] if pair is not None else None)
+
+    classes: set[str] = set()
+    size = empty = 0
+    for example in examples():
+        classes.add(example.label)
+        size += 1
+        empty += not example.text.strip()
+    if not size:
         raise DataError("E103", "empty split: the file has a header but no rows", path=text_file.path,
                         fix="point to the right file.")
-    examples = []
-    for line, cells in data_rows:
-        examples.append(_example(text_file.path, line, cells[text], cells[label],
-                                 cells[pair] if pair is not None else None))
-    return _finish(text_file, fmt, examples, warnings)
-
-
-def _unclosed_quote_line(text: str, delimiter: str) -> int | None:
-    """The line where a quoted field that is never closed starts, or None.
-
-    Unless strict, the csv module silently ends such a field at the end of the file, turning everything after
-    the stray quote into one field; a strict pass finds it (it stops at other strict-only errors: not ours).
-    """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    start = 1
-    try:
-        for _ in reader:
-            start = reader.line_num + 1
-    except csv.Error as error:
-        return start if "unexpected end of data" in str(error) else None
-    return None
-
-
-def _check_column_counts(path: str, rows: list[tuple[int, list[str]]]) -> None:
-    expected = Counter(len(cells) for _, cells in rows).most_common(1)[0][0]
-    if expected < 2:
-        raise DataError("E104", "rows have a single column; a text and a label column are needed", path=path,
-                        line=rows[0][0], fix="check the separator (--format csv or tsv) or use --format label-text.")
-    for line, cells in rows:
-        if len(cells) != expected:
-            raise DataError("E104", f"malformed row: {len(cells)} column(s), the rest of the file has {expected}",
-                            path=path, line=line,
-                            fix="quote fields that contain the separator (CSV), or remove stray tabs (TSV).")
+    return _stream(text_file, fmt, size, classes, empty, warnings, lambda stream: examples())
 
 
 def _choose_columns(
-    path: str, rows: list[tuple[int, list[str]]], options: ReadOptions, warnings: list[str]
+    path: str, survey: _Survey, n_columns: int, options: ReadOptions, warnings: list[str]
 ) -> tuple[int, int, int | None, bool]:
     """Return (label, text, text pair, has header) column choices."""
-    n_columns = len(rows[0][1])
-    first = rows[0][1]
+    first = survey.first[1]
     named = any(isinstance(spec, str) and not spec.isdigit()
                 for spec in (options.label_column, options.text_column, options.text_pair_column))
     header = options.header
     if header is None:
-        has_known_name = any(cell.strip().lower() in _KNOWN_NAMES for cell in first)
-        header = named or has_known_name or _label_value_unseen(rows, _guess_label_column(rows[1:] or rows))
-        if header and not (named or has_known_name):
-            warnings.append(f"{path}: the first row was read as a header ({first}) because its label is not "
-                            "used by any other row; pass --no-header if it is an example.")
+        header = named or _header_from_evidence(path, survey, n_columns, warnings)
     names = [cell.strip() for cell in first] if header else None
-    body = rows[1:] if header else rows
 
     label = _resolve(path, options.label_column, names, n_columns, "label")
     text = _resolve(path, options.text_column, names, n_columns, "text")
@@ -167,7 +246,7 @@ def _choose_columns(
         text = text if text is not None else _find_name(names, TEXT_NAMES)
         pair = pair if pair is not None or options.text_pair_column is not None else _find_name(names, PAIR_NAMES)
     if label is None:
-        label = _guess_label_column(body or rows)
+        label = survey.guessed_label_column(n_columns, with_first=not header)
     remaining = [i for i in range(n_columns) if i not in (label, pair)]
     if text is None:
         if len(remaining) == 1:
@@ -183,22 +262,40 @@ def _choose_columns(
     return label, text, pair, header
 
 
-def _guess_label_column(rows: list[tuple[int, list[str]]]) -> int:
-    """The first or last column with fewer distinct values (shorter values on a tie)."""
-    n_columns = len(rows[0][1])
+def _header_from_evidence(path: str, survey: _Survey, n_columns: int, warnings: list[str]) -> bool:
+    """Whether the first row is a header, from what the whole file shows; a guess is said in a warning.
 
-    def score(column: int) -> tuple[int, float]:
-        values = [cells[column] for _, cells in rows]
-        return len(set(values)), statistics.fmean(len(v) for v in values)
-
-    return min((n_columns - 1, 0), key=score)
-
-
-def _label_value_unseen(rows: list[tuple[int, list[str]]], label: int) -> bool:
-    """True when the first row's label cell is a value no other row has, in a column whose values repeat."""
-    first = rows[0][1][label].strip()
-    later = {cells[label].strip() for _, cells in rows[1:]}
-    return len(rows) > 2 and first not in later and len(later) < len(rows) - 1
+    Evidence for a header: cells that are usual column names (label, text, y, ...). Evidence for an example:
+    a cell of the first row that is also a value of its column further down (a header name is not a value).
+    Both, or a single name among other words, leave it a guess.
+    """
+    first = survey.first[1]
+    cells = [cell.strip() for cell in first]
+    names = [i for i, cell in enumerate(cells) if cell.lower() in _KNOWN_NAMES]
+    filled = [i for i, cell in enumerate(cells) if cell]
+    recurring = [i for i in filled if survey.recurs[i] is not None]
+    shown = preview(first, 120)
+    if recurring:
+        if names:
+            i = recurring[0]
+            warnings.append(f"{path}: the first row {shown} was read as an example, not a header: "
+                            f"{preview(cells[names[0]])} is a usual column name, but {preview(cells[i])} is also a "
+                            f"value of its column on line {survey.recurs[i]}. If it is a header, set header: true "
+                            "(--header, or --set header=true).")
+        return False
+    if names:
+        if len(names) < len(filled):
+            warnings.append(f"{path}: the first row {shown} was read as a header because "
+                            f"{preview(cells[names[0]])} is a usual column name. If it is an example, set "
+                            "header: false (--no-header, or --set header=false).")
+        return True
+    label = survey.guessed_label_column(n_columns, with_first=False) if survey.rows > 1 else n_columns - 1
+    if survey.label_unseen(label):
+        warnings.append(f"{path}: the first row {shown} was read as a header because its label "
+                        f"{preview(cells[label])} is used by no other row. If it is an example, set header: false "
+                        "(--no-header, or --set header=false).")
+        return True
+    return False
 
 
 def _resolve(path: str, spec: str | int | None, names: list[str] | None, n_columns: int, what: str) -> int | None:
@@ -237,17 +334,22 @@ def read_label_text(path: str | Path, options: ReadOptions | None = None) -> Cor
         DataError: E104 a line with a label but no text.
     """
     options = options or ReadOptions()
-    text_file = read_text_file(path, options.encoding)
-    examples = []
-    for number, line in enumerate(text_file.lines, start=1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(None, 1)
-        if len(parts) < 2:
-            raise DataError("E104", f"line has a label ({preview(parts[0])}) but no text", path=text_file.path,
-                            line=number, fix="write the label, a space, then the text.")
-        examples.append(_example(text_file.path, number, parts[1], parts[0], None))
-    return _finish(text_file, "label-text", examples, list(text_file.warnings))
+    return open_label_text(read_text_file(path, options.encoding), options).materialize()
+
+
+def open_label_text(text_file: TextFile, options: ReadOptions | None = None) -> CorpusStream:
+    """Check a ``label text`` file whole and return its examples as a :class:`CorpusStream`."""
+    def examples() -> Iterator[TextExample]:
+        for number, line in enumerate(text_file.iter_lines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.strip().split(None, 1)
+            if len(parts) < 2:
+                raise DataError("E104", f"line has a label ({preview(parts[0])}) but no text", path=text_file.path,
+                                line=number, fix="write the label, a space, then the text.")
+            yield _example(text_file.path, number, parts[1], parts[0], None)
+
+    return _checked_stream(text_file, "label-text", examples)
 
 
 def read_text_jsonl(path: str | Path, options: ReadOptions | None = None) -> Corpus:
@@ -261,24 +363,51 @@ def read_text_jsonl(path: str | Path, options: ReadOptions | None = None) -> Cor
         DataError: E111 bad JSON, E114 a key not found.
     """
     options = options or ReadOptions()
-    text_file = read_text_file(path, options.encoding)
-    examples = []
-    for line, record in iter_json_records(text_file):
-        keys = list(record)
-        text_key = _key(text_file.path, line, keys, options.text_column, TEXT_NAMES, "text")
-        label_key = _key(text_file.path, line, keys, options.label_column, LABEL_NAMES, "label")
-        pair_key = (_key(text_file.path, line, keys, options.text_pair_column, PAIR_NAMES, "text pair")
-                    if options.text_pair_column is not None else _find_key(keys, PAIR_NAMES))
-        text, label = record[text_key], record[label_key]
-        pair = record[pair_key] if pair_key is not None else None
-        if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
-            raise DataError("E111", "the text must be a string", path=text_file.path, line=line,
-                            fix=f'write "{text_key}": "..." on every line.')
-        if label is None or isinstance(label, (list, dict)):
-            raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path, line=line,
-                            fix="give every example one label (a name or an integer id).")
-        examples.append(_example(text_file.path, line, text, str(label), pair))
-    return _finish(text_file, "text-jsonl", examples, list(text_file.warnings))
+    return open_text_jsonl(read_text_file(path, options.encoding), options).materialize()
+
+
+def open_text_jsonl(text_file: TextFile, options: ReadOptions | None = None) -> CorpusStream:
+    """Check a classification JSONL file whole and return its examples as a :class:`CorpusStream`."""
+    options = options or ReadOptions()
+
+    def examples() -> Iterator[TextExample]:
+        for line, record in iter_json_records(text_file):
+            keys = list(record)
+            text_key = _key(text_file.path, line, keys, options.text_column, TEXT_NAMES, "text")
+            label_key = _key(text_file.path, line, keys, options.label_column, LABEL_NAMES, "label")
+            pair_key = (_key(text_file.path, line, keys, options.text_pair_column, PAIR_NAMES, "text pair")
+                        if options.text_pair_column is not None else _find_key(keys, PAIR_NAMES))
+            text, label = record[text_key], record[label_key]
+            pair = record[pair_key] if pair_key is not None else None
+            if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
+                raise DataError("E111", "the text must be a string", path=text_file.path, line=line,
+                                fix=f'write "{text_key}": "..." on every line.')
+            if label is None or isinstance(label, (list, dict)):
+                raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path,
+                                line=line, fix="give every example one label (a name or an integer id).")
+            yield _example(text_file.path, line, text, str(label), pair)
+
+    return _checked_stream(text_file, "text-jsonl", examples)
+
+
+def _checked_stream(text_file: TextFile, fmt: str, examples) -> CorpusStream:
+    classes: set[str] = set()
+    size = empty = 0
+    for example in examples():
+        classes.add(example.label)
+        size += 1
+        empty += not example.text.strip()
+    return _stream(text_file, fmt, size, classes, empty, list(text_file.warnings), lambda stream: examples())
+
+
+def _stream(text_file: TextFile, fmt: str, size: int, classes: set[str], empty: int, warnings: list[str],
+            examples_of) -> CorpusStream:
+    if not size:
+        raise DataError("E103", "empty split: no examples", path=text_file.path, fix="point to the right file.")
+    if empty:
+        warnings.append(f"{text_file.path}: {empty} example(s) have an empty text; they are kept.")
+    return CorpusStream(path=text_file.path, task=TEXT_TASK, format=fmt, size=size, labels_found=sorted(classes),
+                        examples_of=examples_of, warnings=warnings)
 
 
 def _key(path: str, line: int, keys: list[str], spec: str | int | None, defaults: tuple[str, ...], what: str) -> str:
@@ -302,12 +431,3 @@ def _example(path: str, line: int, text: str, label: str, pair: str | None) -> T
     if not label:
         raise DataError("E104", "empty label", path=path, line=line, fix="give every example a label.")
     return TextExample(text=text, label=label, text_pair=pair, line=line)
-
-
-def _finish(text_file: TextFile, fmt: str, examples: list[TextExample], warnings: list[str]) -> Corpus:
-    if not examples:
-        raise DataError("E103", "empty split: no examples", path=text_file.path, fix="point to the right file.")
-    empty = sum(1 for ex in examples if not ex.text.strip())
-    if empty:
-        warnings.append(f"{text_file.path}: {empty} example(s) have an empty text; they are kept.")
-    return Corpus(path=text_file.path, task=TEXT_TASK, format=fmt, examples=examples, warnings=warnings)

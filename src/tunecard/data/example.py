@@ -6,7 +6,9 @@ scheme is kept on the corpus so it can be reported. Text classification examples
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Literal
 
 Task = Literal["token-classification", "text-classification"]
@@ -22,6 +24,9 @@ class TokenExample:
     doc_id: int | None = None  # index of the document (-DOCSTART- block) in its file; None if the file has none
     text: str | None = None  # original text when the file gave one (span JSONL)
     offsets: list[tuple[int, int]] | None = None  # character offsets of tokens in `text`
+    # span JSONL: the gold spans (start, end, label) as character offsets into `text`, so evaluation scores
+    # predicted against gold character spans whatever the words are
+    spans: list[tuple[int, int, str]] | None = None
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Corpus:
     scheme: str | None = None  # tag scheme found in (or given for) the file: IOB1, IOB2, IOBES, BMES, BILOU
     repaired: int = 0  # invalid tag sequences repaired (see tunecard.data.schemes.REPAIR_RULE)
     warnings: list[str] = field(default_factory=list)
+    span_counts: dict | None = None  # span JSONL: see SPAN_COUNTS
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -59,6 +65,60 @@ class Corpus:
         return sorted({t[2:] for t in self.labels if t != "O"}) if self.task == TOKEN_TASK else []
 
 
+# What a span JSONL read counts (Corpus.span_counts): spans in the file, overlapping pairs, spans dropped by
+# `overlapping_spans`, tokens split where a span starts or ends inside them (training reads), and spans whose
+# start or end falls inside a word (evaluation reads: such a span can only be missed).
+SPAN_COUNTS = ("spans", "overlapping_pairs", "dropped_spans", "split_tokens", "spans_inside_words")
+
+
+@dataclass
+class CorpusStream:
+    """A corpus whose file was checked whole (every error is raised before the first example) and whose examples
+    are read again from the file at every iteration, so none is held: ``tunecard evaluate`` on a large file.
+
+    ``labels_found`` (entity types for NER, classes for classification), ``size`` and ``scheme`` are known
+    before iterating; ``repaired`` and the warnings about repairs are complete once an iteration has finished.
+    """
+
+    path: str
+    task: Task
+    format: str
+    size: int
+    labels_found: list[str]
+    examples_of: Callable[["CorpusStream"], Iterator]  # one pass over the file; may set repaired/late warnings
+    scheme: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    repaired: int = 0
+    late_warnings: list[str] = field(default_factory=list)
+    span_counts: dict | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator:
+        return self.examples_of(self)
+
+    def chunks(self, size: int) -> Iterator[list]:
+        """The examples in lists of at most ``size``."""
+        examples = iter(self)
+        while chunk := list(islice(examples, size)):
+            yield chunk
+
+    @property
+    def all_warnings(self) -> list[str]:
+        return [*self.warnings, *self.late_warnings]
+
+    @property
+    def entity_types(self) -> list[str]:
+        return self.labels_found if self.task == TOKEN_TASK else []
+
+    def materialize(self) -> Corpus:
+        """Every example in a :class:`Corpus`."""
+        examples = list(self)
+        return Corpus(path=self.path, task=self.task, format=self.format, examples=examples, scheme=self.scheme,
+                      repaired=self.repaired, warnings=self.all_warnings, span_counts=self.span_counts)
+
+
 @dataclass
 class ReadOptions:
     """How to read a file. Every field None means: detect it."""
@@ -72,6 +132,8 @@ class ReadOptions:
     label_column: str | int | None = None
     header: bool | None = None
     split: str | None = None  # for datasets dataset dicts / hub names
+    overlapping_spans: str | None = None  # span JSONL: error (default), longest or first
+    split_at_spans: bool = False  # span JSONL: cut words where a span starts or ends inside them (training)
 
     def __post_init__(self):
         # A column given as "2" (a command-line option, a quoted YAML value) is the index 2, as 2 is.

@@ -271,25 +271,51 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
     Raises:
         DataError: E105 for a string that is not a tag.
     """
-    prefixes: set[str] = set()
-    i_starts_entity = False  # an I-X not preceded by X: legal only in IOB1
-    b_after_other = False  # a B-X not preceded by X: never produced by IOB1
+    detector = SchemeDetector()
     for tags in tag_sequences:
+        detector.add(tags)
+    return detector.scheme
+
+
+class SchemeDetector:
+    """:func:`detect_scheme` one example at a time, so a file can be streamed through it.
+
+    Args:
+        lenient: skip strings that are not tags instead of raising (the caller reports them itself).
+    """
+
+    def __init__(self, lenient: bool = False) -> None:
+        self.lenient = lenient
+        self.prefixes: set[str] = set()
+        self.i_starts_entity = False  # an I-X not preceded by X: legal only in IOB1
+        self.b_after_other = False  # a B-X not preceded by X: never produced by IOB1
+
+    def add(self, tags: Sequence[str]) -> None:
         previous_label = None
         for tag in tags:
-            prefix, label = parse_tag(tag)
-            prefixes.add(prefix)
+            if self.lenient:
+                try:
+                    prefix, label = parse_tag(tag)
+                except DataError:
+                    previous_label = None
+                    continue
+            else:
+                prefix, label = parse_tag(tag)
+            self.prefixes.add(prefix)
             if prefix == "I" and previous_label != label:
-                i_starts_entity = True
+                self.i_starts_entity = True
             elif prefix == "B" and previous_label != label:
-                b_after_other = True
+                self.b_after_other = True
             previous_label = label
-    if "M" in prefixes:
-        return "BMES"
-    if prefixes & {"L", "U"}:
-        return "BILOU"
-    if prefixes & {"E", "S"}:
-        return "IOBES"
-    if i_starts_entity and not b_after_other:
-        return "IOB1"
-    return "IOB2"
+
+    @property
+    def scheme(self) -> str:
+        if "M" in self.prefixes:
+            return "BMES"
+        if self.prefixes & {"L", "U"}:
+            return "BILOU"
+        if self.prefixes & {"E", "S"}:
+            return "IOBES"
+        if self.i_starts_entity and not self.b_after_other:
+            return "IOB1"
+        return "IOB2"

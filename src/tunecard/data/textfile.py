@@ -4,11 +4,19 @@ Every reader goes through :func:`read_text_file` so that these problems give the
 Lines are split on ``\\n`` only (after turning CRLF, or CR in a file without LF, into LF): ``str.splitlines``
 would also split on form feeds, ``\\x1c``-``\\x1e``, NEL and U+2028, which can occur inside tokens and would
 shift line numbers.
+
+A file is read in one of two ways, with the same checks, errors, warnings and lines:
+
+* whole (the default): decoded once and held, so readers that go over it several times read memory;
+* streamed (``stream=True``): checked in one pass over 1 MiB blocks, then each pass over the lines reads the
+  file again, so nothing of the file is held (``tunecard evaluate`` on a large file).
 """
 
 from __future__ import annotations
 
 import codecs
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,35 +24,89 @@ from tunecard.errors import DataError
 
 _UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_BLOCK = 1 << 20
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 _ENCODING_FIX = (
     "save the file as UTF-8, or give its encoding, e.g. --encoding latin-1 (ReadOptions(encoding='latin-1'))."
 )
+# Codecs whose reading of UTF-8 bytes is UTF-8 itself: no mojibake to warn about.
+_UTF8_NAMES = {"utf-8", "utf-8-sig"}
 
 
 @dataclass
 class TextFile:
-    """A decoded data file."""
+    """A decoded data file: its lines, without line endings, from :meth:`iter_lines` (line ``i + 1`` is the
+    ``i``-th), as often as needed."""
 
     path: str
-    text: str  # BOM removed, CRLF turned into LF
     encoding: str
     warnings: list[str] = field(default_factory=list)
+    text_held: str | None = None  # the whole text (BOM removed, CRLF turned into LF), unless streamed
+    _codec: str = "utf-8"  # what to open the file with when streamed (utf-8-sig skips a BOM)
+    _strip_bom: bool = False  # streamed with a given encoding: the text starts with U+FEFF, to be dropped
+    _cr_only: bool = False  # streamed: old Mac line endings (CR, no LF anywhere)
+    _lines: list[str] | None = None
+
+    @property
+    def streamed(self) -> bool:
+        return self.text_held is None
 
     @property
     def lines(self) -> list[str]:
-        """The lines without line endings; ``lines[i]`` is line ``i + 1`` of the file."""
-        lines = self.text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()  # the final newline does not start a line
-        return lines
+        """All lines in a list (held once made): for a whole file."""
+        if self._lines is None:
+            self._lines = list(self.iter_lines())
+        return self._lines
+
+    def iter_lines(self) -> Iterator[str]:
+        """The lines without line endings; streamed files are read again from disk at every call."""
+        if self._lines is not None:
+            yield from self._lines
+            return
+        if self.text_held is not None:
+            yield from _split_lines(self.text_held)
+            return
+        with open(self.path, encoding=self._codec, newline="\n") as handle:
+            if self._cr_only:  # no LF at all: one line as far as the file object knows
+                text = handle.read()
+                yield from _split_lines(text[1:] if self._strip_bom else text, cr_only=True)
+                return
+            first = True
+            for raw in handle:
+                if first:
+                    first = False
+                    if self._strip_bom:
+                        raw = raw[1:]
+                if raw.endswith("\n"):
+                    raw = raw[:-2] if raw.endswith("\r\n") else raw[:-1]
+                yield raw
+
+    @property
+    def text(self) -> str:
+        """The whole text (read from disk when streamed)."""
+        if self.text_held is not None:
+            return self.text_held
+        return "\n".join(self.iter_lines())
 
 
-def read_text_file(path: str | Path, encoding: str | None = None) -> TextFile:
+def _split_lines(text: str, cr_only: bool = False) -> Iterator[str]:
+    if cr_only:
+        text = text.replace("\r", "\n")
+    else:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline does not start a line
+    yield from lines
+
+
+def read_text_file(path: str | Path, encoding: str | None = None, stream: bool = False) -> TextFile:
     """Read and decode ``path``, raising a :class:`DataError` that says how to fix any problem.
 
     Args:
         path: the file to read.
         encoding: its encoding; ``None`` means UTF-8 (a UTF-8 BOM is accepted with a warning).
+        stream: check the file in blocks and hold nothing of it; its lines are read again at every pass.
 
     Raises:
         DataError: E107 missing file, E102 binary file (NUL bytes), E101 not decodable, E103 empty file.
@@ -53,31 +115,170 @@ def read_text_file(path: str | Path, encoding: str | None = None) -> TextFile:
     if not path.is_file():
         raise DataError("E107", "file not found", path=path,
                         fix="check the path (it is relative to the current folder).")
+    if stream and _line_safe(encoding):
+        try:
+            return _scan(path, encoding)
+        except UnicodeError:  # a codec whose block-by-block decoding fails: the whole read locates the error
+            pass
     data = path.read_bytes()
     warnings: list[str] = []
     if encoding is None:
         if data.startswith(_UTF16_BOMS):
-            raise DataError("E101", "file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8", path=path,
-                            line=1, fix="save it as UTF-8, or pass --encoding utf-16.")
+            raise _utf16_error(path)
         if data.startswith(_UTF8_BOM):
             data = data[len(_UTF8_BOM):]
             warnings.append(f"{path}: starts with a UTF-8 byte order mark (BOM); it was ignored.")
         _reject_binary(path, data)
+    else:
+        _lookup(path, encoding)
     text = _decode(path, data, encoding or "utf-8")
-    if encoding is not None and text.startswith("\ufeff"):
-        text = text[1:]
-        warnings.append(f"{path}: starts with a byte order mark (BOM); it was ignored.")
+    if encoding is not None:
+        warnings.extend(_mojibake_warnings(path, encoding, data))
+        if text.startswith("\ufeff"):
+            text = text[1:]
+            warnings.append(f"{path}: starts with a byte order mark (BOM); it was ignored.")
     if "\r\n" in text:
         text = text.replace("\r\n", "\n")
-        warnings.append(f"{path}: has Windows (CRLF) line endings; they were read as LF.")
+        warnings.append(_CRLF.format(path=path))
     elif "\r" in text and "\n" not in text:
         # Classic Mac line endings: read as one huge line, every sentence would merge into one.
         text = text.replace("\r", "\n")
-        warnings.append(f"{path}: has old Mac (CR) line endings; they were read as LF.")
+        warnings.append(_CR.format(path=path))
     if not text.strip():
-        raise DataError("E103", "empty split: the file has no examples (it is empty or only blank lines)", path=path,
-                        fix="point to the right file, or leave this split out.")
-    return TextFile(path=str(path), text=text, encoding=encoding or "utf-8", warnings=warnings)
+        raise _empty_error(path)
+    return TextFile(path=str(path), text_held=text, encoding=encoding or "utf-8", warnings=warnings)
+
+
+_CRLF = "{path}: has Windows (CRLF) line endings; they were read as LF."
+_CR = "{path}: has old Mac (CR) line endings; they were read as LF."
+
+
+def _scan(path: Path, encoding: str | None) -> TextFile:
+    """The checks of a whole read, block by block: BOMs, NUL bytes, decoding, line endings, blank files."""
+    warnings: list[str] = []
+    codec = encoding or "utf-8"
+    if encoding is not None:
+        _lookup(path, encoding)
+    decoder = codecs.getincrementaldecoder(codec)()
+    utf8 = codecs.getincrementaldecoder("utf-8")() if encoding is not None and not _is_utf8(encoding) else None
+    utf8_valid, non_ascii = True, None  # for the mojibake check: the first non-ASCII bytes' place
+    has_crlf = has_cr = has_lf = content = False
+    previous_cr = False
+    newlines = 0  # LF bytes before the current block, for the line of a NUL byte
+    first = True
+    strip_bom = False
+    consumed = 0
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(_BLOCK)
+            final = not block
+            if first and encoding is None:
+                if block.startswith(_UTF16_BOMS):
+                    raise _utf16_error(path)
+                if block.startswith(_UTF8_BOM):
+                    block = block[len(_UTF8_BOM):]
+                    codec = "utf-8-sig"
+                    warnings.append(f"{path}: starts with a UTF-8 byte order mark (BOM); it was ignored.")
+            if encoding is None and b"\x00" in block:
+                position = block.index(b"\x00")
+                line = newlines + block.count(b"\n", 0, position) + 1
+                raise _binary_error(path, consumed + position, line)
+            newlines += block.count(b"\n")
+            if utf8 is not None and utf8_valid:
+                if non_ascii is None and not block.isascii():
+                    non_ascii = _word_at(block, _NON_ASCII.search(block).start())
+                try:
+                    utf8.decode(block, final)
+                except UnicodeDecodeError:
+                    utf8_valid = False
+            chunk = decoder.decode(block, final)  # an error: read_text_file reads it whole to locate it
+            if first and encoding is not None and chunk.startswith("\ufeff"):
+                chunk = chunk[1:]
+                strip_bom = True
+                warnings.append(f"{path}: starts with a byte order mark (BOM); it was ignored.")
+            if chunk:
+                first = False
+                has_crlf = has_crlf or "\r\n" in chunk or (previous_cr and chunk[0] == "\n")
+                has_cr = has_cr or "\r" in chunk
+                has_lf = has_lf or "\n" in chunk
+                content = content or bool(chunk.strip())
+                previous_cr = chunk[-1] == "\r"
+            consumed += len(block)
+            if final:
+                break
+    if utf8 is not None and utf8_valid and non_ascii is not None:
+        warnings.append(_mojibake_message(path, encoding, non_ascii))
+    if has_crlf:
+        warnings.append(_CRLF.format(path=path))
+    elif has_cr and not has_lf:
+        warnings.append(_CR.format(path=path))
+    if not content:
+        raise _empty_error(path)
+    return TextFile(path=str(path), encoding=encoding or "utf-8", warnings=warnings, _codec=codec,
+                    _strip_bom=strip_bom, _cr_only=has_cr and not has_lf)
+
+
+def _line_safe(encoding: str | None) -> bool:
+    """Whether a file in this encoding can be read line by line at LF bytes (not UTF-16/32, not EBCDIC)."""
+    try:
+        return encoding is None or " \r\n".encode(encoding) == b" \r\n"
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _is_utf8(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name in _UTF8_NAMES
+    except LookupError:
+        return False
+
+
+def _lookup(path: Path, encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError("E101", f"unknown encoding {encoding!r}", path=path,
+                        fix="use a Python codec name such as utf-8, latin-1, cp1252 or gb18030.") from None
+
+
+def _word_at(data: bytes, position: int) -> bytes:
+    """The whitespace-delimited word of ``data`` around ``position`` (at most 40 bytes each side)."""
+    start = position
+    while start > 0 and position - start < 40 and data[start - 1:start] not in (b" ", b"\t", b"\n", b"\r"):
+        start -= 1
+    end = position
+    while end < len(data) and end - position < 40 and data[end:end + 1] not in (b" ", b"\t", b"\n", b"\r"):
+        end += 1
+    return data[start:end]
+
+
+def _mojibake_warnings(path: Path, encoding: str, data: bytes) -> list[str]:
+    """A file given as latin-1 (or cp1252, any codec but UTF-8) that is valid UTF-8 with non-ASCII text."""
+    if _is_utf8(encoding) or data.isascii():
+        return []
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return []
+    return [_mojibake_message(path, encoding, _word_at(data, _NON_ASCII.search(data).start()))]
+
+
+def _mojibake_message(path: Path, encoding: str, word: bytes) -> str:
+    as_given = word.decode(encoding, errors="replace")
+    as_utf8 = word.decode("utf-8", errors="replace")
+    return (f"{path}: read as {encoding} as asked, but the file is valid UTF-8 with non-ASCII text, so it may be "
+            f"UTF-8 read wrongly: {preview(as_given)} as {encoding} would be {preview(as_utf8)} as UTF-8. If it is "
+            "UTF-8, give this file encoding utf-8 (per split: encoding: {train: latin-1, validation: utf-8}).")
+
+
+def _utf16_error(path: Path) -> DataError:
+    return DataError("E101", "file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8", path=path,
+                     line=1, fix="save it as UTF-8, or pass --encoding utf-16.")
+
+
+def _empty_error(path: Path) -> DataError:
+    return DataError("E103", "empty split: the file has no examples (it is empty or only blank lines)", path=path,
+                     fix="point to the right file, or leave this split out.")
 
 
 def preview(value: object, limit: int = 80) -> str:
@@ -88,7 +289,12 @@ def preview(value: object, limit: int = 80) -> str:
         value: a token, tag, label, JSON value or list of names.
         limit: most characters kept.
     """
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a value nested deeper than repr goes: the outer levels are enough
+        import reprlib
+
+        text = reprlib.repr(value)
     return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"
 
 
@@ -96,14 +302,17 @@ def _reject_binary(path: Path, data: bytes) -> None:
     """NUL bytes never occur in UTF-8 text files; they mean a binary file (or UTF-16/32 without a BOM)."""
     position = data.find(b"\x00")
     if position >= 0:
-        line = data.count(b"\n", 0, position) + 1
-        raise DataError(
-            "E102",
-            f"binary file: NUL byte at byte offset {position} (line {line}); this is not a text data file",
-            path=path,
-            line=line,
-            fix="point to the text file (CoNLL, JSONL, CSV/TSV); if it is UTF-16 text, pass --encoding utf-16.",
-        )
+        raise _binary_error(path, position, data.count(b"\n", 0, position) + 1)
+
+
+def _binary_error(path: Path, position: int, line: int) -> DataError:
+    return DataError(
+        "E102",
+        f"binary file: NUL byte at byte offset {position} (line {line}); this is not a text data file",
+        path=path,
+        line=line,
+        fix="point to the text file (CoNLL, JSONL, CSV/TSV); if it is UTF-16 text, pass --encoding utf-16.",
+    )
 
 
 def _decode(path: Path, data: bytes, encoding: str) -> str:
@@ -124,3 +333,5 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
             line=line,
             fix=_ENCODING_FIX,
         ) from None
+
+
