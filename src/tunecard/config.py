@@ -194,13 +194,17 @@ class TrainConfig(BaseModel):
     # --- how to read the files (None: detect)
     format: str | None = None
     scheme: str | None = None
-    encoding: str | None = None
+    encoding: str | dict[Literal["train", "validation", "test"], str] | None = Field(
+        None, description="codec of every file (utf-8 by default), or per split: {train: latin-1, validation: utf-8}")
     tag_column: int | None = None
     text_column: str | int | None = None
     text_pair_column: str | int | None = None
     label_column: str | int | None = None
     header: bool | None = None
     positive_label: str | None = None
+    overlapping_spans: Literal["error", "longest", "first"] = Field(
+        "error", description="span JSONL with overlapping or nested spans: error, or keep the longest / the first "
+        "listed of each overlapping group (dropped spans are counted per split)")
 
     # --- hyperparameters (the Trainer's names and defaults)
     learning_rate: float = Field(5e-5, gt=0)
@@ -311,6 +315,23 @@ class TrainConfig(BaseModel):
             return TASK_ALIASES[value.lower()]
         return value
 
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _encoding_per_split(cls, value: Any) -> Any:
+        """`--encoding train=latin-1,validation=utf-8` as well as a YAML mapping; every name a known codec."""
+        import codecs
+
+        if isinstance(value, str) and "=" in value:
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            value = {split.strip(): codec.strip() for split, codec in pairs}
+        for codec in (value.values() if isinstance(value, dict) else [value] if isinstance(value, str) else []):
+            try:
+                codecs.lookup(str(codec))
+            except LookupError:
+                raise ValueError(f"unknown encoding {codec!r}: use a Python codec name such as utf-8, latin-1, "
+                                 "cp1252 or gb18030") from None
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _embedded_alias(cls, value: Any) -> Any:
@@ -383,10 +404,21 @@ class TrainConfig(BaseModel):
     def is_ner(self) -> bool:
         return self.task == "token-classification"
 
-    def read_options(self):
+    def read_options(self, split: str | None = None):
+        """How to read the files; for one split: its own encoding, and span files cut at span boundaries for
+        training only (evaluation text is split into words without looking at its gold spans)."""
         from tunecard.data.example import ReadOptions
 
-        return ReadOptions.of(self)
+        options = ReadOptions.of(self)
+        options.encoding = self.encoding_of(split)
+        options.split_at_spans = split == "train"
+        return options
+
+    def encoding_of(self, split: str | None) -> str | None:
+        """The encoding of a split's files (None: UTF-8)."""
+        if isinstance(self.encoding, dict):
+            return self.encoding.get(split) if split is not None else None
+        return self.encoding
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False, allow_unicode=True)

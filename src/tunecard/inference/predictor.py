@@ -289,24 +289,33 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
 
     `predictor_options` go to Predictor (backend, onnx_file, quantized, trust_pickle).
     """
-    from tunecard.data import read_corpus
+    from tunecard.data import stream_corpus
     from tunecard.errors import DataError
     from tunecard.training.evaluate import Evaluation
 
     predictor = Predictor(folder, batch_size=batch_size, precision=precision, **predictor_options)
-    corpus = read_corpus(data, options, task=predictor.task)
-    known = set(predictor.id2label.values())
-    unknown = sorted(set(corpus.labels) - known)
+    # Checked whole first (every data error before a forward pass), then read again chunk by chunk: neither the
+    # file nor its examples are held (docs/bad-input.md, "Long sentences and large files").
+    corpus = stream_corpus(data, options, task=predictor.task)
+    labels = set(predictor.id2label.values())
+    if predictor.is_ner:
+        known = {label[2:] for label in labels if label != "O"}
+        what = "entity types"
+    else:
+        known, what = labels, "labels"
+    unknown = sorted(set(corpus.labels_found) - known)
     if unknown:
-        raise DataError("E150", f"labels {unknown[:10]} are not in the model's label map {sorted(known)}.",
+        raise DataError("E150", f"{what} {unknown[:10]} are not in the model's label map {sorted(known)}.",
                         path=corpus.path, fix="evaluate on data with the model's label set.")
     evaluation = Evaluation(predictor.task, predictor.id2label)
     encode = predictor.encoder.encode_tokens if predictor.is_ner else predictor.encoder.encode_texts
-    for start in range(0, len(corpus.examples), CHUNK_SIZE):  # one chunk's features at a time: bounded memory
-        chunk = corpus.examples[start:start + CHUNK_SIZE]
+    for chunk in corpus.chunks(CHUNK_SIZE):  # one chunk's examples and features at a time: bounded memory
         evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
                        packed=predictor.packed, recheck_model=predictor.fp32_model,
                        recheck_margin=predictor.recheck_margin)
     result = evaluation.result()
-    result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme, "repaired": corpus.repaired}
+    result["data"] = {"path": corpus.path, "examples": len(corpus), "scheme": corpus.scheme,
+                      "repaired": corpus.repaired, "warnings": corpus.all_warnings}
+    if corpus.span_counts is not None:
+        result["data"]["span_counts"] = corpus.span_counts
     return result

@@ -295,15 +295,36 @@ class EntityScorer:
             DataError: a tag the mode/scheme cannot read.
         """
         index = self.sentences
+        self._check_lengths(gold_tags, pred_tags)
+        gold_entities = _extract(gold_tags, self._scheme, where=f"sentence {index} (gold): ")
+        pred_entities = _extract(pred_tags, self._scheme, where=f"sentence {index} (predicted): ")
+        self._count(gold_entities, pred_entities, gold_tags, pred_tags)
+
+    def update_entities(self, gold_entities: Sequence[Entity], pred_entities: Sequence[Entity],
+                        gold_tags: Sequence[str], pred_tags: Sequence[str]) -> None:
+        """Add one sentence whose gold entities are given as they are, not read from tags: span files, where
+        entities are ``(type, start, end)`` character offsets, so a gold span whose boundary falls inside a word
+        is missed by any word-level prediction (it matches no predicted span).
+
+        Args:
+            gold_entities: the reference entities (not overlapping), in any unit of position.
+            pred_entities: the predicted entities, in the same unit.
+            gold_tags: the words' reference tags, for token accuracy.
+            pred_tags: the words' predicted tags (same length).
+        """
+        self._check_lengths(gold_tags, pred_tags)
+        self._count(list(gold_entities), list(pred_entities), gold_tags, pred_tags)
+
+    def _check_lengths(self, gold_tags: Sequence[str], pred_tags: Sequence[str]) -> None:
         if len(gold_tags) != len(pred_tags):
             raise ConfigError(
                 LENGTH_MISMATCH,
-                f"sentence {index}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted tags.",
+                f"sentence {self.sentences}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted tags.",
                 fix="predict exactly one tag per word (first sub-token of each word).",
             )
-        gold_entities = _extract(gold_tags, self._scheme, where=f"sentence {index} (gold): ")
-        pred_entities = _extract(pred_tags, self._scheme, where=f"sentence {index} (predicted): ")
 
+    def _count(self, gold_entities: list[Entity], pred_entities: list[Entity], gold_tags: Sequence[str],
+               pred_tags: Sequence[str]) -> None:
         # Entities of one sentence never overlap, so a boundary pair identifies at most one entity.
         predicted_type_at = {(start, end): type_ for type_, start, end in pred_entities}
         gold_boundaries = {(start, end) for _, start, end in gold_entities}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tunecard.config import TASK_METRICS
 from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
-from tunecard.metrics import ClassificationScorer, EntityScorer
+from tunecard.metrics import ClassificationScorer, EntityScorer, extract_entities
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was
@@ -133,7 +133,12 @@ class Evaluation:
                 missing = [i for i, tag in enumerate(words) if tag is None]
                 if missing:  # would mean a window bug: fail loudly rather than score a partial sentence
                     raise RuntimeError(f"no prediction for words {missing[:5]} of example at line {example.line}")
-                self.scorer.update(example.tags, words)
+                if getattr(example, "spans", None) is not None and example.offsets is not None:
+                    # A span file: predicted against gold character spans, whatever the words are.
+                    self.scorer.update_entities([(label, start, end) for start, end, label in example.spans],
+                                                char_entities(words, example.offsets), example.tags, words)
+                else:
+                    self.scorer.update(example.tags, words)
                 scored += 1
         if scored != len(examples):
             raise RuntimeError(f"{len(examples) - scored} of {len(examples)} examples got no prediction")
@@ -144,6 +149,11 @@ class Evaluation:
         result = self.scorer.result()
         result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         return result
+
+
+def char_entities(tags: list[str], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """The entities of word tags as ``(type, start, end)`` character offsets (the words' ``offsets``)."""
+    return [(type_, offsets[start][0], offsets[end - 1][1]) for type_, start, end in extract_entities(tags)]
 
 
 # Given a NER feature with a close call, its logits [seq, labels] and the margin: whether the close call can change

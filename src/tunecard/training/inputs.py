@@ -42,12 +42,11 @@ def read_splits(config: TrainConfig) -> dict[str, Corpus]:
     """Read and cross-check the splits named in the config (train required; validation strongly advised)."""
     if not config.train:
         raise ConfigError("E207", "no training data given.", fix="pass --train FILE (or `train:` in the config).")
-    options = config.read_options()
     corpora = {}
     for split in SPLITS:
         path = getattr(config, split)
-        if path:
-            corpus = read_corpus(path, options, task=config.task)
+        if path:  # each split its own encoding; span files cut at span boundaries for training only
+            corpus = read_corpus(path, config.read_options(split), task=config.task)
             limit = config.max_train_examples if split == "train" else config.max_eval_examples
             if limit is not None and len(corpus.examples) > limit:
                 corpus.examples = corpus.examples[:limit]
