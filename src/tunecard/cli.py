@@ -40,6 +40,9 @@ RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two be
 SPEED_HELP = ("auto: the speed layer's prediction levers (NER texts packed in shared rows, oneDNN's fused bf16 "
               "Linears on CPU), each used only if a check at load finds the model's logits the same that way; "
               "off: plain padded passes.")
+HEADER_HELP = "CSV/TSV: the first row is a header (--header) or an example (--no-header); default: detected."
+OVERLAP_HELP = ("Span JSONL with overlapping or nested spans: error (the default), longest or first (keep the longest, "
+                "or the first listed, of spans that overlap; the others are dropped and counted).")
 
 
 def _print_version(value: bool) -> None:
@@ -79,7 +82,8 @@ def train(
     precision: Optional[str] = typer.Option(None, help="auto (bf16 where the hardware has it), bf16 or fp32."),
     format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
     scheme: Optional[str] = typer.Option(None, help="Tag scheme: IOB1, IOB2, IOBES, BMES, BILOU (default: detected)."),
-    encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8)."),
+    encoding: Optional[str] = typer.Option(None, help="Input file encoding (default utf-8), or per split: "
+                                           "train=latin-1,validation=utf-8."),
     text_column: Optional[str] = typer.Option(None, help="Classification: the text column (a header name or a "
                                               "0-based index; JSONL: the key)."),
     label_column: Optional[str] = typer.Option(None, help="Classification: the label column (a header name or a "
@@ -182,6 +186,8 @@ def evaluate(
     text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
     label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help=HEADER_HELP),
+    overlapping_spans: Optional[str] = typer.Option(None, help=OVERLAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     speed: str = typer.Option("auto", "--speed", help=SPEED_HELP),
@@ -194,10 +200,12 @@ def evaluate(
     from tunecard.inference.predictor import evaluate_folder
 
     options = ReadOptions(format=format, scheme=scheme, encoding=encoding, text_column=text_column,
-                          label_column=label_column, tag_column=tag_column)
-    result = evaluate_folder(model_dir, data, options,
-                             precision=precision, backend=backend, onnx_file=onnx_file, quantized=quantized,
-                             speed=speed, recheck_margin=recheck_margin)
+                          label_column=label_column, tag_column=tag_column, header=header,
+                          overlapping_spans=overlapping_spans)
+    result = evaluate_folder(model_dir, data, options, precision=precision, backend=backend, onnx_file=onnx_file,
+                             quantized=quantized, speed=speed, recheck_margin=recheck_margin)
+    for warning in result["data"].get("warnings", []):
+        console.print(f"[yellow]warning[/] {_escape(warning)}", highlight=False)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False, default=str))
         return
@@ -267,6 +275,10 @@ def data_stats(
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
     text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
     label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help=HEADER_HELP),
+    overlapping_spans: Optional[str] = typer.Option(None, help=OVERLAP_HELP),
+    split_at_spans: bool = typer.Option(False, help="Span JSONL: read as a training file is read (words cut where "
+                                        "a span starts or ends inside them), not as an evaluation file."),
     model: Optional[str] = typer.Option(None, help="Also count subwords with this model's tokenizer."),
     max_length: Optional[int] = typer.Option(None, help="With --model: count examples longer than this."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -277,7 +289,8 @@ def data_stats(
     from tunecard.data.stats import corpus_stats, render_stats
 
     options = ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
-                          text_column=text_column, label_column=label_column)
+                          text_column=text_column, label_column=label_column, header=header,
+                          overlapping_spans=overlapping_spans, split_at_spans=split_at_spans)
     tokenizer = None
     if model:
         from tunecard.encoding.models import load_tokenizer

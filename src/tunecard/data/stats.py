@@ -11,6 +11,14 @@ from tunecard.data.jsonl import tokenize_with_offsets
 from tunecard.data.schemes import tags_to_spans
 
 DEFAULT_MAX_LENGTH = 512
+# How `data stats` names the span counts of a span JSONL file (Corpus.span_counts).
+SPAN_COUNT_NAMES = {
+    "spans": "spans (after overlaps)",
+    "overlapping_pairs": "pairs of overlapping spans",
+    "dropped_spans": "spans dropped (overlapping_spans)",
+    "split_tokens": "words split at span boundaries",
+    "spans_inside_words": "spans starting or ending inside a word",
+}
 _BATCH = 1000
 
 
@@ -53,6 +61,8 @@ def corpus_stats(corpus: Corpus, tokenizer=None, max_length: int | None = None) 
             entities=dict(sorted(entities.items())),
             tags=dict(sorted(Counter(tag for ex in corpus.examples for tag in ex.tags).items())),
         )
+        if corpus.span_counts is not None:  # span JSONL: spans, overlaps, dropped spans, split words
+            stats["span_counts"] = dict(corpus.span_counts)
     else:
         stats.update(
             classes=dict(sorted(Counter(ex.label for ex in corpus.examples).items())),
@@ -126,6 +136,8 @@ def render_stats(stats_list: Sequence[dict]) -> list:
                 table.add_row("documents", str(stats["documents"]))
             for label, count in stats["entities"].items():
                 table.add_row(escape(f"entities {label}"), str(count))
+            for key, count in (stats.get("span_counts") or {}).items():
+                table.add_row(SPAN_COUNT_NAMES.get(key, key), str(count))
         else:
             if stats["pairs"]:
                 table.add_row("text pairs", str(stats["pairs"]))

@@ -54,8 +54,23 @@ def data_rows(data: dict, is_ner: bool) -> list[dict]:
                      else f"{d['encoding']['truncated_examples']} truncated"),
             "repaired": d.get("repaired", 0),
             "unknown_words": unknown_words_warning(d["encoding"].get("unknown_to_tokenizer")),
+            "spans": span_note(d.get("span_counts")),
         })
     return rows
+
+
+def span_note(counts: dict | None) -> str:
+    """What reading a span file did to its spans and words, for the data table ('' for other formats)."""
+    if not counts:
+        return ""
+    parts = [f"{counts.get('spans', 0)} spans"]
+    if counts.get("dropped_spans"):
+        parts.append(f"{counts['dropped_spans']} dropped as overlapping")
+    if counts.get("split_tokens"):
+        parts.append(f"{counts['split_tokens']} words split at span boundaries")
+    if counts.get("spans_inside_words"):
+        parts.append(f"{counts['spans_inside_words']} start or end inside a word (scored as missed)")
+    return "; ".join(parts)
 
 
 def base_model_id(model: str) -> str | None:
