@@ -2,8 +2,8 @@
 
 Each measurement runs in a fresh process (an allocator that already holds freed memory would hide growth):
 it builds its inputs, notes its resident memory, resets the kernel's peak counter (``/proc/self/clear_refs``),
-runs ``evaluate_folder`` or ``Predictor.predict`` and reads the peak back. Inputs (the corpus, the texts)
-exist before the baseline; what the call itself needs on top of them must not grow with the number of
+runs ``evaluate_folder`` or ``Predictor.predict`` and reads the peak back. Inputs (a CoNLL file on disk, which
+the evaluation reads itself; the texts, for predict) exist before the baseline; what the call itself needs on top of them must not grow with the number of
 examples. Keeping features for the whole input would cost about 2 KB per example, keeping logits
 16 x 41 x 4 bytes; what may grow is the output (an empty entity list per text) and a few ints per example.
 """
@@ -46,6 +46,15 @@ def build_ner_folder(folder: Path, tokenizer_folder: Path, o_bias: float = 0.0) 
     return folder
 
 
+def write_conll(path: Path, n: int) -> None:
+    """n five-word sentences in CoNLL-2003's four columns."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(n):
+            handle.writelines(f"{word} NN B-NP {tag}\n" for word, tag in zip(WORDS[i % 5:i % 5 + 5],
+                                                                               TAGS[i % 5:i % 5 + 5]))
+            handle.write("\n")
+
+
 def _kernel_bytes(key: str) -> int:
     return int(re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
 
@@ -54,18 +63,14 @@ def measure(mode: str, folder: str, n: int) -> dict:
     """Run in a child process: peak memory above the baseline while evaluating or predicting n examples."""
     import torch
 
-    from tunecard.data.example import Corpus, TokenExample
     from tunecard.inference.predictor import Predictor, evaluate_folder
 
     torch.set_num_threads(1)
-    if mode == "evaluate":
-        examples = [TokenExample(tokens=WORDS[i % 5:i % 5 + 5], tags=TAGS[i % 5:i % 5 + 5], line=i + 1)
-                    for i in range(n)]
-        corpus = Corpus(path="test.conll", task="token-classification", format="conll", examples=examples,
-                        scheme="IOB2")
-        with mock.patch("tunecard.data.read_corpus", return_value=corpus):  # the corpus is the input
-            baseline = _start()
-            result = evaluate_folder(folder, "test.conll", batch_size=256)
+    if mode == "evaluate":  # the input is a file on disk: the reader counts
+        data = Path(folder) / f"test-{n}.conll"
+        write_conll(data, n)
+        baseline = _start()
+        result = evaluate_folder(folder, data, batch_size=256)
         assert result["tokens"] == 5 * n and result["sentences"] == n
     else:
         predictor = Predictor(folder, batch_size=256)
