@@ -60,6 +60,18 @@ def test_scoring_by_character_offsets_misses_a_gold_boundary_inside_a_word():
     assert result["confusion"]["LOC"]["(missed)"] == 1 and result["tokens"] == 5
 
 
+def test_baselines_score_span_files_as_the_model_is():
+    from tunecard.metrics import all_o_baseline, majority_tag_baseline
+
+    gold = [(0, 1, "LOC"), (1, 2, "LOC")]  # two gold spans inside the one word "AB"
+    spans = [(gold, [(0, 2)])]
+    assert all_o_baseline([["B-LOC"]])["gold_entities"] == 1  # read from the word's tags
+    assert all_o_baseline([["B-LOC"]], eval_spans=spans)["gold_entities"] == 2
+    by_tags = majority_tag_baseline([["AB"]], [["B-LOC"]], [["AB"]], [["B-LOC"]])
+    by_spans = majority_tag_baseline([["AB"]], [["B-LOC"]], [["AB"]], [["B-LOC"]], eval_spans=spans)
+    assert (by_tags["correct_entities"], by_spans["correct_entities"]) == (1, 0)
+
+
 def _every_word_tagged(base, folder, tag: str):
     """A token classifier that tags every word `tag` (its head's bias decides)."""
     import torch
@@ -159,6 +171,10 @@ def test_a_span_run_reports_dropped_spans_and_split_words_on_console_metrics_and
                                             "split_tokens": 8, "spans_inside_words": 0}
     assert data["validation"]["span_counts"]["split_tokens"] == 0
     assert data["validation"]["span_counts"]["spans_inside_words"] == 2
+    metrics = json.loads((result.output / "metrics.json").read_text())
+    gold = metrics["validation"]["gold_entities"]
+    assert gold == data["validation"]["span_counts"]["spans"] == 8
+    assert metrics["baselines"]["validation"]["all_o"]["gold_entities"] == gold  # scored the same way
     card = (result.output / "README.md").read_text()
     assert "8 dropped as overlapping; 8 words split at span boundaries" in card
     assert "2 start or end inside a word (scored as missed)" in card
@@ -168,7 +184,7 @@ def test_a_span_run_reports_dropped_spans_and_split_words_on_console_metrics_and
 
 
 def test_per_split_encodings(tmp_path):
-    from tunecard.pipeline import read_splits
+    from tunecard.training.inputs import read_splits
 
     latin = write(tmp_path, "train.conll", "Café B-LOC\nvisit O\n".encode("latin-1"))
     utf8 = write(tmp_path, "valid.conll", "Café B-LOC\n".encode("utf-8"))

@@ -15,7 +15,11 @@ from typing import Iterable, Iterator, Sequence
 
 from tunecard.errors import DataError
 from tunecard.metrics.classification import classification_scores
-from tunecard.metrics.entities import EntityScorer
+from tunecard.metrics.entities import EntityScorer, char_entities
+
+# Per evaluation sentence, for span files: its gold spans (start, end, label) as character offsets and its words'
+# offsets, so a baseline is scored as the model is (predicted against gold character spans); None: from the tags.
+SpanGold = tuple[Sequence[tuple[int, int, str]], Sequence[tuple[int, int]]] | None
 
 NOTHING_TO_LEARN = "E161"
 MISALIGNED = "E162"
@@ -58,7 +62,8 @@ def majority_baseline(
 
 
 def all_o_baseline(
-    eval_tag_sequences: Iterable[Sequence[str]], mode: str = "default", scheme: str | None = None
+    eval_tag_sequences: Iterable[Sequence[str]], mode: str = "default", scheme: str | None = None,
+    eval_spans: Iterable[SpanGold] | None = None,
 ) -> dict:
     """Predict ``O`` for every word of the evaluation split.
 
@@ -66,15 +71,26 @@ def all_o_baseline(
         eval_tag_sequences: gold tag sequences, one per sentence (read lazily).
         mode: entity scoring mode (see :class:`~tunecard.metrics.entities.EntityScorer`).
         scheme: tag scheme for strict mode.
+        eval_spans: span files: per sentence, its gold character spans and word offsets (see SpanGold).
 
     Returns:
         ``{"strategy": "all-O", **EntityScorer.result()}``: entity precision/recall/F1 are 0.0 and
         ``accuracy`` is the share of ``O`` tags.
     """
     scorer = EntityScorer(mode=mode, scheme=scheme)
+    spans = iter(eval_spans) if eval_spans is not None else None
     for gold_tags in eval_tag_sequences:
-        scorer.update(gold_tags, ["O"] * len(gold_tags))
+        _update(scorer, gold_tags, ["O"] * len(gold_tags), next(spans) if spans is not None else None)
     return {"strategy": "all-O", **scorer.result()}
+
+
+def _update(scorer: EntityScorer, gold_tags: Sequence[str], pred_tags: Sequence[str], gold: SpanGold) -> None:
+    if gold is None:
+        scorer.update(gold_tags, pred_tags)
+        return
+    spans, offsets = gold
+    scorer.update_entities([(label, start, end) for start, end, label in spans], char_entities(pred_tags, offsets),
+                           gold_tags, pred_tags)
 
 
 def majority_tag_baseline(
@@ -84,6 +100,7 @@ def majority_tag_baseline(
     eval_tag_sequences: Iterable[Sequence[str]],
     mode: str = "default",
     scheme: str | None = None,
+    eval_spans: Iterable[SpanGold] | None = None,
 ) -> dict:
     """Tag each evaluation word with the tag it most often had in training (``O`` if never seen).
 
@@ -98,6 +115,7 @@ def majority_tag_baseline(
         eval_tag_sequences: their gold tags, aligned word by word.
         mode: entity scoring mode (see :class:`~tunecard.metrics.entities.EntityScorer`).
         scheme: tag scheme for strict mode.
+        eval_spans: span files: per sentence, its gold character spans and word offsets (see SpanGold).
 
     Returns:
         ``{"strategy": "majority-tag", "unseen_words": <eval words never seen in training>,
@@ -114,9 +132,11 @@ def majority_tag_baseline(
 
     scorer = EntityScorer(mode=mode, scheme=scheme)
     unseen = 0
+    spans = iter(eval_spans) if eval_spans is not None else None
     for words, gold_tags in _aligned(eval_word_sequences, eval_tag_sequences, "evaluation"):
         unseen += sum(word not in tag_of for word in words)
-        scorer.update(gold_tags, [tag_of.get(word, "O") for word in words])
+        _update(scorer, gold_tags, [tag_of.get(word, "O") for word in words],
+                next(spans) if spans is not None else None)
     return {"strategy": "majority-tag", "unseen_words": unseen, **scorer.result()}
 
 

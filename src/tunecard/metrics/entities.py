@@ -236,6 +236,17 @@ def extract_entities(tags: Sequence[str], mode: str = "default", scheme: str | N
     return _extract(list(tags), resolved, where="")
 
 
+def char_entities(tags: Sequence[str], offsets: Sequence[tuple[int, int]]) -> list[Entity]:
+    """The entities of word tags (default mode) as ``(type, start, end)`` character offsets, from the words'
+    ``offsets`` (first word's start, last word's end): to score against span files' gold character spans.
+
+    Args:
+        tags: one tag per word.
+        offsets: each word's ``(start, end)`` character offsets.
+    """
+    return [(type_, offsets[start][0], offsets[end - 1][1]) for type_, start, end in extract_entities(tags)]
+
+
 def _extract(tags: Sequence[str], scheme: _Scheme | None, where: str) -> list[Entity]:
     return _default_entities(tags, where) if scheme is None else _strict_entities(tags, scheme, where)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tunecard.config import TASK_METRICS
 from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
-from tunecard.metrics import ClassificationScorer, EntityScorer, extract_entities
+from tunecard.metrics import ClassificationScorer, EntityScorer, char_entities
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was
@@ -149,11 +149,6 @@ class Evaluation:
         result = self.scorer.result()
         result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         return result
-
-
-def char_entities(tags: list[str], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
-    """The entities of word tags as ``(type, start, end)`` character offsets (the words' ``offsets``)."""
-    return [(type_, offsets[start][0], offsets[end - 1][1]) for type_, start, end in extract_entities(tags)]
 
 
 # Given a NER feature with a close call, its logits [seq, labels] and the margin: whether the close call can change

@@ -82,11 +82,14 @@ def compute_baselines(corpora: dict[str, Corpus], positive_label: str | None) ->
             continue
         if corpus.task == "token-classification":
             gold = [ex.tags for ex in corpus.examples]
+            # span files: scored against the gold character spans, as the model is (training/evaluate.py)
+            spans = ([(ex.spans, ex.offsets) if ex.spans is not None else None for ex in corpus.examples]
+                     if corpus.format == "spans" else None)
             baselines[split] = {
-                "all_o": all_o_baseline(gold),
+                "all_o": all_o_baseline(gold, eval_spans=spans),
                 "majority_tag": majority_tag_baseline(
                     [ex.tokens for ex in train.examples], [ex.tags for ex in train.examples],
-                    [ex.tokens for ex in corpus.examples], gold,
+                    [ex.tokens for ex in corpus.examples], gold, eval_spans=spans,
                 ),
             }
         else:
