@@ -144,8 +144,7 @@ def predict(
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text.
 
-    Lines are answered as they arrive (each output line flushed), so predict can be a worker in a
-    pipeline; a file streams through in bounded memory.
+    Each line is answered as it arrives (output flushed per line): predict can be a worker in a pipeline.
     """
     from tunecard.data.lines import STDIN, check_encoding, line_groups
     from tunecard.inference.predictor import load
@@ -254,8 +253,9 @@ def serve(
 ):
     """Serve a trained folder over HTTP: POST /predict (what predict prints), GET /health, GET /metadata.
 
-    Concurrent requests are batched through predict's path (bf16 with the fp32 recheck); SIGTERM or Ctrl-C
-    stops it after the requests in flight are answered. Needs the serve extra (docs/serving.md).
+    Concurrent requests are batched through predict's path (bf16 weights, close calls rechecked in fp32).
+
+    SIGTERM or Ctrl-C stops it once the requests in flight are answered. Needs the serve extra (docs/serving.md).
     """
     from tunecard.serve.server import run
 
