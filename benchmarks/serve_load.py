@@ -62,7 +62,8 @@ def ensure_model(model: str | None) -> Path:
     conll = DATA / "conll2003"
     if (conll / "train.txt").is_file():
         data = ["--train", str(conll / "train.txt"), "--validation", str(conll / "valid.txt"),
-                "--set", "max_train_examples=3000", "--set", "max_eval_examples=1000", "--set", "dataset_name=conll2003"]
+                "--set", "max_train_examples=3000", "--set", "max_eval_examples=1000",
+                "--set", "dataset_name=conll2003"]
     else:
         data = ["--train", str(SAMPLE / "train.conll"), "--validation", str(SAMPLE / "dev.conll")]
     command = [sys.executable, "-m", "tunecard", "train", "--task", "ner", *data, "--epochs", "1",
@@ -303,7 +304,8 @@ def markdown(found: dict) -> str:
     lines = [f"{env['date']}, {env['cpu']}, {env['cores']} cores, torch {env['torch']}, transformers "
              f"{env['transformers']}, commit {env['commit']}; model {found['model']}; texts {found['texts']}; "
              f"client {found['client']}", "",
-             "| server | concurrency | requests | errors | requests/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+             "| server | concurrency | requests | errors | requests/s | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|"]
     for name, levels in found["servers"].items():
         for level in levels:
             lines.append(f"| {name} | {level['concurrency']} | {level['requests']} | {level['errors']} | "
