@@ -141,12 +141,16 @@ def predict(
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
+    document: bool = typer.Option(False, "--document", help="NER: read documents, one sentence per line, blank "
+                                  "lines between documents (each --text one document); one JSON line per document, "
+                                  "offsets into it. A model trained with context: document sees each sentence with "
+                                  "its neighbours."),
 ):
-    """Label texts (--text, --file, or stdin lines): one JSON line per text.
+    """Label texts (--text, --file, or stdin lines): one JSON line per text (per document with --document).
 
-    Each line is answered as it arrives (output flushed per line): predict can be a worker in a pipeline.
+    Each line is answered as it arrives (output flushed per line): predict can be a worker in a pipeline. With --document, a document is answered when the blank line after it (or the end of the input) arrives.
     """
-    from tunecard.data.lines import STDIN, check_encoding, line_groups
+    from tunecard.data.lines import STDIN, check_encoding, document_groups, line_groups
     from tunecard.inference.predictor import load
 
     name = str(file) if file is not None else STDIN
@@ -154,13 +158,18 @@ def predict(
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
                      backend=backend, onnx_file=onnx_file, quantized=quantized, speed=speed,
                      recheck_margin=recheck_margin)
+    if document:
+        predictor.check_documents()  # before any input is read
     with ExitStack() as stack:
         if text:
             groups = iter([text])
         else:
             stream = stack.enter_context(file.open("rb")) if file is not None else sys.stdin.buffer
             groups = line_groups(stream.read1, name, encoding, max_lines=PREDICT_CHUNK)
-        _print_predictions(groups, predictor.predict, "entities" if predictor.is_ner else "prediction")
+            if document:
+                groups = document_groups(groups)
+        predict = predictor.predict_documents if document else predictor.predict
+        _print_predictions(groups, predict, "entities" if predictor.is_ner else "prediction")
 
 
 def _print_predictions(groups, predict, key: str) -> None:

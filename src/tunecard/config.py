@@ -133,6 +133,11 @@ def default_model() -> str:
         return "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# Document context (`context: document`): subwords of the neighbouring sentences on each side of a sentence, as
+# FLERT (Schweter and Akbik, 2020) feeds them. Measured on CoNLL-2003 in docs/results.md.
+DEFAULT_CONTEXT_SIZE = 64
+
+
 class SpeedOptions(BaseModel):
     """The speed layer's levers, each on by default under `speed: auto` (and where it applies: `speed/plan.py`
     decides from the device and the model, and records why a lever is not used). For experts and A/B runs."""
@@ -241,6 +246,13 @@ class TrainConfig(BaseModel):
 
     # --- NER alignment
     subword_labels: Literal["first", "all"] = "first"
+    context: Literal["none", "document"] = Field(
+        "none", description="NER: document feeds each sentence with the sentences around it in its document "
+        "(CoNLL -DOCSTART- blocks, a JSONL document id) as unlabelled, unscored context, in training, evaluation "
+        "and prediction; none: each sentence alone")
+    context_size: int | None = Field(
+        None, ge=1, description="with context: document, the most subwords of context on each side of a sentence "
+        f"(whole words; within max_length); default {DEFAULT_CONTEXT_SIZE}")
 
     # --- evaluation and selection
     eval_strategy: Literal["epoch", "steps"] = "epoch"
@@ -396,6 +408,12 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"give warmup_ratio ({self.warmup_ratio}) or warmup_steps ({self.warmup_steps}), not both"
             )
+        if self.context == "document" and self.task != "token-classification":
+            raise ValueError("context: document applies to NER (token-classification) only: remove context, or "
+                             "set task: ner")
+        if self.context_size is not None and self.context != "document":
+            raise ValueError(f"context_size ({self.context_size}) is used only with context: document, and context "
+                             f"is {self.context!r}: set context: document, or remove context_size")
         if self.optimizer == "adam" and self.weight_decay:
             raise ValueError("optimizer 'adam' has no decoupled weight decay: use 'adamw' or weight_decay 0")
         return self
@@ -403,6 +421,13 @@ class TrainConfig(BaseModel):
     @property
     def is_ner(self) -> bool:
         return self.task == "token-classification"
+
+    @property
+    def context_subwords(self) -> int:
+        """Subwords of document context per side the encoder takes (0: none)."""
+        if self.context != "document":
+            return 0
+        return self.context_size or DEFAULT_CONTEXT_SIZE
 
     def read_options(self, split: str | None = None):
         """How to read the files; for one split: its own encoding, and span files cut at span boundaries for

@@ -88,3 +88,23 @@ def _undecodable(error: UnicodeDecodeError, offset: int, line: int, before: str,
     return DataError("E101", f"not valid {encoding or DEFAULT_ENCODING}: byte 0x{shown} at byte offset {offset} "
                      f"(line {line}{column})", path=name, line=line,
                      fix="give its encoding, e.g. --encoding latin-1, or save it as UTF-8.")
+
+
+def document_groups(groups: Iterator[list[str]]) -> Iterator[list[str]]:
+    """Documents from groups of lines (`line_groups`): blank (or whitespace-only) lines separate documents, the
+    lines of a document are joined with \\n. Each group of documents is given out as soon as its last document
+    is complete (a blank line after it, or the end of the input), so `predict --document` answers a document
+    when it ends; runs of blank lines make no empty documents."""
+    lines: list[str] = []
+    for group in groups:
+        complete = []
+        for line in group:
+            if line.strip():
+                lines.append(line)
+            elif lines:
+                complete.append("\n".join(lines))
+                lines = []
+        if complete:
+            yield complete
+    if lines:
+        yield ["\n".join(lines)]

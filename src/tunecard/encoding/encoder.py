@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tunecard.data.example import TextExample, TokenExample
@@ -31,6 +31,7 @@ class Feature:
     example_index: int
     # NER: (subword position, word index) of the first subword of each word this window owns.
     word_positions: list[tuple[int, int]] = field(default_factory=list)
+    context: int = 0  # NER with document context: subwords of other sentences in this input
 
     def __len__(self) -> int:
         return len(self.inputs["input_ids"])
@@ -51,11 +52,24 @@ class EncodingStats:
     truncated_words: int = 0  # NER: words whose own subwords exceed a whole window (tail subwords cut)
     unknown_words: int = 0  # NER: words the tokenizer drops entirely (zero-width, control chars): fed as unk
     subwords: list[int] = field(default_factory=list)  # per example, special tokens included
+    # NER with document context (Encoder.context_size > 0): the most subwords per side, the documents, and per
+    # example the subwords of neighbouring sentences fed with it (summed over its windows)
+    context_size: int = 0
+    documents: int = 0
+    context_subwords: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         import statistics
 
         lengths = self.subwords or [0]
+        context = {}
+        if self.context_size:
+            given = self.context_subwords or [0]
+            context = {"context": {
+                "mode": "document", "subwords_per_side": self.context_size, "documents": self.documents,
+                "examples_with_context": sum(1 for n in self.context_subwords if n),
+                "context_subwords_mean": round(statistics.fmean(given), 1), "context_subwords_max": max(given),
+            }}
         return {
             "examples": self.examples,
             "features": self.features,
@@ -67,6 +81,7 @@ class EncodingStats:
             "subwords_min": min(lengths),
             "subwords_median": statistics.median(lengths),
             "subwords_max": max(lengths),
+            **context,
         }
 
 
@@ -200,40 +215,91 @@ def _model_input_names(tokenizer) -> list[str]:
     return [n for n in tokenizer.model_input_names if n in _ENCODING_FIELDS]
 
 
-def _plan_windows(word_lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:
-    """Split words into windows of at most `budget` subwords.
+def _plan_windows(word_lengths: list[int], budget: int, target: tuple[int, int] | None = None,
+                  context_size: int = 0) -> list[tuple[int, int, int, int]]:
+    """Split the target words into windows of at most `budget` subwords.
 
-    Returns (context_start, owned_start, owned_end, context_end) word ranges. Owned ranges tile the
-    sentence exactly once; context fills the rest of each window's budget on both sides.
+    Args:
+        word_lengths: subwords per word of the sequence the target lies in: a sentence, or (document context)
+            its whole document, sentence after sentence.
+        budget: subwords per window (the model's length less its special tokens).
+        target: the (first, end) word range to score; default every word.
+        context_size: the most subwords taken from outside the target on each side (document context).
+
+    Returns (context_start, owned_start, owned_end, context_end) word ranges. Owned ranges tile the target exactly
+    once: the whole target if it fits the budget, else windows of half the budget. Context grows one word left,
+    one word right, while the window still fits the budget; beyond the target, on each side, only while that
+    side's outside words total at most `context_size` subwords. Words are whole: a word that does not fit stops
+    that side.
     """
+    n_words = len(word_lengths)
+    first, last = (0, n_words) if target is None else target
     capped = [max(1, min(n, budget)) for n in word_lengths]
-    context = int(budget * WINDOW_CONTEXT_FRACTION)
-    owned_budget = max(1, budget - 2 * context)
+    if sum(capped[first:last]) <= budget:
+        owned = [(first, last)] if last > first else []
+    else:
+        context = int(budget * WINDOW_CONTEXT_FRACTION)
+        owned_budget = max(1, budget - 2 * context)
+        owned = []
+        start = first
+        while start < last:
+            end, used = start, 0
+            while end < last and (used + capped[end] <= owned_budget or end == start):
+                used += capped[end]
+                end += 1
+            owned.append((start, end))
+            start = end
     windows = []
-    start = 0
-    n_words = len(capped)
-    while start < n_words:
-        end, used = start, 0
-        while end < n_words and (used + capped[end] <= owned_budget or end == start):
-            used += capped[end]
-            end += 1
+    for start, end in owned:
         # Grow context one word left, one word right, while the window still fits.
-        left, right, total = start, end, used
+        left, right, total = start, end, sum(capped[start:end])
+        outside_left = outside_right = 0  # context subwords beyond the target, per side
         while True:
             grew = False
-            if left > 0 and total + capped[left - 1] <= budget:
-                left -= 1
-                total += capped[left]
-                grew = True
-            if right < n_words and total + capped[right] <= budget:
-                total += capped[right]
-                right += 1
-                grew = True
+            if left > 0:
+                size, outside = capped[left - 1], left - 1 < first
+                if total + size <= budget and (not outside or outside_left + size <= context_size):
+                    left -= 1
+                    total += size
+                    outside_left += size if outside else 0
+                    grew = True
+            if right < n_words:
+                size, outside = capped[right], right >= last
+                if total + size <= budget and (not outside or outside_right + size <= context_size):
+                    right += 1
+                    total += size
+                    outside_right += size if outside else 0
+                    grew = True
             if not grew:
                 break
         windows.append((left, start, end, right))
-        start = end
     return windows
+
+
+def document_chunks(examples: Iterable, size: int) -> Iterator[list]:
+    """The examples in lists of at least `size` (the last may be shorter) that end where a document ends
+    (`documents`), so a chunk encoded with document context gives its sentences all the context they have."""
+    chunk: list = []
+    for example in examples:
+        if len(chunk) >= size and (example.doc_id is None or example.doc_id != chunk[-1].doc_id):
+            yield chunk
+            chunk = []
+        chunk.append(example)
+    if chunk:
+        yield chunk
+
+
+def documents(examples: list) -> list[range]:
+    """The documents of a split, as ranges of example indices: consecutive examples with the same `doc_id` (a
+    `-DOCSTART-` block of a CoNLL file, a document id of a JSONL file). An example without one is a document of
+    its own, so context never crosses from one document, or from one such example, to another."""
+    ranges = []
+    start = 0
+    for index in range(1, len(examples) + 1):
+        if index == len(examples) or examples[index].doc_id is None or examples[index].doc_id != examples[start].doc_id:
+            ranges.append(range(start, index))
+            start = index
+    return ranges
 
 
 class Encoder:
@@ -244,9 +310,13 @@ class Encoder:
         label2id: label name -> id (IOB2 tags for NER, class names for classification).
         max_length: most subwords per model input, special tokens included.
         label_all_subwords: NER only; label every subword of a word (B-X continues as I-X) instead of the first.
+        context_size: NER only; document context: each sentence is fed with up to this many subwords of the
+            sentences before and after it in its document on each side (`_plan_windows`), unlabelled and
+            unscored; 0: none. See `documents` for what a document is.
     """
 
-    def __init__(self, tokenizer, label2id: dict[str, int], max_length: int, label_all_subwords: bool = False):
+    def __init__(self, tokenizer, label2id: dict[str, int], max_length: int, label_all_subwords: bool = False,
+                 context_size: int = 0):
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError(
                 "E201",
@@ -257,6 +327,7 @@ class Encoder:
         self.label2id = label2id
         self.max_length = max_length
         self.label_all_subwords = label_all_subwords
+        self.context_size = max(0, int(context_size))
         self.input_names = _model_input_names(tokenizer)
         self._fields = [(name, _ENCODING_FIELDS[name]) for name in self.input_names]
         self.backend = unpadded_backend(tokenizer)
@@ -298,6 +369,27 @@ class Encoder:
             for (left, start, end, _), (inputs, word_ids) in zip(windows, self._encode_as_text(stretches, truncate=True)):
                 features.append(self._token_feature(inputs, word_ids, None, index, range(start, end), left))
         return features, words_of
+
+    def encode_raw_documents(self, texts: list[str], doc_ids: list) -> tuple[list[Feature],
+                                                                           list[list[tuple[str, int, int]]]]:
+        """`encode_raw_texts` for the sentences of documents (`doc_ids`: each text's document, consecutive).
+
+        A sentence that gets no context (none asked for, a document of one sentence) is encoded as
+        `encode_raw_texts` encodes its text, so it is predicted as `predict` predicts it. A sentence with context
+        is encoded with its neighbours as training encodes its documents (`encode_tokens`: the words, found in
+        each text by the tokenizer, one space apart), so the model is fed what it was trained on.
+        """
+        alone, words = self.encode_raw_texts(texts)
+        if not self.context_size:
+            return alone, words
+        examples = [TokenExample(tokens=[word for word, _, _ in found], tags=[], doc_id=doc_id)
+                    for found, doc_id in zip(words, doc_ids)]
+        fed = self.encode_tokens(examples)
+        with_context = {feature.example_index for feature in fed if feature.context}
+        features = [f for f in fed if f.example_index in with_context] + [
+            f for f in alone if f.example_index not in with_context]
+        features.sort(key=lambda feature: feature.example_index)  # stable: windows stay in order
+        return features, words
 
     def _encode_words(self, words: list[str]) -> tuple[dict, list[int | None]]:
         return next(self._encode_many([words]))
@@ -377,45 +469,114 @@ class Encoder:
 
         Each sentence's words are encoded as the text they stand for (one space between words) encodes, so a
         model trained on them sees raw text at prediction as it saw its training sentences (`words_encode_as_text`
-        decides how)."""
+        decides how). Each example's words are scored exactly once, in the window that owns them
+        (`_plan_windows`); with `context_size`, the windows also take words of the sentences around it in its
+        document (`documents`), labelled -100 (a document's words one space apart, as its sentences' are). The
+        features come in the examples' order, the windows of an example consecutive.
+        """
         stats = stats if stats is not None else EncodingStats()
+        stats.context_size = self.context_size
         features: list[Feature] = []
         budget = self.max_length - self.n_special
         encoded = self._encode_many([ex.tokens for ex in examples if ex.tokens])
-        for index, ex in enumerate(examples):
-            tags = ex.tags if ex.tags else None
-            stats.examples += 1
-            if not ex.tokens:  # an empty sentence still gets a (special-tokens only) feature: nothing dropped
-                inputs, word_ids = self._encode_words([])
-                features.append(self._token_feature(inputs, word_ids, tags, index, range(0), 0))
-                stats.subwords.append(len(word_ids))
-                continue
-            words = ex.tokens
-            inputs, word_ids = next(encoded)
-            dropped = set(range(len(words))) - set(word_ids)
-            if dropped:
-                # A word the tokenizer turns into nothing (U+200B, soft hyphen, control characters) would have
-                # no position to carry its label: it could neither be trained nor scored. It becomes unk.
-                unk = self.tokenizer.unk_token or "?"
-                words = [unk if i in dropped else word for i, word in enumerate(words)]
-                stats.unknown_words += len(dropped)
-                inputs, word_ids = self._encode_words(words)
-            stats.subwords.append(len(word_ids))
-            if len(word_ids) <= self.max_length:
-                features.append(self._token_feature(inputs, word_ids, tags, index, range(len(words)), 0))
-                continue
-            word_lengths = [0] * len(words)
-            for w in word_ids:
-                if w is not None:
-                    word_lengths[w] += 1
-            stats.truncated_words += sum(1 for n in word_lengths if n > budget)
-            windows = _plan_windows(word_lengths, budget)
-            stats.windowed_examples += 1
-            stats.windows += len(windows)
-            for (left, start, end, right), (win_inputs, win_word_ids) in zip(
-                    windows, self._encode_many([words[left:right] for left, _, _, right in windows], truncate=True)):
-                features.append(self._token_feature(win_inputs, win_word_ids, tags, index, range(start, end), left))
+        groups = documents(examples) if self.context_size else [range(i, i + 1) for i in range(len(examples))]
+        for group in groups:
+            stats.documents += 1 if self.context_size else 0
+            # Every sentence of the document encoded on its own first: its words (unk for words the tokenizer
+            # drops), inputs, word ids and subwords per word.
+            sentences = [self._sentence(examples[index], encoded, stats) for index in group]
+            doc_words = [word for words, *_ in sentences for word in words]
+            doc_lengths = [n for *_, lengths in sentences for n in lengths]
+            slots: list = []  # per window: a Feature, or the word list to encode and how to label it
+            first = 0
+            for index, (words, inputs, word_ids, lengths) in zip(group, sentences):
+                tags = examples[index].tags or None
+                last = first + len(words)
+                if not words:  # an empty sentence still gets a (special-tokens only) feature: nothing dropped
+                    slots.append(self._token_feature(inputs, word_ids, tags, index, range(0), 0))
+                    continue
+                fits = len(word_ids) <= self.max_length
+                windows = ([(first, first, last, last)] if fits and not self.context_size else
+                           _plan_windows(doc_lengths, budget, (first, last), self.context_size))
+                if not fits:
+                    stats.truncated_words += sum(1 for n in lengths if n > budget)
+                    stats.windowed_examples += 1
+                    stats.windows += len(windows)
+                for left, start, end, right in windows:
+                    if fits and (left, right) == (first, last):  # the sentence alone: its own encoding
+                        slots.append(self._token_feature(inputs, word_ids, tags, index, range(len(words)), 0))
+                        continue
+                    slots.append((doc_words[left:right], tags, index, range(start - first, end - first), left - first,
+                                  sum(doc_lengths[left:right]), len(words)))
+                first = last
+            encoded_group = self._encode_slots(slots)
+            if self.context_size:
+                given = dict.fromkeys(group, 0)
+                for feature in encoded_group:
+                    given[feature.example_index] += feature.context
+                stats.context_subwords.extend(given.values())
+            features.extend(encoded_group)
         stats.features += len(features)
+        return features
+
+    def _sentence(self, example: TokenExample, encoded: Iterator, stats: EncodingStats):
+        """(words, inputs, word ids, subwords per word) of one example, counted in `stats`."""
+        stats.examples += 1
+        if not example.tokens:
+            inputs, word_ids = self._encode_words([])
+            stats.subwords.append(len(word_ids))
+            return [], inputs, word_ids, []
+        words = example.tokens
+        inputs, word_ids = next(encoded)
+        dropped = set(range(len(words))) - set(word_ids)
+        if dropped:
+            # A word the tokenizer turns into nothing (U+200B, soft hyphen, control characters) would have
+            # no position to carry its label: it could neither be trained nor scored. It becomes unk.
+            unk = self.tokenizer.unk_token or "?"
+            words = [unk if i in dropped else word for i, word in enumerate(words)]
+            stats.unknown_words += len(dropped)
+            inputs, word_ids = self._encode_words(words)
+        stats.subwords.append(len(word_ids))
+        lengths = [0] * len(words)
+        for w in word_ids:
+            if w is not None:
+                lengths[w] += 1
+        return words, inputs, word_ids, lengths
+
+    def _encode_slots(self, slots: list) -> list[Feature]:
+        """The features of one document's windows, those still to encode in one batch.
+
+        A slot's subword count is the sum of its words' counts in their own sentences. Where words are encoded as
+        their joined text (`words_alone` False: byte-level BPE), a word that began its sentence may take another
+        count after a space, so a window that comes out longer than max_length gives up its outermost context
+        word, one at a time, until it fits. A window of one word longer than a whole window is cut (as without
+        context)."""
+        pending = [i for i, slot in enumerate(slots) if not isinstance(slot, Feature)]
+        fitting = [i for i in pending if slots[i][5] + self.n_special <= self.max_length]
+        too_long = [i for i in pending if slots[i][5] + self.n_special > self.max_length]
+        encoded = dict(zip(fitting, self._encode_many([slots[i][0] for i in fitting])))
+        encoded.update(zip(too_long, self._encode_many([slots[i][0] for i in too_long], truncate=True)))
+        features = []
+        for i, slot in enumerate(slots):
+            if isinstance(slot, Feature):
+                features.append(slot)
+                continue
+            words, tags, index, owned, offset, _, n_words = slot
+            inputs, word_ids = encoded[i]
+            while len(inputs["input_ids"]) > self.max_length:
+                before, after = owned.start - offset, len(words) - (owned.stop - offset)
+                if not before and not after:
+                    inputs, word_ids = next(self._encode_many([words], truncate=True))
+                    break
+                if after >= before:
+                    words = words[:-1]
+                else:
+                    words, offset = words[1:], offset + 1
+                inputs, word_ids = self._encode_words(words)
+            feature = self._token_feature(inputs, word_ids, tags, index, owned, offset)
+            # subwords of other sentences: the words before the sentence's first and after its last
+            feature.context = sum(1 for w in word_ids if w is not None and not 0 <= w + offset < n_words)
+            features.append(feature)
         return features
 
     # ---- text classification --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tunecard import speed as speed_layer
 from tunecard.config import CONFIG_FILE
 from tunecard.data.example import TextExample, TokenExample
 from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
-from tunecard.encoding.encoder import Encoder, split_words, unpadded_backend
+from tunecard.encoding.encoder import Encoder, document_chunks, split_words, unpadded_backend
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
 from tunecard.metrics import extract_entities
@@ -59,6 +59,32 @@ def saved_max_length(folder: Path) -> int | None:
     if path.is_file():
         return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("max_length")
     return None
+
+
+def saved_context_size(folder: Path) -> int:
+    """Subwords of document context per side the run trained with (train_config.yaml's context and context_size),
+    0 for none, so prediction and evaluation feed the model what training fed it."""
+    import yaml
+
+    from tunecard.config import DEFAULT_CONTEXT_SIZE
+
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return 0
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if saved.get("context") != "document":
+        return 0
+    return int(saved.get("context_size") or DEFAULT_CONTEXT_SIZE)
+
+
+def document_lines(document: str) -> list[tuple[int, str]]:
+    """The sentences of a document for `Predictor.predict_documents`: its lines (split at \\n, a \\r before it
+    dropped), each with the character offset where it starts."""
+    lines, start = [], 0
+    for line in document.split("\n"):
+        lines.append((start, line[:-1] if line.endswith("\r") else line))
+        start += len(line) + 1
+    return lines
 
 
 def words_with_offsets(tokenizer, text: str) -> list[tuple[str, int, int]]:
@@ -125,7 +151,9 @@ class Predictor:
         label2id = {v: k for k, v in self.id2label.items()}
         limit = environment.model_max_length(self.tokenizer, self.model)
         self.max_length = min(saved_max_length(self.folder) or limit, limit)
-        self.encoder = Encoder(self.tokenizer, label2id, self.max_length)
+        # NER trained with document context: `predict_documents` feeds each sentence the same context
+        self.context_size = saved_context_size(self.folder) if self.is_ner else 0
+        self.encoder = Encoder(self.tokenizer, label2id, self.max_length, context_size=self.context_size)
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
         model_device = next(self.model.parameters()).device
@@ -183,6 +211,50 @@ class Predictor:
         results: list = []
         for start in range(0, len(texts), CHUNK_SIZE):  # only one chunk's features exist at a time
             results.extend(predict_chunk(texts[start:start + CHUNK_SIZE]))
+        return results
+
+    def predict_documents(self, documents: list[str]) -> list[list[dict]]:
+        """NER on whole documents: the entities of each, with character offsets into the document.
+
+        Each line of a document is a sentence (a line may hold several; blank lines are empty sentences). A model
+        trained with `context: document` sees each sentence with the sentences around it in its document, as in
+        training (`Encoder.context_size`); without it, the answer is `predict` of each line, its offsets moved to
+        where the line starts. A text given to `predict` is a document of one sentence.
+        """
+        if isinstance(documents, str):
+            documents = [documents]
+        self.check_documents()
+        self.rechecked = 0
+        results: list[list[dict]] = []
+        chunk: list[str] = []
+        lines = 0
+        for document in [*documents, None]:  # whole documents to a chunk: their sentences need each other
+            if document is None or (chunk and lines >= CHUNK_SIZE):
+                results.extend(self._predict_document_chunk(chunk))
+                chunk, lines = [], 0
+            if document is not None:
+                chunk.append(document)
+                lines += document.count("\n") + 1
+        return results
+
+    def check_documents(self) -> None:
+        """E325 unless this model predicts documents (NER)."""
+        if not self.is_ner:
+            raise ModelError("E325", "documents are predicted by NER models; this folder holds a text classifier.",
+                             path=self.folder, fix="leave out --document: each line is then one text.")
+
+    def _predict_document_chunk(self, documents: list[str]) -> list[list[dict]]:
+        if not documents:
+            return []
+        sentences = [(index, start, line) for index, document in enumerate(documents)
+                     for start, line in document_lines(document)]
+        features, words = self.encoder.encode_raw_documents([line for _, _, line in sentences],
+                                                            [index for index, _, _ in sentences])
+        word_lists = [[w for w, _, _ in ws] for ws in words]
+        tagged = self._tag_words(word_lists, self._entities_may_change(word_lists), features)
+        results: list[list[dict]] = [[] for _ in documents]
+        for (index, start, _), word_spans, word_tags in zip(sentences, words, tagged):
+            results[index].extend(_entities(documents[index], word_spans, word_tags, start))
         return results
 
     def encode(self, texts: list[str]) -> list:
@@ -254,16 +326,7 @@ class Predictor:
         features, words = self.encoder.encode_raw_texts(texts)
         word_lists = [[w for w, _, _ in ws] for ws in words]
         tagged = self._tag_words(word_lists, self._entities_may_change(word_lists), features)
-        results = []
-        for text, word_spans, word_tags in zip(texts, words, tagged):
-            entities = []
-            for label, start, end in extract_entities([t for t, _ in word_tags]):
-                char_start, char_end = word_spans[start][1], word_spans[end - 1][2]
-                score = sum(p for _, p in word_tags[start:end]) / (end - start)
-                entities.append({"label": label, "start": char_start, "end": char_end,
-                                 "text": text[char_start:char_end], "score": round(score, 4)})
-            results.append(entities)
-        return results
+        return [_entities(text, word_spans, word_tags) for text, word_spans, word_tags in zip(texts, words, tagged)]
 
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
@@ -276,6 +339,19 @@ class Predictor:
                 results[features[feature_index].example_index] = {"label": label, "score": probs[label],
                                                                   "probabilities": probs}
         return results
+
+
+def _entities(text: str, word_spans: list[tuple[str, int, int]], word_tags: list[tuple[str, float]],
+              shift: int = 0) -> list[dict]:
+    """The entities of tagged words: label, character offsets (the words' offsets plus `shift`: where the words'
+    text starts in `text`), surface string and score (the mean probability of their words' tags)."""
+    entities = []
+    for label, start, end in extract_entities([t for t, _ in word_tags]):
+        char_start, char_end = word_spans[start][1] + shift, word_spans[end - 1][2] + shift
+        score = sum(p for _, p in word_tags[start:end]) / (end - start)
+        entities.append({"label": label, "start": char_start, "end": char_end,
+                         "text": text[char_start:char_end], "score": round(score, 4)})
+    return entities
 
 
 def load(folder: str | Path, **kwargs) -> Predictor:
@@ -309,7 +385,10 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
                         path=corpus.path, fix="evaluate on data with the model's label set.")
     evaluation = Evaluation(predictor.task, predictor.id2label)
     encode = predictor.encoder.encode_tokens if predictor.is_ner else predictor.encoder.encode_texts
-    for chunk in corpus.chunks(CHUNK_SIZE):  # one chunk's examples and features at a time: bounded memory
+    # one chunk's examples and features at a time: bounded memory; with document context, chunks end where
+    # documents end
+    chunks = document_chunks(corpus, CHUNK_SIZE) if predictor.encoder.context_size else corpus.chunks(CHUNK_SIZE)
+    for chunk in chunks:
         evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
                        packed=predictor.packed, recheck_model=predictor.fp32_model,
                        recheck_margin=predictor.recheck_margin)

@@ -73,6 +73,18 @@ def span_note(counts: dict | None) -> str:
     return "; ".join(parts)
 
 
+def document_context(metrics: dict) -> dict | None:
+    """The card's words on document context (metrics.json's `context`), or None for a run without it."""
+    record = metrics.get("context") or {}
+    if record.get("mode") != "document":
+        return None
+    splits = {split: stats for split, stats in (record.get("splits") or {}).items() if stats}
+    return {"size": record.get("subwords_per_side"),
+            "splits": [{"split": split, "documents": stats.get("documents"),
+                        "with_context": stats.get("examples_with_context"),
+                        "mean": stats.get("context_subwords_mean")} for split, stats in splits.items()]}
+
+
 def base_model_id(model: str) -> str | None:
     """A hub id for the YAML header, or None for a local folder the Hub cannot link to."""
     if model == default_model():
@@ -130,6 +142,8 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     items.append(("max_length", str(metrics["max_length"])))
     if config.task == "token-classification":
         items.append(("subword_labels", config.subword_labels))
+        if config.context == "document":
+            items.append(("context", f"document ({config.context_subwords} subwords per side)"))
     items.append(("best_model_metric", config.metric_for_best_model))
     if config.early_stopping_patience:
         items.append(("early_stopping_patience", str(config.early_stopping_patience)))
@@ -257,6 +271,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         diagnosis=diagnosis(config, history, metrics),
         stopped_by=stop_reason(history),
         search=metrics.get("search"),
+        document_context=document_context(metrics),
         plots=[(PLOT_TITLES.get(name, name), path) for name, path in (plots or {}).items()],
         patience=config.early_stopping_patience,
         fmt=fmt,

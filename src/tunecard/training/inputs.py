@@ -10,7 +10,7 @@ from tunecard.data.stats import corpus_stats, leakage_counts
 from tunecard.data.validate import validate_splits
 from tunecard.encoding.batching import FeatureDataset
 from tunecard.encoding.encoder import Encoder, EncodingStats
-from tunecard.errors import ConfigError
+from tunecard.errors import ConfigError, DataError
 from tunecard.metrics import all_o_baseline, majority_baseline, majority_tag_baseline
 
 SPLITS = ("train", "validation", "test")
@@ -53,7 +53,25 @@ def read_splits(config: TrainConfig) -> dict[str, Corpus]:
                 corpus.warnings.append(f"using the first {limit} examples (max_{'train' if split == 'train' else 'eval'}_examples)")
             corpora[split] = corpus
     validate_splits(corpora["train"], {k: v for k, v in corpora.items() if k != "train"})
+    check_documents(config, corpora)
     return corpora
+
+
+def check_documents(config: TrainConfig, corpora: dict[str, Corpus]) -> None:
+    """`context: document` needs documents: an error if the training split has none (the run would train
+    without the context it asked for), a warning on a validation or test split without them."""
+    if config.context != "document":
+        return
+    for split, corpus in corpora.items():
+        if any(example.doc_id is not None for example in corpus.examples):
+            continue
+        if split == "train":
+            raise DataError("E117", "context: document, but the training data has no documents (no -DOCSTART- "
+                            "lines in a CoNLL file, no \"document\" key in JSONL records)", path=corpus.path,
+                            fix="mark where documents start (-DOCSTART- lines, or a \"document\" id per JSONL "
+                            "record), or set context: none.")
+        corpus.warnings.append("context: document, but this split has no documents (-DOCSTART- lines or "
+                               "document ids): its sentences are encoded without context")
 
 
 def _texts(corpus: Corpus) -> list:

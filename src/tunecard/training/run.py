@@ -94,7 +94,8 @@ def load(config: TrainConfig, inputs: Inputs, trust_pickle: bool = False, consol
     tokenizer = load_tokenizer(config.model)
     model = load_model(config.model, config.task, inputs.id2label, trust_pickle=trust_pickle)
     max_length = min(config.max_length, environment.model_max_length(tokenizer, model))
-    encoder = Encoder(tokenizer, inputs.label2id, max_length, label_all_subwords=config.subword_labels == "all")
+    encoder = Encoder(tokenizer, inputs.label2id, max_length, label_all_subwords=config.subword_labels == "all",
+                      context_size=config.context_subwords)
     datasets, encoding_stats = encode_splits(encoder, inputs.corpora, config.is_ner)
     for split, corpus in inputs.corpora.items():
         encoding_stats[split]["unknown_to_tokenizer"], warning = note_unknown_words(tokenizer, corpus)
@@ -198,8 +199,22 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
         "speed": plan.record(),
         "environment": environment.describe(bf16, str(trainer.args.device)),
         "max_length": loaded.max_length,
+        "context": context_record(config, loaded.encoding_stats),
         "search": search,
     }
+
+
+def context_record(config: TrainConfig, encoding_stats: dict) -> dict | None:
+    """metrics.json's `context` (NER): what each sentence was fed with besides its own words, and per split how
+    much context that was (the encoder's counts)."""
+    if not config.is_ner:
+        return None
+    if config.context != "document":
+        return {"mode": "none"}
+    return {"mode": "document", "subwords_per_side": config.context_subwords,
+            "splits": {split: {key: value for key, value in (stats.get("context") or {}).items()
+                               if key not in ("mode", "subwords_per_side")}
+                       for split, stats in encoding_stats.items()}}
 
 
 def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, console=None, progress: bool = True,
