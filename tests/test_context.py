@@ -91,6 +91,31 @@ def test_chunks_end_where_documents_end(doc_ids, size):
         assert position in ends  # no document is split between two chunks
 
 
+def test_jsonl_records_name_their_documents(tmp_path):
+    from tunecard.data import read_corpus
+
+    tokens = tmp_path / "tokens.jsonl"
+    rows = [{"doc_id": "a", "tokens": ["x"], "tags": ["O"]}, {"doc_id": "a", "tokens": ["y"], "tags": ["O"]},
+            {"tokens": ["z"], "tags": ["O"]}, {"doc_id": 7, "tokens": ["w"], "tags": ["B-PER"]},
+            {"document_id": "b", "tokens": ["v"], "tags": ["O"]}]
+    tokens.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    assert [ex.doc_id for ex in read_corpus(tokens).examples] == [0, 0, None, 1, 2]
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text('{"doc_id": 3, "text": "Anna runs", "spans": [[0, 4, "PER"]]}\n'
+                     '{"doc_id": 3, "text": "Bo", "spans": []}\n{"doc_id": 4, "text": "C", "spans": []}\n',
+                     encoding="utf-8")
+    assert [ex.doc_id for ex in read_corpus(spans).examples] == [0, 0, 1]
+
+    tokens.write_text('{"doc_id": "a", "tokens": ["x"], "tags": ["O"]}\n{"doc_id": "b", "tokens": ["y"], "tags": ["O"]}'
+                      '\n{"doc_id": "a", "tokens": ["z"], "tags": ["O"]}\n', encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        read_corpus(tokens)
+    assert error.value.code == "E111" and error.value.line == 3 and "line 1" in str(error.value)
+    tokens.write_text('{"doc_id": ["a"], "tokens": ["x"], "tags": ["O"]}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="string or an integer"):
+        read_corpus(tokens)
+
+
 # ---- encoding: what the model is fed ------------------------------------------------------------------------
 
 WORDS = ["Paris", "Angela", "Merkel", "visited", "the", "Commission", "in", "Brussels", "Johannesburg",

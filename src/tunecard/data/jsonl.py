@@ -30,6 +30,7 @@ from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
 TAG_KEYS = ("tags", "ner_tags")
+DOCUMENT_KEYS = ("doc_id", "document_id")  # a record's document (NER with context: document)
 OVERLAPPING_SPANS = ("error", "longest", "first")
 MAX_DEPTH = 100  # JSON nesting levels read; data records have a handful
 # Code point ranges whose characters are one token each (BERT's CJK ideographs, plus CJK punctuation,
@@ -244,7 +245,40 @@ def open_token_jsonl(text_file: TextFile, options: ReadOptions | None = None) ->
                         examples_of=lambda stream: check.converted(_token_examples(text_file), stream))
 
 
+class _Documents:
+    """The documents of JSONL records: a `doc_id` (or `document_id`) string or integer names each record's
+    document; a document's records are consecutive, and each document gets its index in the file as
+    `TokenExample.doc_id` (counted from 0, as CoNLL's -DOCSTART- blocks are). A record without one (or with null)
+    is in no document."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.first_line: dict = {}  # id -> line of its first record
+        self.current = None  # the id of the previous record, while its document goes on
+        self.count = 0
+
+    def of(self, record: dict, line: int) -> int | None:
+        key = next((key for key in DOCUMENT_KEYS if key in record), None)
+        value = record[key] if key is not None else None
+        if value is None:
+            self.current = None
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise DataError("E111", f"'{key}' must be a string or an integer, not {preview(value)}", path=self.path,
+                            line=line, fix=f'write "{key}": "doc-1", the same for every sentence of a document.')
+        if value != self.current:
+            if value in self.first_line:
+                raise DataError("E111", f"document {preview(value)} goes on after other records (its first record "
+                                f"is on line {self.first_line[value]})", path=self.path, line=line,
+                                fix="keep the records of a document together, in order.")
+            self.first_line[value] = line
+            self.current = value
+            self.count += 1
+        return self.count - 1
+
+
 def _token_examples(text_file: TextFile) -> Iterator[TokenExample]:
+    documents = _Documents(text_file.path)
     for line, record in iter_json_records(text_file):
         tokens = _string_list(record, "tokens", text_file.path, line)
         tag_key = next((key for key in TAG_KEYS if key in record), None)
@@ -264,7 +298,7 @@ def _token_examples(text_file: TextFile) -> Iterator[TokenExample]:
         if len(tags) != len(tokens):
             raise DataError("E109", f"{len(tokens)} tokens but {len(tags)} tags", path=text_file.path, line=line,
                             fix="give exactly one tag per token.")
-        yield TokenExample(tokens=tokens, tags=list(tags), line=line)
+        yield TokenExample(tokens=tokens, tags=list(tags), line=line, doc_id=documents.of(record, line))
 
 
 def _string_list(record: dict, key: str, path: str, line: int) -> list[str]:
@@ -366,6 +400,7 @@ class _SpanCounts:
 
 def _span_examples(text_file: TextFile, policy: str, split: bool, counts: _SpanCounts) -> Iterator[TokenExample]:
     path = text_file.path
+    documents = _Documents(path)
     for line, record in iter_json_records(text_file):
         text = record.get("text")
         if not isinstance(text, str):
@@ -395,7 +430,7 @@ def _span_examples(text_file: TextFile, policy: str, split: bool, counts: _SpanC
             counts.inside_words += inside
             counts.first_inside_line = counts.first_inside_line or line
         yield TokenExample(tokens=[text[s:e] for s, e in offsets], tags=tags, line=line, text=text, offsets=offsets,
-                           spans=spans)
+                           spans=spans, doc_id=documents.of(record, line))
 
 
 def _checked_spans(raw_spans: object, text: str, path: str, line: int) -> list[tuple[int, int, str]]:

@@ -67,11 +67,11 @@ def check_documents(config: TrainConfig, corpora: dict[str, Corpus]) -> None:
             continue
         if split == "train":
             raise DataError("E117", "context: document, but the training data has no documents (no -DOCSTART- "
-                            "lines in a CoNLL file, no \"document\" key in JSONL records)", path=corpus.path,
-                            fix="mark where documents start (-DOCSTART- lines, or a \"document\" id per JSONL "
-                            "record), or set context: none.")
+                            "line in a CoNLL file, no \"doc_id\" in JSONL records)", path=corpus.path,
+                            fix="mark the documents (-DOCSTART- lines between them in CoNLL, a \"doc_id\" per "
+                            "JSONL record), or set context: none.")
         corpus.warnings.append("context: document, but this split has no documents (-DOCSTART- lines or "
-                               "document ids): its sentences are encoded without context")
+                               "doc_id keys): its sentences are encoded without context")
 
 
 def _texts(corpus: Corpus) -> list:
