@@ -140,10 +140,19 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
 
 
 def fit(trainer: TunecardTrainer, start: Path | None, recorder: RunRecorder) -> float:
-    """Train (or, resumed after an early stop, only restore the Trainer's state); returns the epochs run."""
-    if start is not None and recorder.stopped_by:  # killed after it had stopped early: nothing left to train
-        trainer.state = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
-        return trainer.state.epoch
+    """Train (or, resumed from a checkpoint of a finished training, only restore the state); returns the epochs run.
+
+    A run killed after its last checkpoint (while the run folder was written) or after an early stop has nothing
+    left to train: the Trainer would still run the rest of a partial last epoch (`max_steps`, or fractional
+    `num_epochs`, ending inside one), so it is not asked to. The checkpoint's weights are loaded as its resume
+    would load them; the best weights come from the recorder.
+    """
+    if start is not None:
+        saved = TrainerState.load_from_json(str(start / TRAINER_STATE_NAME))
+        if recorder.stopped_by or saved.global_step >= saved.max_steps:
+            trainer.state = saved
+            trainer._load_from_checkpoint(str(start))
+            return trainer.state.epoch
     output = trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
     return output.metrics.get("epoch", trainer.args.num_train_epochs)
 

@@ -6,7 +6,7 @@ import time
 
 import torch
 from transformers import PrinterCallback, ProgressCallback, Trainer
-from transformers.trainer_utils import EvalLoopOutput
+from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
 from tunecard import environment
 from tunecard.config import TrainConfig
@@ -33,6 +33,7 @@ class TunecardTrainer(Trainer):
         self.pad_collator = collator
         self.eval_bf16 = bf16
         self.positive_label = positive_label
+        self._evaluated_step: int | None = None  # the step whose evaluation ran before its checkpoint
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
 
@@ -58,6 +59,28 @@ class TunecardTrainer(Trainer):
         for group in head_groups:
             optimizer.add_param_group(group)
         return optimizer
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
+                                 learning_rate=None):
+        # A checkpoint holds every evaluation due at its step. The Trainer saves at an epoch's last step (save
+        # steps, or max_steps reached) before the epoch-end evaluation of that same step: a run killed between the
+        # two resumed past the evaluation, losing its row and possibly the best model. The evaluation is run first
+        # here (the weights are the same at both points), and not again at the epoch's end.
+        if self.control.should_save and not self.control.should_evaluate and self._epoch_evaluation_follows(epoch):
+            self.control.should_evaluate = True
+        if self.control.should_evaluate and self._evaluated_step == self.state.global_step:
+            self.control.should_evaluate = False
+        if self.control.should_evaluate:
+            self._evaluated_step = self.state.global_step
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
+                                         learning_rate=learning_rate)
+
+    def _epoch_evaluation_follows(self, epoch: int) -> bool:
+        """Whether the epoch ends at this step (its last batch, or training stops here) with an evaluation."""
+        if self.args.eval_strategy != IntervalStrategy.EPOCH or self.eval_dataset is None:
+            return False
+        epoch_ends = self.state.epoch is not None and self.state.epoch >= epoch + 1
+        return (epoch_ends or self.control.should_training_stop) and self.args.eval_delay <= self.state.epoch
 
     def _clip_grad_norm(self, model):
         norm = self.speed.clip_grad_norm(model, self.args.max_grad_norm)  # sparse embedding rows: its own clipping
