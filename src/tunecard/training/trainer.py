@@ -60,6 +60,30 @@ class TunecardTrainer(Trainer):
             optimizer.add_param_group(group)
         return optimizer
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's loss as the Trainer sums it: this micro-batch's share of the whole optimizer step's mean.
+
+        For a model that takes loss keyword arguments, the Trainer counts the labelled items of the whole step
+        (`num_items_in_batch`: every micro-batch of gradient accumulation, every process), expects the model to
+        return this micro-batch's summed loss over that count, adds the micro-batches' losses without dividing,
+        and multiplies by the number of processes (DDP averages the gradients). Encoder classifiers accept the
+        arguments but return their own micro-batch's mean: two processes recorded 4.655 for a first step of
+        2.319, and gradient accumulation multiplied the loss and the gradient norm by its steps. The mean is
+        rescaled by this micro-batch's labelled items over the step's, so the recorded loss, the gradient and its
+        norm are those of one process on the whole batch. One process without accumulation is left as it was.
+        """
+        labels = inputs.get("labels")
+        if (num_items_in_batch is None or labels is None or not self.model_accepts_loss_kwargs
+                or self.label_smoother is not None or self.compute_loss_func is not None
+                or labels.is_floating_point()
+                or (self.args.world_size == 1 and self.current_gradient_accumulation_steps == 1)):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        local = labels.ne(-100).sum()
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        # A micro-batch without labelled items has a NaN mean (0 / 0) and contributes nothing.
+        loss = torch.where(local > 0, loss * local / num_items_in_batch, torch.zeros_like(loss))
+        return (loss, outputs) if return_outputs else loss
+
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
                                  learning_rate=None):
         # A checkpoint holds every evaluation due at its step. The Trainer saves at an epoch's last step (save
