@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from conftest import WNUT_SAMPLE
 
 torch_distributed = pytest.importorskip("torch.distributed")
 PROBE = Path(__file__).with_name("distributed_probe.py")
+KILL_PROBE = Path(__file__).with_name("kill_probe.py")
 EXAMPLES, PER_DEVICE_BATCH, EPOCHS = 32, 4, 2
 
 
@@ -117,3 +122,77 @@ def _torchrun(tmp_path: Path, processes: int, values: dict) -> dict:
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((Path(values["output"]) / "history.json").read_text())
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
+def test_a_frozen_rank_stops_the_run_after_ddp_timeout_with_its_rank_named(tiny_bert_cased, tmp_path):
+    """Rank 1 stops itself (SIGSTOP) after step 2; rank 0 waits ddp_timeout (10 s), not the Trainer's 30 minutes,
+    then stops with E225 naming rank 1."""
+    pid_file = tmp_path / "stopped.pid"
+    values = {**SAME_BATCH, "model": tiny_bert_cased, "output": tmp_path / "run", "train_batch_size": 2,
+              "ddp_timeout": 10}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={_free_port()}", str(KILL_PROBE), "stop@2:1", "train", "--quiet"]
+    command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "KILL_PROBE_PID_FILE": str(pid_file)})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 400
+        while not any("[E225]" in line for line in lines):
+            assert process.poll() is None, "".join(lines)[-4000:]
+            assert time.monotonic() < deadline, "no E225 within 400 s: " + "".join(lines)[-4000:]
+            time.sleep(0.2)
+    finally:
+        if pid_file.is_file():  # the stopped rank: the launcher would wait 30 s before it kills it
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        process.wait(timeout=120)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert process.returncode != 0
+    error = next(line for line in output.splitlines() if "[E225]" in line)
+    assert "rank 1 of 2 processes stopped answering: rank 0 waited ddp_timeout (10 s)" in " ".join(output.split())
+    assert "Traceback" not in output.split("[E225]")[0].splitlines()[-1], error
+    assert "raise ddp_timeout" in " ".join(output.split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_ddp_timeout_is_validated_passed_to_the_trainer_and_may_change_on_resume(tmp_path):
+    from tunecard.config import build_config
+    from tunecard.errors import ConfigError
+    from tunecard.training.arguments import training_arguments
+    from tunecard.training.checkpoint import config_differences
+
+    flags = ["train=x.conll", f"output={tmp_path / 'run'}"]
+    config = build_config(None, set_pairs=flags)
+    assert config.ddp_timeout == 600  # not the Trainer's 30 minutes
+    for bad in ("5", "true", "1e9", "-1"):
+        with pytest.raises(ConfigError) as error:
+            build_config(None, set_pairs=[*flags, f"ddp_timeout={bad}"])
+        assert error.value.code == "E206" and "ddp_timeout" in error.value.message
+        if bad == "5":  # docs/bad-input.md's row quotes the message
+            doc = (Path(__file__).resolve().parents[1] / "docs" / "bad-input.md").read_text(encoding="utf-8")
+            row = next(line for line in doc.splitlines() if line.startswith("| `ddp_timeout: 5`"))
+            assert f"**E206** `{error.value.message.split('from flags: ')[-1].rstrip('.')}`" in row
+    longer = build_config(None, set_pairs=[*flags, "ddp_timeout=1800"])
+    assert training_arguments(longer, tmp_path / "checkpoints", bf16=False, has_validation=False).ddp_timeout == 1800
+    config.save(tmp_path)  # E225's remedy is a longer ddp_timeout on the resume: not another configuration
+    assert config_differences(tmp_path / "train_config.yaml", longer) == []
+
+
+def test_timeout_message_names_the_silent_rank_or_says_why_it_cannot():
+    from tunecard.training.distributed import is_timeout, timeout_error
+
+    gloo = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+                        "600000ms for recv operation to complete")
+    assert is_timeout(gloo) and not is_timeout(RuntimeError("CUDA out of memory")) and not is_timeout(OSError("x"))
+    named = timeout_error(gloo, 600, [3], rank=0, world=4)
+    assert named.code == "E225"
+    assert named.message.startswith("rank 3 of 4 processes stopped answering: rank 0 waited ddp_timeout (600 s) in "
+                                    "an operation all processes take part in (Timed out waiting 600000ms for recv")
+    assert "raise ddp_timeout (e.g. --set ddp_timeout=1800)" in named.fix and "resumes" in named.fix
+    assert "ranks 1, 2 of 4 processes" in timeout_error(gloo, 600, [1, 2], rank=0, world=4).message
+    assert "slower than ddp_timeout rather than stopped" in timeout_error(gloo, 600, [], rank=0, world=4).message
+    assert "cannot be told from rank 2" in timeout_error(gloo, 600, None, rank=2, world=4).message

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch.distributed as torch_distributed
 from conftest import WNUT_SAMPLE
 
 from tunecard.training.checkpoint import last_checkpoint
@@ -150,3 +151,17 @@ def test_kill_matrix_save_strategy_epoch(tiny_bert_cased, tmp_path):
     ])
     _assert_same_run(resumed, reference)
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
+def test_kill_matrix_two_processes(no_dropout_bert, tmp_path):
+    """torchrun, two CPU processes over gloo: a rank killed (the launcher then ends the other) resumes to the
+    uninterrupted two-process run. 2 examples a process, 4 a step: the steps and checkpoints of STEPS."""
+    values = {**BASE, **STEPS, "model": str(no_dropout_bert), "train_batch_size": 2}
+    reference = _run_uninterrupted({**values, "output": str(tmp_path / "reference" / "run")}, processes=2)
+    resumed = _kill_and_resume({**values, "output": str(tmp_path / "killed" / "run")}, [
+        ("mid-epoch@3:1", 2),  # rank 1 dies; rank 0 waits for it in step 3's loss gather and is ended
+        ("after-checkpoint@4:0", 4),
+        ("final-write", 7),
+    ], processes=2)
+    _assert_same_run(resumed, reference)

@@ -178,6 +178,12 @@ def moved_key_message(keys: list[str]) -> str:
     return "; ".join(parts)
 
 
+# A frozen or dead process of a multi-process run stops the others after this long (the Trainer waits 30 minutes).
+# The longest wait of a healthy run is rank 0 alone writing a checkpoint's state and best weights (the final
+# evaluations and the run folder are waited for without this limit: training/distributed.py).
+DDP_TIMEOUT = 600
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a run. Unknown keys are errors (a typo must not be ignored)."""
 
@@ -269,6 +275,12 @@ class TrainConfig(BaseModel):
     # --- resume checkpoints (optimizer, scheduler, RNG, data position) beside the output; removed when the run ends
     save_strategy: Literal["epoch", "steps", "no"] = "epoch"
     save_steps: int | None = Field(None, ge=1, description="with save_strategy: steps (an error otherwise)")
+
+    # --- several processes (torchrun, accelerate launch)
+    ddp_timeout: int = Field(
+        DDP_TIMEOUT, ge=10, le=7 * 24 * 3600, description="seconds a process of a multi-process run waits for the "
+        "others in one operation (a gradient sum, a barrier) before the run stops with E225, naming the process that "
+        "did not answer: 10 to 604800; the Trainer's own default is 1800")
 
     # --- tracking: passed to the Trainer's report_to (e.g. [tensorboard], [mlflow]); logs go under the run folder
     report_to: list[str] = Field(default_factory=list, description="Trainer integrations: tensorboard, mlflow, ...")

@@ -62,3 +62,7 @@ class OutputError(TunecardError):
 
 class ServeError(TunecardError):
     """`tunecard serve` cannot start as asked (an option out of range, an address in use, packages missing)."""
+
+
+class DistributedError(TunecardError):
+    """A process of a multi-process run stopped answering the others (`ddp_timeout` passed)."""

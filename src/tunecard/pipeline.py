@@ -19,7 +19,7 @@ from tunecard.config import TrainConfig
 from tunecard.reporting.card import write_card
 from tunecard.reporting.plots import write_plots
 from tunecard.training.checkpoint import find_resume, last_checkpoint, prepare_folder
-from tunecard.training.distributed import is_main_process
+from tunecard.training.distributed import is_main_process, wait_for_main
 from tunecard.training.outputs import RunFolder
 from tunecard.training.run import Fitted, run
 
@@ -84,7 +84,7 @@ def write_run(config: TrainConfig, run_folder: RunFolder, fitted: Fitted) -> Run
         plots = write_plots(folder, fitted.history, fitted.metrics, config.task)
         write_card(folder, config, fitted.history, fitted.metrics, plots)
         _keep_tensorboard_logs(Path(fitted.trainer.args.output_dir), folder)
-    fitted.trainer.accelerator.wait_for_everyone()
+    wait_for_main()  # the other processes return once the run is in place
     return RunResult(run_folder.path, fitted.history, fitted.metrics)
 
 

@@ -33,6 +33,7 @@ PASSED_THROUGH = {
     "save_strategy": "save_strategy",
     "save_steps": "save_steps",
     "seed": "seed",
+    "ddp_timeout": "ddp_timeout",
 }
 
 

@@ -43,6 +43,9 @@ def optimizer_layout(plan) -> str:
 
 
 BEST_WEIGHTS = "best_model.safetensors"
+# Keys a resume may change: `output` (the checkpoint folder's place already ties it to the output: runs/x =
+# ./runs/x) and `ddp_timeout` (E225's remedy is to raise it and resume); neither changes what is trained.
+RESUMABLE_CHANGES = ("output", "ddp_timeout")
 
 
 def _step(folder: Path) -> int:
@@ -65,9 +68,8 @@ def config_differences(saved: Path, config: TrainConfig) -> list[str]:
     except (OSError, yaml.YAMLError, ValueError):
         return ["(the saved config cannot be read)"]
     new = config.model_dump()
-    # `output` is left out: the checkpoint folder's place already ties it to the output (runs/x = ./runs/x).
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in new
-            if key != "output" and old.get(key) != new.get(key)]
+            if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key)]
 
 
 def find_resume(config: TrainConfig, folder: Path, *, resume: bool, overwrite: bool) -> Path | None:

@@ -20,6 +20,7 @@ from tunecard.data.example import Corpus
 from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator
 from tunecard.encoding.encoder import Encoder
 from tunecard.encoding.models import load_model, load_tokenizer, note_unknown_words
+from tunecard.training import distributed
 from tunecard.training.arguments import training_arguments
 from tunecard.training.checkpoint import CheckpointKeeper, restore
 from tunecard.training.distributed import backend, world_size
@@ -241,8 +242,11 @@ def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, conso
     if config.save_strategy != "no":
         keeper = CheckpointKeeper(run_folder.checkpoints, recorder, saved.get("elapsed_seconds", 0.0))
     output_dir = run_folder.checkpoints if keeper else run_folder.scratch
-    bf16 = environment.use_bf16(config.precision, environment.training_device())
+    device = environment.training_device()
+    bf16 = environment.use_bf16(config.precision, device)
+    distributed.start(config.ddp_timeout, cpu=device.type == "cpu")  # the Trainer passes ddp_timeout on GPUs only
     args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
+    distributed.open_control_group()
     the_plan = plan(config, loaded, args)
     padded = PadCollator(loaded.tokenizer.pad_token_id)
     with speed.training_levers(the_plan, loaded.model, loaded.datasets["train"].features, padded,
@@ -251,14 +255,15 @@ def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, conso
             keeper.check_plan(the_plan, start)
         trainer = build_trainer(config, inputs, loaded, the_plan, args, recorder, keeper, callbacks, progress)
         started = time.perf_counter()
-        with run_folder.writing_checkpoints():  # disk full while a checkpoint is written: E404, resumable
+        # disk full while a checkpoint is written: E404, resumable; a process that stops answering: E225
+        with run_folder.writing_checkpoints(), distributed.stuck_process_named(config.ddp_timeout):
             epochs_run = fit(trainer, start, recorder)
         train_seconds = time.perf_counter() - started + (keeper.prior_seconds if keeper else 0.0)
     release_optimizer(trainer)
     for callback in callbacks:
         recorder.stopped_by = recorder.stopped_by or getattr(callback, "stopped_by", None)
     if not trainer.is_world_process_zero():
-        trainer.accelerator.wait_for_everyone()  # return once rank 0 has written the run
+        distributed.wait_for_main()  # return once rank 0 has written the run
         return Fitted(loaded.model, loaded.tokenizer, recorder.history(), {}, trainer, main_process=False)
     metrics = finalize(config, inputs, loaded, the_plan, trainer, recorder, epochs_run=epochs_run,
                        train_seconds=train_seconds, start=start, search=search)
