@@ -210,6 +210,20 @@ def test_byte_level_bpe_words_are_encoded_as_their_text(add_prefix_space):
                 tokens[position]).strip())]
 
 
+def test_a_raw_text_of_spaces_longer_than_the_model_still_gets_its_feature():
+    """Byte-level BPE turns a run of spaces into tokens that belong to no word: a text longer than the model with
+    no word in it gets a feature of the special tokens (every text has one), and no words."""
+    encoder = Encoder(_byte_level_tokenizer(False), {"O": 0}, 8)
+    texts = ["East" + " " * 40 + ".", " " * 40, "said"]
+    assert len(encoder.backend.encode(texts[1]).ids) > 8
+    features, words = encoder.encode_raw_texts(texts)
+    assert [[w for w, _, _ in ws] for ws in words] == [["East", "."], [], ["said"]]
+    assert sorted({f.example_index for f in features}) == [0, 1, 2]
+    assert all(len(f) <= 8 for f in features)
+    assert [w for f in features if f.example_index == 0 for _, w in f.word_positions] == [0, 1]  # in windows
+    assert [f.word_positions for f in features if f.example_index == 1] == [[]]
+
+
 def test_raw_texts_longer_than_the_model_are_windowed(short_tokenizer):
     encoder = Encoder(short_tokenizer, {"O": 0}, 12)
     texts = ["one two", " ".join(f"word{i}" for i in range(30)), "", "three"]

@@ -123,6 +123,29 @@ def test_training_words_are_encoded_as_their_raw_text_encodes_them(family, famil
             assert feature.labels[position] == encoder.label2id[example.tags[word]]
             start += len(token)
 
+    # Sentences longer than the model: windows of whole words, each word scored once at its first subword; a raw
+    # text's windows are stretches of its own encoding (what pipeline's tokenizer gives for the whole text).
+    short = Encoder(tokenizer, encoder.label2id, 12)
+    windowed = short.encode_tokens(examples)
+    assert len(windowed) > len(examples)
+    for index, example in enumerate(examples):
+        windows = [f for f in windowed if f.example_index == index]
+        assert sorted(word for f in windows for _, word in f.word_positions) == list(range(len(example.tokens)))
+        assert all(len(f) <= 12 for f in windows)
+        assert all(feature.labels[position] == short.label2id[example.tags[word]]
+                   for feature in windows for position, word in feature.word_positions)
+    first, last = tokenizer("")["input_ids"]  # the special tokens around a text, in every family here
+    long_texts = [" ".join(RAW_TEXTS[:4]), "  ".join(RAW_TEXTS[4:])]
+    features, words = short.encode_raw_texts(long_texts)
+    for index, text in enumerate(long_texts):
+        whole = tokenizer(text)["input_ids"][1:-1]
+        windows = [f for f in features if f.example_index == index]
+        assert sorted(word for f in windows for _, word in f.word_positions) == list(range(len(words[index])))
+        for feature in windows:
+            ids = feature.inputs["input_ids"]
+            assert len(ids) <= 12 and (ids[0], ids[-1]) == (first, last)
+            assert any(whole[i:i + len(ids) - 2] == ids[1:-1] for i in range(len(whole)))
+
     features, words = encoder.encode_raw_texts(RAW_TEXTS)
     assert [f.inputs["input_ids"] for f in features] == tokenizer(RAW_TEXTS)["input_ids"]
     for text, text_words in zip(RAW_TEXTS, words):

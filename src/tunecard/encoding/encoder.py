@@ -132,7 +132,10 @@ def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], list[in
     spans: dict[int, list[int]] = {}
     starts: list[int | None] = []
     for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
-        start = None if word is None else _first_character(text, start, end)
+        if word is None or end <= start:
+            start = None
+        elif text[start].isspace():
+            start = _first_character(text, start, end)
         starts.append(start)
         if start is None:
             continue
@@ -171,7 +174,10 @@ def word_ids_by_offsets(encoding, text: str, ends: list[int]) -> list[int | None
     last = len(ends) - 1
     word_ids = []
     for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
-        start = None if word is None else _first_character(text, start, end)
+        if word is None or end <= start:
+            start = None
+        elif text[start].isspace():
+            start = _first_character(text, start, end)
         word_ids.append(None if start is None else min(bisect.bisect_right(ends, start), last))
     return word_ids
 
@@ -209,6 +215,24 @@ def has_offsets(backend) -> bool:
     text, ends = joined(WORD_PROBES[2])
     found = set(word_ids_by_offsets(backend.encode(text, add_special_tokens=False), text, ends))
     return found >= set(range(len(ends)))
+
+
+def word_lengths(word_ids: list[int | None], n_words: int) -> list[int]:
+    """Subwords per word, for planning windows: a token of no word between two words' tokens (one that covers
+    only whitespace, as a lone ▁ may) counts with the word after it, so a window of whole words holds no more
+    subwords than its words' counts add up to. Special tokens (before the first word, after the last) count
+    nowhere."""
+    lengths = [0] * n_words
+    between = 0
+    seen = False
+    for word in word_ids:
+        if word is None:
+            if seen:
+                between += 1
+            continue
+        lengths[word] += 1 + between
+        between, seen = 0, True
+    return lengths
 
 
 def _model_input_names(tokenizer) -> list[str]:
@@ -347,7 +371,7 @@ class Encoder:
         The words are the tokenizer's own (`text_words`), and a text that fits the model is encoded exactly as
         `transformers.pipeline` encodes it (one call of the tokenizer on the text): what the model saw in
         training is what pipeline gives it, since `encode_tokens` encodes pre-split words as their text. A longer
-        text is cut into windows of whole words (`_plan_windows`), each window encoded as its stretch of the text.
+        text is cut into windows of whole words (`_stretches`), each a stretch of that same encoding.
         """
         self._need_offsets()
         features: list[Feature] = []
@@ -358,17 +382,44 @@ class Encoder:
             if len(encoding.ids) <= self.max_length:
                 features.append(self._token_feature(self._inputs(encoding), token_words, None, index,
                                                     range(len(words)), 0))
-                continue
-            word_lengths = [0] * len(words)
-            for w in token_words:
-                if w is not None:
-                    word_lengths[w] += 1
-            windows = _plan_windows(word_lengths, self.max_length - self.n_special)
-            stretches = [(text[words[left][1]:words[right - 1][2]], [end - words[left][1] for _, _, end in words[left:right]])
-                         for left, _, _, right in windows]
-            for (left, start, end, _), (inputs, word_ids) in zip(windows, self._encode_as_text(stretches, truncate=True)):
-                features.append(self._token_feature(inputs, word_ids, None, index, range(start, end), left))
+            elif not words:  # too long, and no word in it (a long run of whitespace tokens): the special tokens
+                features.append(self._token_feature(*self._encode_words([]), None, index, range(0), 0))
+            else:
+                features.extend(self._stretches(encoding, token_words, len(words), index))
         return features, words_of
+
+    def _stretches(self, encoding, word_ids: list[int | None], n_words: int, example_index: int) -> list[Feature]:
+        """The features of a raw text longer than max_length: windows of whole words (`_plan_windows`), each a
+        stretch of the text's own encoding between the special tokens, so every window gives the model the
+        subwords pipeline gives it for the whole text (a word longer than a window keeps its first subwords)."""
+        firsts: list[int] = [-1] * n_words
+        lasts: list[int] = [-1] * n_words
+        for position, word in enumerate(word_ids):
+            if word is not None:
+                if firsts[word] < 0:
+                    firsts[word] = position
+                lasts[word] = position
+        budget = self.max_length - self.n_special
+        features = []
+        for left, start, end, right in _plan_windows(word_lengths(word_ids, n_words), budget):
+            first = firsts[left]
+            stop = min(lasts[right - 1] + 1, first + budget)
+            window = self._stretch(encoding, first, stop)
+            content = iter(word_ids[first:stop])
+            window_word_ids = [None if special else next(content) for special in window.special_tokens_mask]
+            features.append(self._token_feature(self._inputs(window), window_word_ids, None, example_index,
+                                                range(start, end), 0))
+        return features
+
+    def _stretch(self, encoding, start: int, stop: int):
+        """Tokens start..stop of an encoding (made with special tokens, which lie outside that stretch), with the
+        tokenizer's special tokens around them again."""
+        from tokenizers import Encoding
+
+        stretch = Encoding.merge([encoding], growing_offsets=False)  # a copy: truncate works in place
+        stretch.truncate(stop, 0, "right")
+        stretch.truncate(stop - start, 0, "left")
+        return self.backend.post_process(stretch, None, True)
 
     def encode_raw_documents(self, texts: list[str], doc_ids: list) -> tuple[list[Feature],
                                                                            list[list[tuple[str, int, int]]]]:
@@ -537,11 +588,7 @@ class Encoder:
             stats.unknown_words += len(dropped)
             inputs, word_ids = self._encode_words(words)
         stats.subwords.append(len(word_ids))
-        lengths = [0] * len(words)
-        for w in word_ids:
-            if w is not None:
-                lengths[w] += 1
-        return words, inputs, word_ids, lengths
+        return words, inputs, word_ids, word_lengths(word_ids, len(words))
 
     def _encode_slots(self, slots: list) -> list[Feature]:
         """The features of one document's windows, those still to encode in one batch.
