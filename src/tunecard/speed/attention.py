@@ -14,6 +14,10 @@ keys and values of the one flat sequence are scattered into the rows the block m
 and gathered back, so every other layer computes on real tokens only. `NAME_TORCH_MASKS` does that with SDPA's
 own dropout, for runs without the fast masks. With the fast masks, a padding-free training batch goes through
 `_PackedRowsAttention`: the same arithmetic in one autograd node with a written-out backward.
+
+Measured gain (docs/performance.md): the attention-probability dropout with these masks, a step 1.06x
+(AMX Xeon, 60 alternating steps); `_PackedRowsAttention`, 89.4 against 95.2 ms a step (1.065x, AMX Xeon,
+`step_ab.py --lever rows-attention`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ a threshold keeps its element: the same Bernoulli masks from a quarter of the ra
 probability is rounded to a multiple of 1/65536 (0.9 becomes 0.899994) and the scale is its exact inverse,
 so every output still has the input's expectation. The masks come from torch's seeded generator, so a run
 is as reproducible as before; only the stream of masks differs from torch's, as with another seed.
+
+Measured gain (docs/performance.md): 290.1 against 303.3 ms a packed step, 7% on average over 16 paired
+rounds (AMX Xeon, `benchmarks/dropout_ab.py --rounds 16`).
 """
 
 from __future__ import annotations

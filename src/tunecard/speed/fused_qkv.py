@@ -8,6 +8,9 @@ tested; equal bit for bit on the AMX Xeon) and sums the
 input gradient inside the matmul (measured against fp64: as close as the separate sums, or closer). Written by
 hand because transformers computes the three separately and nothing fuses them for training short of compiling
 the model. The parameters stay where they are, so optimizers, state dicts and saved models do not change.
+
+Measured gain (docs/performance.md): 220.4 against 232.0 ms a step, median paired speedup 1.054 over 50
+alternating steps (AMX Xeon).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ pass of its own over the widest activation of the layer, and on 4288 tokens it t
 accumulator before the result is rounded to bf16 (closer to fp32, too), and its plain matmul skips some of
 `F.linear`'s per-call cost. This is the operator inductor emits for frozen CPU models; written by hand because
 `predict` runs eagerly (compiling costs more than most predict calls take) and transformers has no switch for it.
+
+Measured gain (docs/performance.md): `predict` on the 1000 CoNLL-2003 dev sentences in bf16, 1545 against
+1386 sentences/s without the recheck (1.12x), 1080 against 1042 with it (AMX Xeon, 5 interleaved rounds).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ token-level and causal language-model losses.
 Packing is used only after `packing_matches` has checked, on real training features, that the packed
 forward pass gives the padded one's logits: a model type whose positions or masks work differently falls
 back to padding instead of training on wrong inputs; the padding-free layout is checked the same way.
+
+Measured gain (docs/performance.md): packed rows 1.40x the samples/s of padded batches (3000 CoNLL-2003
+sentences, AMX Xeon, bf16); padding-free packed text classification 1.74x a step on SST-2 (`step_ab.py --lever
+text-packing`, AMD EPYC, fp32); padding-free NER batches 77% of packed rows' tokens, 43% of padding's.
 """
 
 from __future__ import annotations

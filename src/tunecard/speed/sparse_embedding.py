@@ -20,6 +20,9 @@ adds the two pieces no library has:
   1.6 ms of an SST-2 step at 6,000 touched rows, and grows with them. Between steps the weight tensor itself
   lags: read it through a forward pass or a state dict.
 - `clip_grad_norm_` takes the norm over the dense gradients and the sparse rows' values, and scales both.
+
+Measured gain (docs/performance.md): 220.6 against 264.0 ms a packed step (1.20x, 12 of 12 interleaved
+rounds, AMX Xeon); whole 3000-sentence runs faster in both alternating pairs.
 """
 
 from __future__ import annotations
