@@ -7,7 +7,7 @@ shift line numbers.
 
 A file is read in one of two ways, with the same checks, errors, warnings and lines:
 
-* whole (the default): decoded once and held, so readers that go over it several times read memory;
+* whole (the default): decoded once and its lines held, so readers that go over it several times read memory;
 * streamed (``stream=True``): checked in one pass over 1 MiB blocks, then each pass over the lines reads the
   file again, so nothing of the file is held (``tunecard evaluate`` on a large file).
 """
@@ -41,35 +41,24 @@ class TextFile:
     path: str
     encoding: str
     warnings: list[str] = field(default_factory=list)
-    text_held: str | None = None  # the whole text (BOM removed, CRLF turned into LF), unless streamed
+    held_lines: list[str] | None = None  # a whole read: every line (BOM removed, CRLF read as LF); None: streamed
     _codec: str = "utf-8"  # what to open the file with when streamed (utf-8-sig skips a BOM)
     _strip_bom: bool = False  # streamed with a given encoding: the text starts with U+FEFF, to be dropped
     _cr_only: bool = False  # streamed: old Mac line endings (CR, no LF anywhere)
-    _lines: list[str] | None = None
 
     @property
     def streamed(self) -> bool:
-        return self.text_held is None
-
-    @property
-    def lines(self) -> list[str]:
-        """All lines in a list (held once made): for a whole file."""
-        if self._lines is None:
-            self._lines = list(self.iter_lines())
-        return self._lines
+        return self.held_lines is None
 
     def iter_lines(self) -> Iterator[str]:
         """The lines without line endings; streamed files are read again from disk at every call."""
-        if self._lines is not None:
-            yield from self._lines
-            return
-        if self.text_held is not None:
-            yield from _split_lines(self.text_held)
+        if self.held_lines is not None:
+            yield from self.held_lines
             return
         with open(self.path, encoding=self._codec, newline="\n") as handle:
             if self._cr_only:  # no LF at all: one line as far as the file object knows
                 text = handle.read()
-                yield from _split_lines(text[1:] if self._strip_bom else text, cr_only=True)
+                yield from _split_lines((text[1:] if self._strip_bom else text).replace("\r", "\n"))
                 return
             first = True
             for raw in handle:
@@ -81,23 +70,13 @@ class TextFile:
                     raw = raw[:-2] if raw.endswith("\r\n") else raw[:-1]
                 yield raw
 
-    @property
-    def text(self) -> str:
-        """The whole text (read from disk when streamed)."""
-        if self.text_held is not None:
-            return self.text_held
-        return "\n".join(self.iter_lines())
 
-
-def _split_lines(text: str, cr_only: bool = False) -> Iterator[str]:
-    if cr_only:
-        text = text.replace("\r", "\n")
-    else:
-        text = text.replace("\r\n", "\n")
+def _split_lines(text: str) -> list[str]:
+    """Lines of a text whose line endings are LF."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline does not start a line
-    yield from lines
+    return lines
 
 
 def read_text_file(path: str | Path, encoding: str | None = None, stream: bool = False) -> TextFile:
@@ -146,7 +125,7 @@ def read_text_file(path: str | Path, encoding: str | None = None, stream: bool =
         warnings.append(_CR.format(path=path))
     if not text.strip():
         raise _empty_error(path)
-    return TextFile(path=str(path), text_held=text, encoding=encoding or "utf-8", warnings=warnings)
+    return TextFile(path=str(path), held_lines=_split_lines(text), encoding=encoding or "utf-8", warnings=warnings)
 
 
 _CRLF = "{path}: has Windows (CRLF) line endings; they were read as LF."
