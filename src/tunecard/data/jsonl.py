@@ -179,12 +179,15 @@ def _iter_json_array(path: str, number: int, line: str, lines: Iterator[str]) ->
                                 line=number, fix="remove the comma after the last record.")
             rest = content[1:]
             break
-        start, buffer = number, content
-        while _balance(buffer) > 0:  # the record goes on over the next lines
+        start, parts = number, [content]
+        depth = _balance(content)
+        while depth > 0:  # the record goes on over the next lines (JSON strings never span lines)
             try:
-                buffer += "\n" + next(lines)
+                parts.append(next(lines))
             except StopIteration:
                 break
+            depth += _balance(parts[-1])
+        buffer = "\n".join(parts)
         _check_depth(path, start, buffer)
         try:
             record, end = json.JSONDecoder().raw_decode(buffer)
