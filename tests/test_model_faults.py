@@ -106,3 +106,16 @@ def test_data_the_tokenizer_knows_gets_no_warning(tiny_bert_cased, tmp_path):
     assert data["encoding"]["unknown_to_tokenizer"]["share"] < 0.05
     assert not any("unknown to the tokenizer" in warning for warning in data["warnings"])
     assert "unknown to the tokenizer" not in (result.output / "README.md").read_text(encoding="utf-8")
+
+
+def test_texts_are_split_into_words_as_the_tokenizer_splits_them(tiny_bert_cased, tmp_path):
+    from tunecard.data import read_corpus
+    from tunecard.encoding.models import corpus_words, note_unknown_words
+
+    tokenizer = load_tokenizer(str(tiny_bert_cased))
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\n\"ᎠᎡ, great movie!\",pos\nbad plot ትግ,neg\n", encoding="utf-8")
+    corpus = read_corpus(path)
+    assert list(corpus_words(tokenizer, corpus)) == [["ᎠᎡ", ",", "great", "movie", "!"], ["bad", "plot", "ትግ"]]
+    report, warning = note_unknown_words(tokenizer, corpus)
+    assert (report["words"], report["unknown"]) == (8, 2) and warning in corpus.warnings
