@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tunecard-installed
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast docs clean
 
 $(STAMP): pyproject.toml scripts/setup-venv.sh
 	VENV=$(VENV) scripts/setup-venv.sh
@@ -19,6 +19,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+docs: $(STAMP)  # docs/configuration.md from src/tunecard/config.py (tests/test_config_docs.py checks it)
+	$(BIN)/python -m tunecard.config --markdown > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -191,7 +191,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # --- what to train on
-    task: Literal["token-classification", "text-classification"] = "token-classification"
+    task: Literal["token-classification", "text-classification"] = Field(
+        "token-classification", description="token-classification (NER; also ner, token) or text-classification (also "
+        "classification, text, sequence-classification)")
     model: str = Field(default_factory=default_model, description="hub id, local folder, or 'embedded' (the packaged "
                        "MiniLM); a relative folder in a YAML config is read from the config file's folder")
     train: str | None = Field(None, description="training data: a file, a save_to_disk folder or a hub dataset; "
@@ -202,46 +204,61 @@ class TrainConfig(BaseModel):
                         "YAML config: from the config file's folder")
     dataset_name: str | None = Field(None, description="name shown on the card; default: the training file's folder")
 
-    # --- how to read the files (None: detect)
-    format: str | None = None
-    scheme: str | None = None
+    # --- how to read the files (null: detected)
+    format: str | None = Field(None, description="input format of every split: conll, jsonl, spans, hf, csv, tsv, "
+                               "label-text, text-jsonl (docs/data-formats.md); null: detected from the extension "
+                               "and the content")
+    scheme: str | None = Field(None, description="NER tag scheme of the files: IOB1, IOB2 (BIO), IOBES (BIOES), BMES, "
+                               "BILOU; null: detected; tags are converted to IOB2 either way")
     encoding: str | dict[Literal["train", "validation", "test"], str] | None = Field(
         None, description="codec of every file (utf-8 by default), or per split: {train: latin-1, validation: utf-8}")
-    tag_column: int | None = None
-    text_column: str | int | None = None
-    text_pair_column: str | int | None = None
-    label_column: str | int | None = None
-    header: bool | None = None
-    positive_label: str | None = None
+    tag_column: int | None = Field(None, description="CoNLL: 0-based column holding the tag (negative counts from "
+                                   "the end); null: the last column")
+    text_column: str | int | None = Field(None, description="classification: the text column, a header name or a "
+                                          "0-based index (JSONL: the key); null: the usual names")
+    text_pair_column: str | int | None = Field(None, description="classification of text pairs: the second text's "
+                                               "column, as text_column; null: single texts")
+    label_column: str | int | None = Field(None, description="classification: the label column, as text_column")
+    header: bool | None = Field(None, description="CSV/TSV: whether the first row is a header; null: decided from "
+                                "the whole file")
+    positive_label: str | None = Field(None, description="binary classification: the label whose precision, recall "
+                                       "and F1 are reported; null: 1, else positive/pos/true/yes, else the second "
+                                       "label in sorted order")
     overlapping_spans: Literal["error", "longest", "first"] = Field(
         "error", description="span JSONL with overlapping or nested spans: error, or keep the longest / the first "
         "listed of each overlapping group (dropped spans are counted per split)")
 
     # --- hyperparameters (the Trainer's names and defaults)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate of the pre-trained encoder")
     # The new classification head starts from random weights: at the encoder's small rate it trains slowly
     # (3000 CoNLL-2003 sentences, 1 epoch: dev F1 0.628 -> 0.722 over 3 seeds with 1e-3; docs/training.md).
     head_learning_rate: float | None = Field(
         1e-3, gt=0, description="peak learning rate of the new classification head; null: the same as learning_rate")
-    train_batch_size: int = Field(16, ge=1)
-    eval_batch_size: int = Field(64, ge=1)
+    train_batch_size: int = Field(16, ge=1, description="examples per training batch (per process)")
+    eval_batch_size: int = Field(64, ge=1, description="examples per evaluation batch")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="random seed, 0 to 2**32-1 (numpy's range)")
-    optimizer: Literal["adamw", "adam"] = "adamw"
-    adam_beta1: float = Field(0.9, ge=0, lt=1)
-    adam_beta2: float = Field(0.999, ge=0, lt=1)
-    adam_epsilon: float = Field(1e-8, gt=0)
-    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    warmup_steps: int = Field(0, ge=0)
-    num_epochs: float = Field(3.0, gt=0)
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="adamw (decoupled weight decay) or adam (torch's "
+                                                "Adam: weight_decay must be 0)")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay")
+    adam_epsilon: float = Field(1e-8, gt=0, description="Adam's epsilon")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate schedule after warmup (the Trainer's)")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the training steps spent warming up "
+                                "(or warmup_steps, not both)")
+    warmup_steps: int = Field(0, ge=0, description="optimizer steps spent warming up (or warmup_ratio, not both)")
+    num_epochs: float = Field(3.0, gt=0, description="passes over the training data (a fraction is allowed)")
     max_steps: int = Field(-1, description="-1: train num_epochs; N >= 1: stop after N optimizer steps instead")
-    weight_decay: float = Field(0.0, ge=0)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_grad_norm: float = Field(1.0, ge=0)
-    max_length: int = Field(256, ge=8)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="batches whose gradients make one optimizer step")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient norm clipped to this (0: no clipping)")
+    max_length: int = Field(256, ge=8, description="most subwords per input: longer NER sentences are cut into "
+                            "windows (each word scored once), longer texts truncated (and counted)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy loss")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast where the CPU or GPU has native bf16, else fp32; bf16; fp32")
 
+    # --- speed
     train_sampling: Literal["random", "bucketed"] = Field(
         "random", description="bucketed: batches of similar length in random order (less padding, faster)")
     speed: Literal["auto", "off"] = Field(
@@ -250,8 +267,10 @@ class TrainConfig(BaseModel):
     speed_options: SpeedOptions = Field(
         default_factory=lambda: SpeedOptions(), description="experts: turn single levers off under speed: auto")
 
-    # --- NER alignment
-    subword_labels: Literal["first", "all"] = "first"
+    # --- NER: subwords and document context
+    subword_labels: Literal["first", "all"] = Field(
+        "first", description="NER: label a word's first subword only, or all of them (B-X continuing as I-X); "
+        "scores are on words either way")
     context: Literal["none", "document"] = Field(
         "none", description="NER: document feeds each sentence with the sentences around it in its document "
         "(CoNLL -DOCSTART- blocks, a JSONL document id) as unlabelled, unscored context, in training, evaluation "
@@ -261,7 +280,8 @@ class TrainConfig(BaseModel):
         f"(whole words; within max_length); default {DEFAULT_CONTEXT_SIZE}")
 
     # --- evaluation and selection
-    eval_strategy: Literal["epoch", "steps"] = "epoch"
+    eval_strategy: Literal["epoch", "steps"] = Field(
+        "epoch", description="evaluate on validation after every epoch, or every eval_steps")
     eval_steps: int | None = Field(None, ge=1, description="with eval_strategy: steps (an error with epoch)")
     eval_on_start: bool = Field(False, description="also evaluate the untrained model (a step-0 row in the table)")
     metric_for_best_model: str = Field(
@@ -272,8 +292,10 @@ class TrainConfig(BaseModel):
     max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
     max_eval_examples: int | None = Field(None, ge=1, description="use the first N validation/test examples")
 
-    # --- resume checkpoints (optimizer, scheduler, RNG, data position) beside the output; removed when the run ends
-    save_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    # --- resume checkpoints
+    # (optimizer, scheduler, RNG, data position) beside the output; removed when the run ends
+    save_strategy: Literal["epoch", "steps", "no"] = Field(
+        "epoch", description="write a resume checkpoint every epoch, every save_steps, or never")
     save_steps: int | None = Field(None, ge=1, description="with save_strategy: steps (an error otherwise)")
 
     # --- several processes (torchrun, accelerate launch)
@@ -282,12 +304,13 @@ class TrainConfig(BaseModel):
         "others in one operation (a gradient sum, a barrier) before the run stops with E225, naming the process that "
         "did not answer: 10 to 604800; the Trainer's own default is 1800")
 
-    # --- tracking: passed to the Trainer's report_to (e.g. [tensorboard], [mlflow]); logs go under the run folder
+    # --- tracking
+    # passed to the Trainer's report_to (e.g. [tensorboard], [mlflow]); logs go under the run folder
     report_to: list[str] = Field(default_factory=list, description="Trainer integrations: tensorboard, mlflow, ...")
 
-    # --- card
-    language: str | None = None
-    license: str | None = None
+    # --- card metadata
+    language: str | None = Field(None, description="the card's language metadata (e.g. en)")
+    license: str | None = Field(None, description="the card's license metadata (e.g. apache-2.0)")
 
     @model_validator(mode="before")
     @classmethod
@@ -637,3 +660,159 @@ def _config_error(exc: ValidationError, source: str, config_file, key_lines: dic
     origin = "" if line is not None else f" from {source}"  # with a line, the file is named before the message
     return ConfigError("E206", f"invalid configuration{origin}: {'; '.join(problems)}.",
                        path=config_file if line is not None else None, line=line, fix=fix)
+
+
+# --- docs/configuration.md, generated from the fields above (tests/test_config_docs.py checks it is up to date)
+
+CONFIG_DOC = "docs/configuration.md"
+CONFIG_DOC_COMMAND = "python -m tunecard.config --markdown > docs/configuration.md"
+_TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "`true` \\| `false`"}
+_BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+
+
+def _doc_type(annotation: Any) -> str:
+    """A field's type as a reader of the config writes it."""
+    if annotation is type(None):
+        return "`null`"
+    if annotation in _TYPE_WORDS:
+        return _TYPE_WORDS[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping (below)"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return " \\| ".join(f"`{_yaml_word(arg)}`" for arg in args)
+    if origin is list:
+        return f"list of {_doc_type(args[0])}"
+    if origin is dict:
+        return f"mapping of {_doc_type(args[0])} to {_doc_type(args[1])}"
+    if args:  # a union
+        return " or ".join(_doc_type(arg) for arg in args)
+    return f"`{annotation}`"
+
+
+def _yaml_word(value: Any) -> str:
+    """A value as YAML writes it: null, true, 5e-5 (not Python's None, True, 5e-05)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        text = f"{value:g}"
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}e{int(exponent)}"
+        return text
+    return str(value)
+
+
+def _doc_bounds(field) -> str:
+    """The field's numeric bounds and length limits (pydantic's metadata), e.g. `≥ 1`."""
+    parts = []
+    for item in field.metadata:
+        for name, sign in _BOUNDS.items():
+            bound = getattr(item, name, None)
+            if bound is not None:
+                parts.append(f"{sign} {_yaml_word(bound)}")
+        if getattr(item, "min_length", None):
+            parts.append("not empty")
+    return ", ".join(parts)
+
+
+def _doc_default(field) -> str:
+    if field.default_factory is default_model:
+        return f"`{EMBEDDED_MODEL}`"  # the packaged MiniLM (its folder differs per machine)
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(below)"
+    if isinstance(value, list):
+        return f"`{value}`" if value else "`[]`"
+    return f"`{_yaml_word(value)}`"
+
+
+def _doc_rows(model: type[BaseModel], names: list[str], prefix: str = "") -> list[str]:
+    rows = ["| key | type / values | default | meaning |", "|---|---|---|---|"]
+    for name in names:
+        field = model.model_fields[name]
+        if not field.description:
+            raise ValueError(f"{model.__name__}.{name} has no description: give it Field(description=...)")
+        kind = _doc_type(field.annotation)
+        bounds = _doc_bounds(field)
+        kind = f"{kind}, {bounds}" if bounds else kind
+        meaning = field.description.replace("|", "\\|")
+        rows.append(f"| `{prefix}{name}` | {kind} | {_doc_default(field)} | {meaning} |")
+    return rows
+
+
+def _field_sections(model: type[BaseModel]) -> list[tuple[str, list[str]]]:
+    """The model's fields grouped under the `# --- title` comments of its class body, in order."""
+    import inspect
+    import textwrap
+
+    sections: list[tuple[str, list[str]]] = [("General", [])]
+    for line in textwrap.dedent(inspect.getsource(model)).splitlines():
+        heading = re.match(r"    # --- (.+)$", line)
+        field = re.match(r"    (\w+):", line)
+        if heading:
+            title = heading.group(1)
+            sections.append((title[0].upper() + title[1:], []))
+        elif field and field.group(1) in model.model_fields:
+            sections[-1][1].append(field.group(1))
+    listed = [name for _title, names in sections for name in names]
+    missing = [name for name in model.model_fields if name not in listed]
+    if missing:
+        raise ValueError(f"fields not found in {model.__name__}'s source: {missing}")
+    return [(title, names) for title, names in sections if names]
+
+
+_DOC_NOTE = (f"<!-- Generated from src/tunecard/config.py by `{CONFIG_DOC_COMMAND}`: edit the fields' "
+             "descriptions there, not this file. tests/test_config_docs.py fails when the two differ. -->")
+_DOC_INTRO = (
+    "A run is defined by one validated configuration (`tunecard.config.TrainConfig`). Keys come from a YAML file "
+    "(`tunecard train my.yaml`), from flags (`tunecard train --help`: `--epochs`, `--learning-rate`, `--batch-size`, "
+    "...) and from `--set key=value` for any key (values typed as in YAML: `--set head_learning_rate=null`); a flag "
+    "overrides the file and `--set` overrides both. An unknown key or a bad value is an error naming the key (E206; "
+    "a mistyped key gets the closest one). Each run folder holds its `train_config.yaml` with every key, and "
+    "`tunecard train runs/NAME/train_config.yaml` runs it again."
+)
+_DOC_EXAMPLE = (
+    "```yaml",
+    "task: ner",
+    "train: data/train.conll        # relative paths are read from this file's folder",
+    "validation: data/dev.conll",
+    "output: runs/my-ner",
+    "num_epochs: 5",
+    "speed: auto                    # off: plain transformers training",
+    "```",
+)
+_DOC_SPEED_OPTIONS = (
+    "For experts and A/B runs: single levers of `speed: auto` turned off, in YAML (`speed_options: {packing: false}`) "
+    "or with `--set speed_options.packing=false`. Each lever is used only where it applies to the device and the "
+    "model and passes its check; `metrics.json` (`speed`) and the card's \"Hardware and speed\" record which were "
+    "used and why the others were not ([performance.md](performance.md)). `speed: off` turns every lever off."
+)
+_DOC_REMOVED = ("Keys of earlier versions. A config or flag that still uses one stops with E209 and says what to "
+                "write instead.")
+
+
+def config_markdown() -> str:
+    """docs/configuration.md: every key of TrainConfig and SpeedOptions (type, allowed values, default, meaning),
+    grouped as config.py groups them, and the keys that were removed."""
+    lines = ["# Configuration", "", _DOC_NOTE, "", _DOC_INTRO, "", *_DOC_EXAMPLE]
+    for title, names in _field_sections(TrainConfig):
+        lines += ["", f"## {title}", "", *_doc_rows(TrainConfig, names)]
+    lines += ["", "## speed_options", "", _DOC_SPEED_OPTIONS, "",
+              *_doc_rows(SpeedOptions, list(SpeedOptions.model_fields), prefix="speed_options."),
+              "", "## Removed keys", "", _DOC_REMOVED, "", "| old key | now |", "|---|---|"]
+    for key in (*MOVED_TO_SPEED_OPTIONS, *REMOVED_LEVERS):
+        now = (f"`speed_options.{key}` (or `speed: off`)" if key in MOVED_TO_SPEED_OPTIONS
+               else "removed (the lever gained under 3%, docs/performance.md)")
+        lines.append(f"| `{key}` | {now} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit(f"usage: {CONFIG_DOC_COMMAND}")
+    sys.stdout.write(config_markdown())
