@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import WNUT_SAMPLE
+from test_kill_matrix import BASE as KILL_BASE
+from test_kill_matrix import STEPS as KILL_STEPS
+from test_kill_matrix import _assert_same_run, _kill_and_resume, _run_uninterrupted
 
 torch_distributed = pytest.importorskip("torch.distributed")
 PROBE = Path(__file__).with_name("distributed_probe.py")
@@ -99,28 +102,46 @@ def test_gradient_accumulation_records_the_loss_of_the_whole_batch(no_dropout_be
     _same_steps(accumulated.history["steps"], whole.history["steps"])
 
 
+# Two processes of 2 examples (4 a step), the kill matrix's steps config: the run the two-process kill matrix must
+# resume to, and whose losses one process of 4 must record.
+@pytest.fixture(scope="module")
+def two_process_run(no_dropout_bert, tmp_path_factory):
+    values = {**KILL_BASE, **KILL_STEPS, "model": str(no_dropout_bert), "train_batch_size": 2}
+    reference = _run_uninterrupted({**values, "output": str(tmp_path_factory.mktemp("two-processes") / "run")},
+                                   processes=2)
+    return values, reference
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
-def test_two_processes_record_the_loss_of_one_process_on_the_same_batch(no_dropout_bert, tmp_path):
+def test_two_processes_record_the_loss_of_one_process_on_the_same_batch(two_process_run, tmp_path):
     """average_tokens_across_devices multiplied the model's local mean by the world size: the first step's loss
     was 4.655 on two processes for 2.319 on one."""
-    values = {**SAME_BATCH, "model": str(no_dropout_bert), "validation": str(WNUT_SAMPLE / "dev.conll"),
-              "max_eval_examples": 8}
-    one = _torchrun(tmp_path, 1, {**values, "output": tmp_path / "one", "train_batch_size": 4})
-    two = _torchrun(tmp_path, 2, {**values, "output": tmp_path / "two", "train_batch_size": 2})
-    _same_steps(two["steps"], one["steps"])
+    from tunecard.config import build_config
+    from tunecard.pipeline import train
+
+    values, two = two_process_run
+    one = train(build_config(None, {**values, "output": str(tmp_path / "one"), "train_batch_size": 4}),
+                progress=False).history
+    assert two["metrics"]["training"]["world_size"] == 2
+    _same_steps(two["history"]["steps"], one["steps"])
     # the card's Training Loss column: the mean of the steps since the previous evaluation
-    assert [row["training_loss"] for row in two["rows"]] == pytest.approx(
-        [row["training_loss"] for row in one["rows"]], rel=LOSS_TOLERANCE)
+    assert [row["training_loss"] for row in two["history"]["rows"]][1:] == pytest.approx(
+        [row["training_loss"] for row in one["rows"]][1:], rel=LOSS_TOLERANCE)
 
 
-def _torchrun(tmp_path: Path, processes: int, values: dict) -> dict:
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "tunecard", "train", "--quiet"]
-    command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads((Path(values["output"]) / "history.json").read_text())
+@pytest.mark.slow
+@pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
+def test_kill_matrix_two_processes(two_process_run, tmp_path):
+    """torchrun, two CPU processes over gloo: a rank killed with SIGKILL (the launcher then ends the other)
+    resumes to the uninterrupted two-process run (tests/test_kill_matrix.py)."""
+    values, reference = two_process_run
+    resumed = _kill_and_resume({**values, "output": str(tmp_path / "killed" / "run")}, [
+        ("mid-epoch@3:1", 2),  # rank 1 dies; rank 0 waits for it in step 3's loss gather and is ended
+        ("after-checkpoint@4:0", 4),
+        ("final-write", 7),
+    ], processes=2)
+    _assert_same_run(resumed, reference)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ The points (tests/kill_probe.py): mid-epoch, during a checkpoint write, after a 
 else (where the Trainer used to save an epoch's last step before that epoch's evaluation), during an evaluation,
 during the final write of the run folder. The slow tests chain the points: each run is killed at the next point
 after the one before it was resumed, so every kill's leftovers (an incomplete checkpoint, a staging folder) are
-what the next resume starts from, and the finished run must still be the uninterrupted one.
+what the next resume starts from, and the finished run must still be the uninterrupted one. The two-process matrix is in tests/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch.distributed as torch_distributed
 from conftest import WNUT_SAMPLE
 
 from tunecard.training.checkpoint import last_checkpoint
@@ -40,9 +39,10 @@ BASE = dict(task="ner", train=str(WNUT_SAMPLE / "train.conll"), validation=str(W
             metric_for_best_model="loss")
 # save_strategy epoch: checkpoints at 4 and 8, evaluations at 4 and 8.
 EPOCHS = dict(num_epochs=2)
-# save_strategy steps: checkpoints at 2, 4, 6 and 7 (the end, inside epoch 2); evaluations at the epoch's end (4)
-# and where training stops (7). The Trainer wrote checkpoints 4 and 7 before their evaluations.
-STEPS = dict(num_epochs=1.75, save_strategy="steps", save_steps=2)
+# save_strategy steps: checkpoints at 2, 4, 6 and 7 (the end, inside epoch 2); evaluations of the untrained model
+# (0: not repeated on a resume), at the epoch's end (4) and where training stops (7). The Trainer wrote
+# checkpoints 4 and 7 before their evaluations.
+STEPS = dict(num_epochs=1.75, save_strategy="steps", save_steps=2, eval_on_start=True)
 
 
 def _flags(values: dict) -> list[str]:
@@ -121,7 +121,7 @@ def test_kill_after_a_checkpoint_before_its_evaluation_resumes_the_evaluation(ti
     epoch's evaluation; killed between the two, the resume skipped the evaluation."""
     values = {**BASE, **STEPS, "model": str(tiny_bert_cased), "output": str(tmp_path / "run")}
     resumed = _kill_and_resume(values, [("after-checkpoint@4", 4)])
-    assert [row["step"] for row in resumed["history"]["rows"]] == [4, 7]
+    assert [row["step"] for row in resumed["history"]["rows"]] == [0, 4, 7]
     _assert_same_run(resumed, steps_reference)
 
 
@@ -151,17 +151,3 @@ def test_kill_matrix_save_strategy_epoch(tiny_bert_cased, tmp_path):
     ])
     _assert_same_run(resumed, reference)
 
-
-@pytest.mark.slow
-@pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
-def test_kill_matrix_two_processes(no_dropout_bert, tmp_path):
-    """torchrun, two CPU processes over gloo: a rank killed (the launcher then ends the other) resumes to the
-    uninterrupted two-process run. 2 examples a process, 4 a step: the steps and checkpoints of STEPS."""
-    values = {**BASE, **STEPS, "model": str(no_dropout_bert), "train_batch_size": 2}
-    reference = _run_uninterrupted({**values, "output": str(tmp_path / "reference" / "run")}, processes=2)
-    resumed = _kill_and_resume({**values, "output": str(tmp_path / "killed" / "run")}, [
-        ("mid-epoch@3:1", 2),  # rank 1 dies; rank 0 waits for it in step 3's loss gather and is ended
-        ("after-checkpoint@4:0", 4),
-        ("final-write", 7),
-    ], processes=2)
-    _assert_same_run(resumed, reference)

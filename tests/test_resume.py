@@ -5,10 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -147,54 +144,6 @@ def test_disk_full_keeps_the_old_output_and_the_rerun_resumes(tiny_bert_cased, t
                           progress=False)
     for key in ("loss", "accuracy", "f1"):  # the weights written after the resume are the trained ones
         assert result.metrics["validation"][key] == pytest.approx(uninterrupted.metrics["validation"][key], rel=1e-6)
-
-
-def _set_flags(values: dict) -> list[str]:
-    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_to_the_same_history(tiny_bert_cased, tmp_path):
-    # Checkpoints every 3 steps: the kill comes after step 3, in the middle of the first epoch.
-    values = _values(tiny_bert_cased, tmp_path / "killed", save_strategy="steps", save_steps=3, eval_on_start=True)
-    reference = train(build_config(None, {**values, "output": str(tmp_path / "reference")}), progress=False)
-
-    output = tmp_path / "killed"
-    command = [sys.executable, "-m", "tunecard", "train", "--quiet", *_set_flags(values)]
-    log = (tmp_path / "killed.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    checkpoints = RunFolder(output).checkpoints
-    deadline = time.monotonic() + 300
-    while not list(checkpoints.glob(f"checkpoint-*/{STATE_FILE}")):
-        assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not output.exists(), "a killed run left a folder that looks like a finished run"
-
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    history = json.loads((output / "history.json").read_text())
-    metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["training"]["resumed_from_step"] in (3, 6)
-    assert "resumed from the checkpoint at step" in (output / "README.md").read_text()
-    assert not checkpoints.exists()
-
-    expected = reference.history
-    assert [s["step"] for s in history["steps"]] == [s["step"] for s in expected["steps"]] == list(range(1, 9))
-    for got, want in zip(history["steps"], expected["steps"]):
-        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
-        assert got["learning_rate"] == pytest.approx(want["learning_rate"], rel=1e-6)
-    assert [r["step"] for r in history["rows"]] == [r["step"] for r in expected["rows"]] == [0, 4, 8]
-    for got, want in zip(history["rows"], expected["rows"]):
-        for key in ("training_loss", "validation_loss", "precision", "recall", "f1", "accuracy"):
-            if want[key] is None:  # the step-0 row has no training loss yet
-                assert got[key] is None, key
-            else:
-                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
-    assert history["best"]["step"] == expected["best"]["step"]
-    assert metrics["validation"]["loss"] == pytest.approx(reference.metrics["validation"]["loss"], rel=1e-4)
 
 
 def test_unquoted_yaml_no_turns_checkpoints_off(tmp_path):
