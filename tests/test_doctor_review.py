@@ -85,6 +85,22 @@ def test_collapse_of_the_published_row_is_an_error():
     assert only(doctor(trainer_card(rows)), "D101").severity == ERROR
 
 
+
+def test_collapsed_rows_that_are_not_adjacent_are_each_named_and_no_other():
+    # a 4-class macro-averaged classifier: epochs 2 and 4 predict one class (recall 1/4, precision a/4)
+    rows = [(1.20, 1.0, 300, 1.1010, 0.5120, 0.4980, 0.5010, 0.6120),
+            (1.05, 2.0, 600, 1.2500, 0.1025, 0.2500, 0.1454, 0.4100),
+            (0.90, 3.0, 900, 0.9800, 0.5840, 0.5710, 0.5750, 0.6650),
+            (0.85, 4.0, 1200, 1.2900, 0.1025, 0.2500, 0.1454, 0.4100),
+            (0.70, 5.0, 1500, 0.9100, 0.6210, 0.6010, 0.6080, 0.6950)]
+    report = doctor(trainer_card(rows, tags=("generated_from_trainer", "text-classification")))
+    finding = only(report, "D101")
+    assert finding.severity == WARNING
+    assert finding.data["rows"] == ["epoch 2.0 (step 600)", "epoch 4.0 (step 1200)"]
+    for other in ("epoch 1.0", "epoch 3.0", "epoch 5.0"):
+        assert other not in finding.evidence
+    assert "every" not in finding.evidence.split(".")[0]
+
 # --- 2. the model did not learn ---------------------------------------------------------------------------------
 
 
@@ -137,6 +153,35 @@ def test_accuracy_at_the_majority_share_shown_by_a_one_class_row():
     assert "majority share of 0.7150" in only(report, "D203").evidence
 
 
+
+def _few_steps_card(loss, steps_per_epoch=2, lr="5e-05", epochs=3):
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [("No log", float(i + 1), steps_per_epoch * (i + 1), v, a)
+            for i, (v, a) in enumerate(zip(loss, (0.4150, 0.4380, 0.4510)[:epochs]))]
+    return trainer_card(rows, columns, lr=lr, batch=8)
+
+
+def test_a_handful_of_optimizer_steps_cannot_have_taught_the_model():
+    report = doctor(_few_steps_card((1.6120, 1.5530, 1.5210)))  # 6 steps x 5e-5: no weight moved by 3e-4
+    finding = only(report, "D203")
+    assert finding.severity == WARNING and "too few training steps" in finding.title
+    assert "6 optimizer steps in all at a learning rate of 5e-05" in finding.evidence
+    assert "1.6120 → 1.5530 → 1.5210" in finding.evidence
+    assert "hundreds, not 6" in finding.remedy
+
+
+def test_few_steps_from_a_model_that_already_knows_the_task_are_no_finding():
+    # a low loss from the first evaluation: the starting checkpoint was fine-tuned already
+    assert "D203" not in codes(doctor(_few_steps_card((0.3120, 0.2950, 0.2890))))
+    # the same losses after 900 steps at 5e-5: enough steps, the loss alone proves nothing for K > 2 classes
+    assert "D203" not in codes(doctor(_few_steps_card((1.6120, 1.5530, 1.5210), steps_per_epoch=300)))
+
+
+def test_the_steps_of_the_whole_training_count_not_only_the_tables():
+    # evaluated at steps 2, 4, 6 of a training that went on to 30 epochs (60 steps x 5e-5 = 3e-3): not too few
+    text = _few_steps_card((1.6120, 1.5530, 1.5210)).replace("- num_epochs: 3", "- num_epochs: 30")
+    assert "D203" not in codes(doctor(text))
+
 # --- 3. perfect scores -------------------------------------------------------------------------------------------
 
 
@@ -156,6 +201,22 @@ def test_perfect_accuracy_with_an_untrained_loss_is_a_broken_metric():
     report = doctor(trainer_card(rows))
     assert only(report, "D510").severity == ERROR and "broken" in only(report, "D510").title
     assert "D101" not in codes(report)
+    assert "D609" not in codes(report)  # the perfect scores are said once, where the loss proves them broken
+
+
+def test_perfect_scores_with_a_binary_chance_loss_are_one_broken_metric_finding():
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "F1", "Accuracy")
+    rows = [(0.7012, 1.0, 250, 0.6950, 1.0, 1.0), (0.6990, 2.0, 500, 0.6941, 1.0, 1.0),
+            (0.6975, 3.0, 750, 0.6938, 1.0, 1.0)]
+    report = doctor(trainer_card(rows, columns))
+    finding = only(report, "D510")
+    assert finding.severity == ERROR and "epoch 2.0 (step 500): accuracy 1.0 with validation loss 0.6941" in \
+        finding.evidence
+    assert not codes(report) & {"D609", "D101", "D103"}
+    # the same perfect scores with a low loss: overlap or a trivial task, not a broken metric
+    low = [(r[0], r[1], r[2], 0.0123, 1.0, 1.0) for r in rows]
+    report = doctor(trainer_card(low, columns))
+    assert only(report, "D609").severity == WARNING and "D510" not in codes(report)
 
 
 def test_a_loss_far_too_low_for_the_errors_is_inconsistent():
@@ -233,6 +294,28 @@ def test_identical_last_two_rows_of_a_decaying_schedule_are_information():
     assert only(doctor(trainer_card(three, columns)), "D508").severity == WARNING
 
 
+
+def test_a_loss_equal_to_a_metric_in_two_rows_is_copied_in_one_row_a_coincidence():
+    # accuracy 5/8 = 0.6250 and a validation loss of 0.6250 at one evaluation: rounding to 4 decimals, nothing more
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [(0.6801, 1.0, 10, 0.6702, 0.5000), (0.6010, 2.0, 20, 0.6250, 0.6250), (0.5102, 3.0, 30, 0.5893, 0.7500),
+            (0.4405, 4.0, 40, 0.5511, 0.7500)]
+    report = doctor(trainer_card(rows, columns, batch=4))
+    assert "D504" not in codes(report)
+    # the loss printed in the accuracy column row after row: a table built wrongly
+    copied = [(0.6801, 1.0, 10, 0.6702, 0.6702), (0.6010, 2.0, 20, 0.6250, 0.6250), (0.5102, 3.0, 30, 0.5893, 0.5893),
+              (0.4405, 4.0, 40, 0.5511, 0.7500)]
+    finding = only(doctor(trainer_card(copied, columns, batch=4)), "D504")
+    assert finding.severity == ERROR and "rows 1, 2, 3" in finding.evidence
+
+
+def test_two_rows_alike_by_four_decimals_in_mid_training_are_not_identical_rows():
+    # the validation loss repeats once, the accuracy differs: no identical rows
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [(0.52, 1.0, 100, 0.4411, 0.8125), (0.40, 2.0, 200, 0.4102, 0.8250), (0.33, 3.0, 300, 0.4102, 0.8375),
+            (0.25, 4.0, 400, 0.4005, 0.8400)]
+    assert "D508" not in codes(doctor(trainer_card(rows, columns)))
+
 # --- 8. evidence quotes the exact rows ---------------------------------------------------------------------------
 
 
@@ -246,6 +329,18 @@ def test_frozen_stretches_of_different_metrics_are_quoted_separately():
     assert "Accuracy 0.5000 at all 5 evaluations" in finding.evidence
     assert "F1 0.6000 at all" not in finding.evidence
 
+
+
+def test_metrics_frozen_together_are_quoted_once_and_a_micro_average_is_not_called_all_positive():
+    # precision = recall = F1 = accuracy: micro averages of a multi-class model, frozen at 0.8462 = 11/13
+    rows = [("No log", 5.0, 25, 0.4410, 0.8462, 0.8462, 0.8462, 0.8462),
+            ("No log", 10.0, 50, 0.4213, 0.8462, 0.8462, 0.8462, 0.8462),
+            ("No log", 15.0, 75, 0.4388, 0.8462, 0.8462, 0.8462, 0.8462)]
+    finding = only(doctor(trainer_card(rows)), "D103")
+    assert finding.evidence.count("0.8462") == 1
+    assert "Precision, Recall, F1 and Accuracy 0.8462 at all 3 evaluations" in finding.evidence
+    assert "2p/(1+p)" not in finding.evidence and "positive class for everything" not in finding.evidence
+    assert "scores do not move" in finding.title
 
 # --- 9. tiny evaluation sets from the granularity of a card's accuracy ------------------------------------------
 
@@ -264,6 +359,24 @@ def test_accuracies_of_a_large_evaluation_set_give_nothing_away():
     assert "D608" not in codes(doctor(trainer_card(rows, ("Training Loss", "Epoch", "Step", "Validation Loss",
                                                           "Accuracy"))))
 
+
+
+def test_one_accuracy_value_gives_a_tiny_evaluation_set_only_with_a_tiny_training_set():
+    # 0.7727 = 17/22 at every evaluation: 1 random value in 36 is some k/n with n <= 30, so on its own it proves
+    # nothing; with 5 steps per epoch x batch 8 (at most 40 training examples) a tiny evaluation split is likely
+    def card(steps_per_epoch):
+        rows = [(0.70 - 0.05 * i, float(i + 1), steps_per_epoch * (i + 1), 0.61 - 0.02 * i, 0.7727) for i in range(3)]
+        return trainer_card(rows, ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy"), batch=8)
+
+    finding = only(doctor(card(5)), "D608")
+    assert finding.data["examples"] == 22 and "17/22" in finding.evidence and "training set is tiny" in finding.evidence
+    assert "D608" not in codes(doctor(card(400)))
+
+
+def test_one_accuracy_value_with_a_denominator_of_twelve_or_less_needs_nothing_else():
+    rows = [(0.70 - 0.05 * i, float(i + 1), 400 * (i + 1), 0.66 - 0.02 * i, 0.5833) for i in range(3)]  # 7/12
+    finding = only(doctor(trainer_card(rows, ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy"))), "D608")
+    assert finding.data["examples"] == 12
 
 # --- 10. overfitting ---------------------------------------------------------------------------------------------
 

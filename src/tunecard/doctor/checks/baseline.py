@@ -14,11 +14,14 @@ from .common import (
     CHANCE_LOSS_TOLERANCE,
     CHANCE_MCC,
     CLS,
+    LEARNING_BUDGET,
     NER,
     Eval,
     _finite,
+    _num,
     _series,
     fmt,
+    fmt_int,
     lr_advice,
     title,
 )
@@ -62,14 +65,18 @@ def check_baselines(task: str | None, comparisons: list[tuple[str, dict, list[tu
 
 
 def check_chance(task: str | None, evals: list[Eval], published: dict[str, float], classes: int | None = None,
-                 majority: float | None = None, lr=None) -> list[Finding]:
+                 majority: float | None = None, lr=None, total_steps: int | None = None) -> list[Finding]:
     """D203: the model did not learn, by numbers that need no baseline.
 
     - the validation loss within CHANCE_LOSS_TOLERANCE of ln K at every evaluation (K = 2 on a card, where the
       number of classes is unknown; the run's K otherwise): what a model that outputs 1/K for everything scores;
     - the Matthews correlation below CHANCE_MCC at every evaluation;
     - a published F1 (any average) above 0 but below CHANCE_F1: almost nothing found;
-    - accuracy within CHANCE_ACCURACY_MARGIN of the majority share (known from a one-class evaluation).
+    - accuracy within CHANCE_ACCURACY_MARGIN of the majority share (known from a one-class evaluation);
+    - (warning) too little training to learn: ``total_steps`` × the learning rate below LEARNING_BUDGET (Adam moves
+      a weight by about the learning rate per step, so no weight moved by more than that) with the validation loss
+      at or above ln 2 at every evaluation (an untrained head scores ln K for K classes). A model fine-tuned from a
+      checkpoint that already knows the task learns little in a few steps too, but its loss is low.
     ``published``: the published results' scores (headline, else the published row)."""
     if task not in (NER, CLS, None):
         return []
@@ -108,8 +115,25 @@ def check_chance(task: str | None, evals: list[Eval], published: dict[str, float
     if majority is not None and _finite(accuracy) and task != NER and accuracy <= majority + CHANCE_ACCURACY_MARGIN:
         reasons.append(f"accuracy {fmt(accuracy)} against a majority share of {fmt(majority)} (what the one-class "
                        "evaluations score)")
-    if not reasons:
+    lr_value = _num(lr)
+    budget = None
+    if total_steps and lr_value and _finite(lr_value) and 0 < total_steps * lr_value < LEARNING_BUDGET and losses \
+            and all(v >= math.log(2) for v in losses):
+        budget = (f"{fmt_int(total_steps)} optimizer step{'s' if total_steps != 1 else ''} in all at a learning rate "
+                  f"of {lr_value:g}: Adam moves a weight by about the learning rate per step, so no weight moved by "
+                  f"more than {total_steps * lr_value:.1g}; validation loss {_series(losses)}, at or above ln 2 = "
+                  f"{math.log(2):.4f} at every evaluation (an untrained head scores ln K for K classes)")
+    if not reasons and not budget:
         return []
+    if not reasons:
+        return [finding(
+            "D203", "The model can hardly have learned: too few training steps",
+            budget + ".",
+            f"Train for many more optimizer steps (hundreds, not {fmt_int(total_steps)}): more epochs, more training "
+            "data or a smaller batch; judge the scores only once the validation loss has fallen well below its "
+            "first value.", severity=WARNING, reasons=[budget], steps=total_steps)]
+    if budget:
+        reasons.append(budget)
     return [finding(
         "D203", "The model did not learn: chance-level results",
         "; ".join(reasons) + ".",

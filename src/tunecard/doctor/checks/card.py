@@ -256,7 +256,8 @@ def check_nolog(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
         "D503", "The training loss was not logged for every evaluation",
         "; ".join(parts) + ".",
         "The Trainer logs the training loss every logging_steps (500 by default)"
-        + (f", more than the {first_step} steps to the first evaluation" if first_step and first_step < 500 else "")
+        + (f", more than the {first_step} step{'s' if first_step != 1 else ''} to the first evaluation"
+           if first_step and first_step < 500 else "")
         + ": set logging_strategy='epoch' (or logging_steps at most the steps between evaluations) so that overfitting "
         "and divergence can be seen.",
         severity=WARNING if len(nolog) == len(evals) else INFO, rows=nolog, repeated=repeated)]
@@ -497,7 +498,7 @@ def check_loss_consistency(evals: list[Eval], head: dict[str, float], head_loss:
             + ": every answer right, each with at best even odds.",
             "Check compute_metrics: it must compare the argmax predictions with the gold labels of the same examples "
             "(not the labels with themselves, not an empty or all-O evaluation set); until then the scores mean "
-            "nothing.", places=broken)]
+            "nothing.", places=broken, kind="perfect")]
     return [finding(
         "D510", "The validation loss is too low for the errors the scores show",
         "; ".join(low[:4]) + (f" (and {len(low) - 4} more)" if len(low) > 4 else "") + ".",

@@ -21,7 +21,7 @@ from .card import (
 )
 from .collapse import check_card_collapse, check_frozen, collapsed_rows, row_collapse
 from .common import CHANCE_F1, COLLAPSE_TOLERANCE, REG, Eval, _finite, guarded
-from .data import check_card_data, check_card_eval_size, check_perfect, eval_size_from_values
+from .data import card_eval_size, check_card_data, check_card_eval_size, check_perfect
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
 from .environment import check_versions, installed_versions
 from .training import check_best_not_last_card, check_not_converged, check_overfitting
@@ -56,6 +56,21 @@ def majority_share(task: str | None, evals: list[Eval], tol: float = COLLAPSE_TO
         if e.metrics.get("recall", 0) >= 1 - tol or e.metrics.get("f1", 1) <= tol or "precision" in e.nan_metrics:
             return max(a, 1 - a)
     return None
+
+
+def total_steps(card: ParsedCard, evals: list[Eval]) -> int | None:
+    """The optimizer steps of the whole training: the last row's step, carried on to num_epochs when the table
+    ends before it, or training_steps (max_steps) when the card prints it; None when the card shows neither."""
+    found = [e for e in evals if e.step]
+    steps = card.hyper_float("training_steps")
+    candidates = [steps] if steps and steps > 0 else []
+    if found:
+        last = found[-1]
+        candidates.append(last.step)
+        epochs = card.hyper_float("num_epochs")
+        if epochs and last.epoch and 0 < last.epoch < epochs:
+            candidates.append(last.step * epochs / last.epoch)
+    return int(round(max(candidates))) if candidates else None
 
 
 def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[Finding], list[str], list[str]]:
@@ -105,7 +120,7 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         cell = card.headline.get("loss")
         return cell.value if cell is not None and cell.kind in ("number", "nan", "inf") else None
 
-    tiny = eval_size_from_values([row.get("accuracy") for row in card.table.rows]) if card.table else None
+    tiny = card_eval_size(card, evals)
 
     def collapse():
         numbers, tol, nan = values()
@@ -154,7 +169,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
     def chance():
         if any(f.code in ("D101", "D102") and f.severity == "error" for f in found_so_far):
             return []  # a one-class model: said already
-        return check_chance(task, evals, published_scores(), majority=majority_share(task, evals), lr=lr)
+        return check_chance(task, evals, published_scores(), majority=majority_share(task, evals), lr=lr,
+                            total_steps=total_steps(card, evals))
 
     def hyper():
         return check_learning_rate(lr, card.hyper_float("train_batch_size"),
@@ -191,8 +207,10 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
                                                   reported=collapse_reported(),
                                                   one_class=collapsed_rows(task, evals)) if classification else []),
         run("chance level", chance),
-        run("perfect scores", lambda: check_perfect(evals, values()[0], task)),
         run("loss against scores", lambda: check_loss_consistency(evals, values()[0], head_loss(), task)),
+        # perfect scores the loss proves broken (D510) are said there, with the rows: not twice
+        run("perfect scores", lambda: [] if any(f.code == "D510" and f.data.get("kind") == "perfect"
+                                                for f in found_so_far) else check_perfect(evals, values()[0], task)),
         run("baseline", baselines),
         run("not finite", not_finite),
         run("loss trend", lambda: check_loss_trend(evals, card=True, lr=lr)),
@@ -208,7 +226,7 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         run("identical rows", lambda: check_identical_rows(card)),
         run("model-index", lambda: check_model_index(card, scales)),
         run("data", lambda: check_card_data(card, evals)),
-        run("evaluation set size", lambda: check_card_eval_size(card, task)),
+        run("evaluation set size", lambda: check_card_eval_size(card, task, evals)),
         run("environment", lambda: check_versions(card.versions, installed_versions() if installed is None
                                                   else installed)),
     ])

@@ -71,11 +71,17 @@ def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: 
         return []
     levels = []
     parts = []
+    groups: dict[tuple, list[str]] = {}  # metrics frozen at the same value over the same rows are quoted once
     for base, i, j, value in stretches:
+        groups.setdefault((i, j, round(value, 6), value), []).append(base)
+    for (i, j, _, value), bases in groups.items():
         span = evals[i: j + 1]
         moved = "validation loss" if _moved([e.validation_loss for e in span]) else "training loss"
         losses = [e.validation_loss if moved == "validation loss" else e.training_loss for e in span]
-        parts.append(f"{title(base)} {fmt(value)} {_span(evals, i, j)} while {moved} went {_series(losses)}")
+        names = " and ".join(filter(None, [", ".join(title(b) for b in bases[:-1]), title(bases[-1])]))
+        parts.append(f"{names} {fmt(value)} {_span(evals, i, j)} while {moved} went {_series(losses)}")
+    for base, i, j, value in stretches:
+        span = evals[i: j + 1]
         trained = [e.training_loss for e in span if _finite(e.training_loss)]
         if i == 0 and j == len(evals) - 1:
             levels.append(ERROR)
@@ -96,16 +102,21 @@ def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: 
             "; ".join(parts) + ".",
             "The model has settled (or the evaluation set is too small for its scores to move): nothing to fix; "
             "training could stop where the metric stopped moving.", severity=INFO, **data)]
-    f1_only = [(b, v) for b, _, _, v in stretches if b == "f1"]
     hint = ""
-    if f1_only:
-        v = f1_only[0][1]
+    for b, i, j, v in stretches:
+        # F1 = 2p/(1+p) is the all-positive model's only where the rest of the row agrees: recall 1, precision and
+        # accuracy p (precision = recall = F1 = accuracy is a micro average, not that)
         share = v / (2 - v)
-        hint = (f" F1 {fmt(v)} is what predicting the positive class for everything gives when {share:.1%} of the "
-                "examples are positive (F1 = 2p/(1+p)).")
+        agree = all(_near(e.metrics.get("recall"), 1.0) and _near(e.metrics.get("precision"), share)
+                    and _near(e.metrics.get("accuracy"), share) for e in evals[i: j + 1])
+        if b == "f1" and agree:
+            hint = (f" F1 {fmt(v)} is what predicting the positive class for everything gives when {share:.1%} of "
+                    "the examples are positive (F1 = 2p/(1+p)).")
+            break
     printed = {b for e in evals for b in e.metrics}
     frozen = {b for b, *_ in stretches}
-    headline = ("The metric does not move while the loss does: the predictions never change" if frozen >= printed
+    headline = (f"The {'scores do' if len(frozen) > 1 else 'metric does'} not move while the loss does: the "
+                "predictions never change" if frozen >= printed
                 else f"{' and '.join(title(b) for b in sorted(frozen))} never move while the loss does")
     return [finding(
         "D103", headline,
@@ -114,6 +125,11 @@ def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: 
          "reach the model (label column, label2id); train longer; for imbalanced data use class weights or "
          "oversample the rare classes. " + lr_advice(lr)).strip(),
         severity=severity, **data)]
+
+
+def _near(value, target: float, tol: float = COLLAPSE_TOLERANCE) -> bool:
+    """True when the value is not printed (nothing contradicts) or is within tol of target."""
+    return not _finite(value) or abs(value - target) <= tol
 
 
 def _moved(values) -> bool:

@@ -28,6 +28,7 @@ CHANCE_LOSS_TOLERANCE = 0.02  # validation loss within 2 % of ln K at every eval
 CHANCE_F1 = 0.1  # a published F1 above 0 but below this: the model finds almost nothing
 CHANCE_MCC = 0.1  # |Matthews correlation| below this at every evaluation: chance level
 CHANCE_ACCURACY_MARGIN = 0.05  # accuracy at most this above the majority share (known from a collapsed row)
+LEARNING_BUDGET = 1e-3  # optimizer steps x learning rate below this: no weight can have moved by more
 INCONSISTENT_MARGIN = 0.02  # validation loss below this share of (1 - accuracy) * ln 2 cannot be cross-entropy
 COLLAPSE_TOLERANCE = 1e-3  # |printed - predicted by the one-class formula| for 4-decimal cards
 COLLAPSE_MAX_CLASSES = 50  # K tried in the macro-average one-class formula (recall = 1/K)
@@ -51,7 +52,8 @@ NOT_CONVERGED_LOSS_DROP = 0.10  # or (no metric) validation loss fell by 10 % at
 F1_TOLERANCE = 1e-3  # |F1 - 2PR/(P+R)| allowed for 4-decimal values (wider for fewer decimals)
 TINY_TRAIN = 500  # training examples
 TINY_EVAL = 100  # evaluation examples
-TINY_EVAL_ONE_VALUE = 12  # cards: one accuracy value k/n proves a tiny set only for n up to this
+TINY_EVAL_ONE_VALUE = 12  # cards: one accuracy value k/n proves a tiny set only for n up to this ...
+TINY_EVAL_ONE_VALUE_SMALL_TRAIN = 30  # ... or up to this when the training set is tiny too (D601)
 IMBALANCE_RATIO = 10  # most / least frequent training label
 RARE_LABEL_MIN = 10  # training examples (classes) or entities (NER types) below this are rare
 TRUNCATED_WARNING = 0.05  # share of classification texts truncated

@@ -13,6 +13,7 @@ from ..findings import ERROR, INFO, WARNING, Finding, finding
 from .common import (
     CLS,
     TINY_EVAL_ONE_VALUE,
+    TINY_EVAL_ONE_VALUE_SMALL_TRAIN,
     IMBALANCE_RATIO,
     LEAKAGE_ERROR,
     LEAKAGE_WARNING,
@@ -147,7 +148,7 @@ def tiny_eval(lines: list[str], **data) -> Finding:
         splits=lines, **data)
 
 
-def eval_size_from_values(cells) -> tuple[int, list[str]] | None:
+def eval_size_from_values(cells, one_value_limit: int = TINY_EVAL_ONE_VALUE) -> tuple[int, list[str]] | None:
     """The evaluation set's size read off accuracy values as printed: every accuracy is correct / n, so values that
     are all multiples of 1/n for a small n (within half a unit of the last printed digit) give n away: 0.5493,
     0.5634, 0.5352 are 39, 40 and 38 of 71.
@@ -155,8 +156,10 @@ def eval_size_from_values(cells) -> tuple[int, list[str]] | None:
     Needs at least two distinct values other than 0, 0.5 and 1 (these fit any even n), printed as the Trainer does
     (up to 4 decimals, trailing zeros dropped; values all rounded by hand to fewer decimals prove nothing), and then
     answers for n up to TINY_EVAL; a single such value answers only for n up to TINY_EVAL_ONE_VALUE (any value
-    is k/n for some n below 100 within rounding, one in two; for n up to 12, one in a hundred). The true size can
-    be a multiple of n. Returns (n, ['39/71', ...]) or None."""
+    is k/n for some n below 100 within rounding, three in ten; for n up to 12, one in 200), or up to
+    ``one_value_limit`` where the caller has other evidence of a small data set (TINY_EVAL_ONE_VALUE_SMALL_TRAIN, 30,
+    under a tiny training set: one in 36 values by chance). The true size can be a multiple of n. Returns
+    (n, ['39/71', ...]) or None."""
     cells = [c for c in cells if c is not None and c.kind == "number" and c.decimals is not None]
     decimals = {c.decimals for c in cells}
     if not cells or (len(decimals) == 1 and min(decimals) < 4):
@@ -170,25 +173,38 @@ def eval_size_from_values(cells) -> tuple[int, list[str]] | None:
         values[round(v, 8)] = 0.5 * 10.0 ** -max(cell.decimals, 4) + 1e-9
     if not values:
         return None
-    limit = TINY_EVAL if len(values) >= 2 else TINY_EVAL_ONE_VALUE
-    for n in range(2, limit):
+    end = TINY_EVAL if len(values) >= 2 else one_value_limit + 1  # fewer than TINY_EVAL; one value: up to the limit
+    for n in range(2, end):
         if all(abs(round(v * n) / n - v) <= tol for v, tol in values.items()):
             return n, [f"{round(v * n)}/{n}" for v in sorted(values)]
     return None
 
 
-def check_card_eval_size(card: ParsedCard, task: str | None) -> list[Finding]:
+def card_eval_size(card: ParsedCard, evals: list[Eval]) -> tuple[int, list[str]] | None:
+    """The evaluation set's size read off a card's accuracy values (:func:`eval_size_from_values`); a single value
+    answers for n up to TINY_EVAL_ONE_VALUE_SMALL_TRAIN when the card's training set is tiny too (a tiny data set
+    makes a tiny evaluation split likely, so less evidence is needed)."""
+    if not card.table:
+        return None
+    bound = card_train_bound(card, evals)
+    limit = TINY_EVAL_ONE_VALUE_SMALL_TRAIN if bound and bound[2] < TINY_TRAIN else TINY_EVAL_ONE_VALUE
+    return eval_size_from_values([row.get("accuracy") for row in card.table.rows], one_value_limit=limit)
+
+
+def check_card_eval_size(card: ParsedCard, task: str | None, evals: list[Eval] | None = None) -> list[Finding]:
     """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away."""
     if task not in (CLS, None) or not card.table:
         return []
-    cells = [row.get("accuracy") for row in card.table.rows]
-    found = eval_size_from_values(cells)
+    found = card_eval_size(card, evals or [])
     if not found:
         return []
     n, fractions = found
-    shown = [c.raw.strip() for c in cells if c is not None and c.kind == "number"]
-    return [tiny_eval([f"accuracy values {', '.join(dict.fromkeys(shown[:6]))} are {', '.join(fractions[:6])}: "
-                       f"about {n} evaluation examples (or a multiple of {n})"], examples=n)]
+    cells = [row.get("accuracy") for row in card.table.rows]
+    shown = list(dict.fromkeys(c.raw.strip() for c in cells if c is not None and c.kind == "number"))
+    what = (f"accuracy values {', '.join(shown[:6])} are {', '.join(fractions[:6])}" if len(fractions) > 1 else
+            f"accuracy {shown[0]} at {'every evaluation' if len(cells) > 1 else 'the evaluation'} is {fractions[0]}"
+            + ("" if n <= TINY_EVAL_ONE_VALUE else ", and the training set is tiny too (D601)"))
+    return [tiny_eval([f"{what}: about {n} evaluation examples (or a multiple of {n})"], examples=n)]
 
 
 def check_perfect(evals: list[Eval], headline: dict[str, float], task: str | None) -> list[Finding]:
@@ -242,10 +258,6 @@ def leakage(train_texts: Iterable, eval_texts: Iterable, split: str = "validatio
 def check_card_data(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
     """D601 from steps per epoch x batch size; tunecard cards also from their data table (via baselines' splits)."""
     found = []
-    total = card.hyper_float("total_train_batch_size")
-    batch = card.hyper_float("train_batch_size")
-    accumulation = card.hyper_float("gradient_accumulation_steps") or 1
-    effective = total or (batch * accumulation if batch else None)
     if card.data_examples:
         n = card.data_examples.get("train")
         if n is not None and n < TINY_TRAIN:
@@ -255,13 +267,33 @@ def check_card_data(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
         if small:
             found.append(tiny_eval(small))
         return found
-    candidates = [e for e in evals if e.epoch and e.step and e.epoch > 0]
-    if effective and candidates:
-        e = candidates[-1]
-        per_epoch = math.ceil(e.step / e.epoch - 1e-6)
-        examples = per_epoch * effective
+    bound = card_train_bound(card, evals)
+    if bound:
+        e, per_epoch, examples = bound
         if examples < TINY_TRAIN:
             found.append(tiny_train(
-                f"{e.where}: about {per_epoch} steps per epoch × batch {fmt_int(effective)} = at most "
+                f"{e.where}: about {per_epoch} step{'s' if per_epoch != 1 else ''} per epoch × batch {fmt_int(card_batch(card))} = at most "
                 f"{fmt_int(examples)} training examples", examples))
     return found
+
+
+def card_batch(card: ParsedCard) -> float | None:
+    """The effective training batch of a card: total_train_batch_size, else batch × gradient accumulation."""
+    total = card.hyper_float("total_train_batch_size")
+    batch = card.hyper_float("train_batch_size")
+    accumulation = card.hyper_float("gradient_accumulation_steps") or 1
+    return total or (batch * accumulation if batch else None)
+
+
+def card_train_bound(card: ParsedCard, evals: list[Eval]) -> tuple[Eval, int, float] | None:
+    """(the row read, steps per epoch, at most so many training examples): the last row's step / epoch × the
+    effective batch; None when the card does not print them (or has a data table: tunecard's own cards)."""
+    if card.data_examples:
+        return None
+    effective = card_batch(card)
+    candidates = [e for e in evals if e.epoch and e.step and e.epoch > 0]
+    if not effective or not candidates:
+        return None
+    e = candidates[-1]
+    per_epoch = math.ceil(e.step / e.epoch - 1e-6)
+    return e, per_epoch, per_epoch * effective

@@ -7,7 +7,7 @@ from ..cardparse import METRIC_BASES
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines, check_chance
 from .collapse import check_frozen, check_run_collapse
-from .common import CLS, KNOWN_TASKS, Eval, _num, _where, guarded, title
+from .common import CLS, KNOWN_TASKS, Eval, _finite, _num, _where, guarded, title
 from .data import check_perfect, check_run_data
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
 from .training import check_best_not_last_run, check_not_converged, check_overfitting
@@ -87,8 +87,9 @@ def run_report_parts(history: dict, metrics: dict, config) -> tuple[list[Finding
         labels = metrics.get("labels") if isinstance(metrics.get("labels"), list) else []
         published = next((metrics[s] for s in ("validation", "test") if isinstance(metrics.get(s), dict)), {})
         published = {k: float(v) for k, v in published.items() if _num(v) is not None and k != "loss"}
+        steps_done = [e.step for e in evals if e.step] + [int(s["step"]) for s in steps if _finite(_num(s.get("step")))]
         return check_chance(task, evals, published, classes=len(labels) if task == CLS and len(labels) >= 2 else None,
-                            lr=lr)
+                            lr=lr, total_steps=max(steps_done) if steps_done else None)
 
     def perfect():
         published = next((metrics[s] for s in ("validation", "test") if isinstance(metrics.get(s), dict)), {})
