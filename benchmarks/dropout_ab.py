@@ -23,7 +23,7 @@ from tunecard.config import build_config
 from tunecard.encoding.batching import PadCollator
 from tunecard.encoding.encoder import Encoder
 from tunecard.encoding.models import load_model, load_tokenizer
-from tunecard.pipeline import read_splits
+from tunecard.training.inputs import read_splits
 from tunecard.speed.dropout import FastDropout
 from tunecard.speed.packing import choose_collator
 
@@ -52,7 +52,7 @@ def main() -> None:
     torch.manual_seed(config.seed)
     model = load_model(config.model, config.task, dict(enumerate(labels)))
     features = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256).encode_tokens(corpus.examples)
-    collator, batches = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+    collator, batches, _ = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                         tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=True)
     bf16 = environment.use_bf16("auto")

@@ -3,19 +3,17 @@
 Two copies of the model train on the same batches of 16 CoNLL-2003 sentences, one step each in turn (which
 goes first alternates), with everything else `tunecard train` uses on CPU: bf16 autocast where the CPU has
 bf16, fast dropout masks (the attention probabilities' too), fused query/key/value projections, sparse
-embedding rows, clipping handed to the fused AdamW step. The lever: `bf16-copies` (`bf16_weights.py`, on
-bf16 CPUs), `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
+embedding rows, clipping handed to the fused AdamW step. The lever: `padding-free` (`packing.py`: the packed rows' tokens as one sequence outside attention, against
 packed rows), `text-packing` (text classification on the first 3000 SST-2 sentences: padding-free packed
 batches against padded ones) or `float-masks` (`dropout.py`'s masks as 1.0 / 0.0 in the input's dtype and plain
 tensor operations, against the boolean masks and torch's dropout arithmetic it used before; both padding-free,
-with the attention left to autograd as when it was measured), `rows-attention` (`attention._PackedRowsAttention`
-against the same arithmetic left to autograd) or `first-queries` (SST-2 as text-packing, both sides padding-free:
-the last attention block computing only the first tokens' queries, `packing.FirstQueries`, against taking the
-first tokens after that block).
+with the attention left to autograd as when it was measured), or `rows-attention` (`attention._PackedRowsAttention`
+against the same arithmetic left to autograd). (The bf16 weight copies and the first-query attention were
+measured here below 3% and removed from tunecard: issue 27.)
 Prints the median time of each part of a step and how often the lever won.
 
-    .venv/bin/python benchmarks/step_ab.py [--lever bf16-copies|padding-free|text-packing|float-masks|rows-attention
-                                            |first-queries] [--steps 150] [--warmup 20]
+    .venv/bin/python benchmarks/step_ab.py [--lever padding-free|text-packing|float-masks|rows-attention]
+                                            [--steps 150] [--warmup 20]
 """
 
 from __future__ import annotations
@@ -37,20 +35,18 @@ from tunecard.encoding.batching import PadCollator
 from tunecard.encoding.encoder import Encoder
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.environment import cpu_supports_bf16
-from tunecard.pipeline import label_names, read_splits
+from tunecard.training.inputs import label_names, read_splits
 from tunecard.speed import attention, sparse_embedding
 from tunecard.speed import dropout as tunecard_dropout
 from tunecard.speed.attention import use_fast_attention_dropout
-from tunecard.speed.bf16_weights import Bf16Weights
 from tunecard.speed.dropout import use_fast_dropout
 from tunecard.speed.fused_qkv import fuse_qkv
-from tunecard.speed.packing import choose_collator, first_token_points, read_first_tokens
+from tunecard.speed.packing import choose_collator
 
 CONFIG = "benchmarks/configs/conll2003-3000-1epoch.yaml"
 PARTS = ("forward", "backward", "clipping", "optimizer", "step")
-VARIANTS = {"bf16-copies": ("autocast casts", "bf16 copies"), "padding-free": ("packed rows", "padding-free"),
-            "text-packing": ("padded", "padding-free"), "float-masks": ("boolean masks", "float masks"),
-            "rows-attention": ("autograd", "one node"), "first-queries": ("block output", "first queries")}
+VARIANTS = {"padding-free": ("packed rows", "padding-free"), "text-packing": ("padded", "padding-free"),
+            "float-masks": ("boolean masks", "float masks"), "rows-attention": ("autograd", "one node")}
 AUTOGRAD_ATTENTION = "tunecard_sdpa_autograd"  # attention.py's arithmetic left to autograd, for this script only
 AttentionInterface.register(AUTOGRAD_ATTENTION, attention._fast_masks_autograd)
 AttentionMaskInterface.register(AUTOGRAD_ATTENTION, sdpa_mask)
@@ -88,13 +84,13 @@ SST2 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2" /
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lever", choices=list(VARIANTS), default="bf16-copies")
+    parser.add_argument("--lever", choices=list(VARIANTS), default="padding-free")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
 
     config = build_config(CONFIG)
-    text = args.lever in ("text-packing", "first-queries")
+    text = args.lever == "text-packing"
     corpus = read_corpus(SST2) if text else read_splits(config)["train"]
     labels = label_names(corpus)
     tokenizer = load_tokenizer(config.model)
@@ -103,8 +99,6 @@ def main() -> None:
     encoder = Encoder(tokenizer, {label: i for i, label in enumerate(labels)}, 256)
     features = encoder.encode_texts(corpus.examples[:3000]) if text else encoder.encode_tokens(corpus.examples)
     bf16 = cpu_supports_bf16()
-    if args.lever == "bf16-copies" and not bf16:
-        parser.error("bf16-copies needs a CPU with native bf16 (AVX512-BF16 or AMX)")
     plain, lever = VARIANTS[args.lever]
     collators = {}
     for name in (plain, lever):
@@ -112,9 +106,9 @@ def main() -> None:
             collators[name], kind = PadCollator(tokenizer.pad_token_id), "padded"
         else:
             # float-masks and rows-attention compare both sides on the default (padding-free) batches
-            padding_free = (args.lever in ("float-masks", "rows-attention", "first-queries")
+            padding_free = (args.lever in ("float-masks", "rows-attention")
                             or (args.lever in ("padding-free", "text-packing") and name == lever))
-            collators[name], kind = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+            collators[name], kind, _ = choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                                     tokenizer.pad_token_id, padding_free=padding_free, classify=text)
         print(f"{name}: {kind}")
     use_fast_dropout(model)
@@ -128,8 +122,6 @@ def main() -> None:
 
     variants = {}
     for name in (plain, lever):
-        if args.lever == "first-queries":  # where the classifier's first tokens are taken: each replica its own
-            read_first_tokens(model, first_token_points(model)[0 if name == lever else 1])
         replica = copy.deepcopy(model).train()
         optimizer = sparse_embedding.SparseRowsAdamW(replica.parameters(), lr=config.learning_rate, fused=True,
                                                      weight_decay=0.0)
@@ -137,25 +129,16 @@ def main() -> None:
         # swapped dropout reaches the attention probabilities only there (the one-node attention draws its own).
         if (args.lever == "rows-attention" and name == plain) or args.lever == "float-masks":
             replica.set_attn_implementation(AUTOGRAD_ATTENTION)
-        copies = None
-        if (args.lever == "bf16-copies" and name == lever) or (args.lever == "rows-attention" and bf16):
-            copies = Bf16Weights(replica)
-        if copies is not None:
-            copies.watch(optimizer)
-        variants[name] = (replica, optimizer, copies, {part: [] for part in PARTS})
+        variants[name] = (replica, optimizer, {part: [] for part in PARTS})
 
-    def step(replica, optimizer, copies, times, batch, record: bool) -> None:
+    def step(replica, optimizer, times, batch, record: bool) -> None:
         marks = [time.perf_counter()]
-        if copies is not None:
-            copies.before_forward()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = replica(**batch).loss
         marks.append(time.perf_counter())
         loss.backward()
-        if copies is not None:
-            copies.after_backward()
         marks.append(time.perf_counter())
-        sparse_embedding.clip_grad_norm_(replica.parameters(), config.max_grad_norm, optimizer)
+        sparse_embedding.clip_grad_norm_(replica.parameters(), config.max_grad_norm)
         marks.append(time.perf_counter())
         optimizer.step()
         replica.zero_grad()
@@ -175,7 +158,7 @@ def main() -> None:
     print(f"{args.steps - args.warmup} steps after {args.warmup} of warm-up; medians in ms")
     for name, (*_, times) in variants.items():
         print(f"{name:15s} " + "  ".join(f"{part} {statistics.median(times[part]):6.1f}" for part in PARTS))
-    without, with_lever = variants[plain][3]["step"], variants[lever][3]["step"]
+    without, with_lever = variants[plain][2]["step"], variants[lever][2]["step"]
     faster = sum(w < p for p, w in zip(without, with_lever))
     speedup = statistics.median(p / w for p, w in zip(without, with_lever))
     print(f"{lever} faster in {faster} of {len(without)} steps; median paired speedup {speedup:.3f}")
