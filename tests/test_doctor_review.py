@@ -410,6 +410,19 @@ def test_nan_validation_loss_while_the_training_loss_falls_is_an_evaluation_prob
     assert any("no finite validation loss" in item for item in report.not_run)
 
 
+
+def test_a_validation_loss_that_turns_nan_late_names_exactly_those_evaluations():
+    # an fp16 evaluation that overflows once the logits grow: finite at epochs 1-2, then inf and NaN
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "F1")
+    rows = [(0.4210, 1.0, 800, 0.3150, 0.8012), (0.2203, 2.0, 1600, 0.2870, 0.8350),
+            (0.1105, 3.0, 2400, "inf", 0.8441), (0.0561, 4.0, 3200, "nan", 0.8470)]
+    report = doctor(trainer_card(rows, columns, headline={"Loss": "nan", "F1": "0.8470"}))
+    finding = only(report, "D306")
+    assert finding.severity == WARNING and "NaN or infinite" in finding.title
+    assert ("validation loss nan or infinite at 2 evaluations (epoch 3.0 (step 2400), epoch 4.0 (step 3200)) and in "
+            "the headline while the training loss went 0.4210 → 0.2203 → 0.1105 → 0.0561") in finding.evidence
+    assert "epoch 2.0" not in finding.evidence and "D301" not in codes(report)
+
 def test_nan_training_loss_is_divergence():
     rows = [("nan", 1.0, 100, "nan", 0.5), ("nan", 2.0, 200, "nan", 0.5)]
     report = doctor(trainer_card(rows, ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")))
@@ -523,6 +536,17 @@ def test_console_output_is_short_errors_first_and_info_without_remedy():
     assert out.count("fix:") == sum(1 for s in order if s != INFO)
     assert "To reproduce, use these versions" in out
 
+
+
+def test_an_unlogged_training_loss_is_information_and_not_run_says_how_to_log_it():
+    # 40 steps per epoch with the Trainer's logging_steps of 500: 'No log' in every row; the model itself is fine
+    rows = [("No log", float(i + 1), 40 * (i + 1), v, a) for i, (v, a) in
+            enumerate([(0.4120, 0.8310), (0.3350, 0.8620), (0.3010, 0.8770)])]
+    report = doctor(trainer_card(rows, ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy"), batch=32))
+    finding = only(report, "D503")
+    assert finding.severity == INFO and "3 of 3" in finding.evidence
+    assert not codes(report, ERROR, WARNING)
+    assert any("training loss was not logged" in item and "logging_strategy='epoch'" in item for item in report.not_run)
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_not_finite_headline_loss_alone_is_an_evaluation_finding(value):

@@ -53,7 +53,7 @@ CODES: dict[str, Code] = {
     "D403": Code("not-converged", "overfitting / convergence", WARNING),
     "D501": Code("headline-not-last-row", "card consistency", WARNING),
     "D502": Code("headline-matches-no-row", "card consistency", WARNING),
-    "D503": Code("training-loss-not-logged", "card consistency", WARNING),
+    "D503": Code("training-loss-not-logged", "card consistency", INFO),
     "D504": Code("value-copied-across-columns", "card consistency", ERROR),
     "D505": Code("f1-not-harmonic-mean", "card consistency", WARNING),
     "D506": Code("metric-out-of-range", "card consistency", ERROR),

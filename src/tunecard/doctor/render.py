@@ -75,14 +75,21 @@ def render_console(report: Report):
         names = report.checked or DEFAULT_CHECKED
         which = "the checks that could run" if report.unparsed or report.not_run else "the checks"
         parts.append(Text(f"No problems found by {which}: {'; '.join(names)}.", style="green"))
+    def bullets(items):
+        """A list whose wrapped lines stay indented under their bullet."""
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, width=3, justify="right")
+        grid.add_column(ratio=1)
+        for item in items:
+            grid.add_row("-", Text(item))
+        return grid
+
     if report.not_run:
         parts.append(Text("Not run (nothing to read):", style="bold yellow"))
-        for item in report.not_run:
-            parts.append(Text(f"  - {item}"))
+        parts.append(bullets(report.not_run))
     if report.unparsed:
         parts.append(Text("Could not read (checks that needed it did not run):", style="bold yellow"))
-        for item in report.unparsed:
-            parts.append(Text(f"  - {item}"))
+        parts.append(bullets(report.unparsed))
     summary = ", ".join(f"{report.count(s)} {s}{'s' if report.count(s) != 1 and s != INFO else ''}"
                         for s in (ERROR, WARNING, INFO))
     parts.append(Text(summary, style="bold"))

@@ -237,7 +237,8 @@ def _close(a: Cell, b: Cell | None, relative: bool = True) -> bool:
 
 
 def check_nolog(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
-    """D503: 'No log' training losses (and the same logged value repeated)."""
+    """D503 (info): 'No log' training losses (and the same logged value repeated). What it costs (divergence and
+    overfitting from the training loss) is said under Not run, with the setting that fixes it."""
     if not evals or not card.table or "training_loss" not in card.table.keys:
         return []
     nolog = [e.where for e in evals if e.training_nolog]
@@ -260,7 +261,8 @@ def check_nolog(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
            if first_step and first_step < 500 else "")
         + ": set logging_strategy='epoch' (or logging_steps at most the steps between evaluations) so that overfitting "
         "and divergence can be seen.",
-        severity=WARNING if len(nolog) == len(evals) else INFO, rows=nolog, repeated=repeated)]
+        severity=INFO, rows=nolog, repeated=repeated)]  # a gap in the card, not a fault of the model: the
+        # checks it costs are listed under Not run, with the fix
 
 
 def check_copied(card: ParsedCard) -> list[Finding]:

@@ -249,7 +249,8 @@ def card_not_run(card: ParsedCard, evals: list[Eval], task: str | None) -> list[
         if not any(_finite(e.validation_loss) for e in evals):
             out.append("overfitting, chance-level loss and the lowest-loss checkpoint: no finite validation loss")
         if not any(_finite(e.training_loss) for e in evals):
-            out.append("divergence and overfitting from the training loss: the training loss was not logged")
+            out.append("divergence and overfitting from the training loss: the training loss was not logged "
+                       "(logging_strategy='epoch', or logging_steps at most the steps between evaluations, logs it)")
     if not card.headline:
         out.append("headline against the table (D501 / D502): no 'achieves the following results' list")
     if task == REG:

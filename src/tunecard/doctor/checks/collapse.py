@@ -312,10 +312,12 @@ def check_card_collapse(task: str | None, values: dict[str, float], evals: list[
         groups: dict[str, list[int]] = {}
         for i in collapsed:
             groups.setdefault(rows[i][1], []).append(i)
-        parts = [f"headline: {head[1]}"] if head else []
-        for text, indices in groups.items():
+        parts = [f"headline: {head[1]}"] if head and head[1] not in groups else []
+        for text, indices in sorted(groups.items(), key=lambda item: not (head and head[1] == item[0])):
             where = (f"all {len(evals)} evaluations" if len(indices) == len(evals) > 1
                      else ", ".join(evals[i].where for i in indices[:6]) + (" …" if len(indices) > 6 else ""))
+            if head and head[1] == text:
+                where = f"headline and {where}"  # the same numbers: said once, the published results first
             parts.append(f"{where}: {text}")
         scope = ("every evaluation" if evals and len(collapsed) == len(evals) else
                  "the published results" if head or published_row in rows else

@@ -59,14 +59,23 @@ def check_not_finite(items: list[tuple], lr=None) -> list[Finding]:
             places=[{"where": w, "what": what, "value": v} for w, what, v in bad])]
     if not bad_evaluation:
         return []
-    wheres = list(dict.fromkeys(where for where, _, _ in bad_evaluation))
-    whats = sorted({str(what) for _, what, _ in bad_evaluation})
+    wheres = list(dict.fromkeys(where for where, _, _ in bad_evaluation if where != "headline"))
+    in_headline = any(where == "headline" for where, _, _ in bad_evaluation)
+    names: dict[str, str] = {}  # 'Validation Loss' (a column) and 'validation loss' (the headline's) are one
+    for _, what, _ in bad_evaluation:
+        names.setdefault(str(what).lower(), str(what).lower() if "loss" in str(what).lower() else str(what))
+    whats = sorted(names.values(), key=lambda w: ("loss" not in w, w))
+    kinds = " or ".join(sorted({"nan" if math.isnan(v) else "infinite" for _, _, v in bad_evaluation}, reverse=True))
     trained = [v for _, v in finite_training]
     training = (f" while the training loss went {_series(trained)}" if len(trained) >= 2 else "")
+    where_text = (f"at {len(wheres)} evaluation{'s' if len(wheres) != 1 else ''} ({', '.join(wheres[:4])}"
+                  f"{', …' if len(wheres) > 4 else ''})" if wheres else "")
+    if in_headline:
+        where_text = f"{where_text} and in the headline" if where_text else "in the headline"
     return [finding(
-        "D306", "The validation loss is NaN while training goes on: the evaluation is broken, not the training",
-        f"{', '.join(whats)} nan at {len(wheres)} evaluation(s) ({', '.join(wheres[:4])}"
-        f"{', …' if len(wheres) > 4 else ''}){training}.",
+        "D306", f"The validation loss is {'NaN' if kinds == 'nan' else 'NaN or infinite'} while training goes on: "
+        "the evaluation is broken, not the training",
+        f"{', '.join(whats)} {kinds} {where_text}{training}.",
         "The model trained (its training loss is finite); the NaN comes from evaluating it. Usual causes: an fp16 "
         "overflow in the evaluation pass (evaluate in fp32 or bf16), an evaluation batch with no labelled token (all "
         "labels -100: a mean over zero tokens is 0/0), or a label outside the model's range. The scores may still be "
