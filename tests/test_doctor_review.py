@@ -397,6 +397,20 @@ def test_overfitting_after_the_published_best_checkpoint_is_information():
     assert only(report, "D501").severity == INFO and "load_best_model_at_end" in only(report, "D501").evidence
 
 
+
+def test_overfitting_is_not_hidden_by_a_noisy_last_training_loss_or_a_creeping_metric():
+    # training loss 0.62 -> 0.021 (30x) with one noisy uptick at the end; validation loss +45 % from its minimum;
+    # accuracy still inches up: the model memorises, the gains are noise
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [(0.6200, 1.0, 400, 0.4100, 0.8120), (0.2900, 2.0, 800, 0.3600, 0.8390),
+            (0.0900, 3.0, 1200, 0.4300, 0.8400), (0.0150, 4.0, 1600, 0.4900, 0.8410),
+            (0.0210, 5.0, 2000, 0.5220, 0.8470)]
+    finding = only(doctor(trainer_card(rows, columns)), "D401")
+    assert finding.severity == WARNING and "epoch 2.0" in finding.title and "(30x)" in finding.evidence
+    # the same curves when the training loss stopped falling early (about 2x): the creeping metric makes it info
+    slow = [(t * 0 + v, e, st, vl, a) for (t, e, st, vl, a), v in zip(rows, (0.62, 0.45, 0.38, 0.33, 0.30))]
+    assert only(doctor(trainer_card(slow, columns)), "D401").severity == INFO
+
 # --- 11. NaN validation loss is an evaluation problem ----------------------------------------------------------
 
 
@@ -455,6 +469,28 @@ def test_a_regression_card_is_not_judged_by_classification_rules():
     assert any("regression model" in item for item in report.not_run)
 
 
+
+def test_a_similarity_regression_card_is_judged_by_its_correlation_and_loss_only():
+    # an STS-B-like card: MSE loss, Pearson and Spearman; a Pearson of 0.5 would be "accuracy at chance" for a
+    # classifier rule, a loss near ln 2 "chance level": neither applies to a regression model
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Pearson", "Spearmanr", "Combined Score")
+    rows = [(2.1000, 1.0, 360, 0.6931, 0.5012, 0.4988, 0.5000), (0.9000, 2.0, 720, 0.6920, 0.5110, 0.5090, 0.5100),
+            (0.4000, 3.0, 1080, 0.6933, 0.5205, 0.5190, 0.5198)]
+    report = doctor(trainer_card(rows, columns, lr="8e-05"))
+    assert report.read["task"] == "regression"
+    assert not codes(report) & {"D101", "D102", "D103", "D203", "D505", "D608", "D609", "D510"}
+    for f in report.findings:
+        assert "2e-5-5e-5" not in f.remedy or "8e-05" in f.remedy, f.to_dict()
+
+
+def test_a_small_batch_remedy_reads_the_learning_rate_in_use():
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [(0.52, 1.0, 3000, 0.41, 0.8120), (0.38, 2.0, 6000, 0.37, 0.8390), (0.30, 3.0, 9000, 0.36, 0.8450)]
+    high = only(doctor(trainer_card(rows, columns, lr="0.0001", batch=4)), "D305")
+    assert "0.0001" in high.evidence and "5e-05 or less" in high.remedy
+    # batch 4 at 1e-5 is the remedy itself: nothing to say
+    assert "D305" not in codes(doctor(trainer_card(rows, columns, lr="1e-05", batch=4)))
+
 # --- 13. runs without a validation split, and unknown tasks -----------------------------------------------------
 
 
@@ -484,6 +520,24 @@ def test_a_run_without_validation_is_judged_on_its_test_split_and_says_what_did_
     assert "0 entities predicted for 900 gold entities" in only(report, "D102").evidence
     assert report.not_run and report.to_dict()["not_run"] == report.not_run
 
+
+
+def test_a_classifier_run_without_validation_that_predicts_one_class_on_test_is_found():
+    per_label = {"neg": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 372, "predicted": 0},
+                 "pos": {"precision": 0.628, "recall": 1.0, "f1": 0.7715, "support": 628, "predicted": 1000}}
+    metrics = {"task": "text-classification", "labels": ["neg", "pos"], "validation": None,
+               "test": {"precision": 0.314, "recall": 0.5, "f1": 0.3857, "accuracy": 0.628, "loss": 0.66,
+                        "per_label": per_label},
+               "baselines": {"test": {"majority": {"strategy": "majority", "label": "pos", "f1": 0.3857,
+                                                   "accuracy": 0.628}}}}
+    history = {"rows": [], "steps": [], "best": None}
+    findings = diagnose_run(history, metrics, {"task": "text-classification", "learning_rate": 2e-5})
+    collapse = only(findings, "D101")
+    assert collapse.severity == ERROR and "test" in collapse.evidence and "'pos'" in collapse.evidence
+    assert "test F1 0.3857" in only(findings, "D201").evidence
+    not_run = run_not_run(history, metrics, {})
+    assert any("no validation split" in item for item in not_run)
+    assert "No problems found" not in render_markdown(findings, not_run=not_run)
 
 def test_an_unknown_task_runs_only_the_task_free_checks():
     rows = [{"epoch": float(i + 1), "step": i + 1, "training_loss": 0.5 / (i + 1), "validation_loss": 0.6931,
