@@ -342,6 +342,21 @@ def test_metrics_frozen_together_are_quoted_once_and_a_micro_average_is_not_call
     assert "2p/(1+p)" not in finding.evidence and "positive class for everything" not in finding.evidence
     assert "scores do not move" in finding.title
 
+
+def test_a_published_checkpoint_inside_a_stretch_frozen_from_the_first_evaluation_is_an_error():
+    # accuracy 0.6850 at epochs 1-3 while the loss moves, then it falls; the headline is epoch 3 (the lowest loss):
+    # the published model predicts exactly what the first evaluation did
+    columns = ("Training Loss", "Epoch", "Step", "Validation Loss", "Accuracy")
+    rows = [(0.6402, 1.0, 500, 0.6233, 0.6850), (0.6210, 2.0, 1000, 0.6241, 0.6850),
+            (0.6105, 3.0, 1500, 0.6198, 0.6850), (0.5502, 4.0, 2000, 0.6402, 0.6710),
+            (0.4807, 5.0, 2500, 0.6795, 0.6530)]
+    headline = {"Loss": "0.6198", "Accuracy": "0.6850"}
+    finding = only(doctor(trainer_card(rows, columns, headline=headline)), "D103")
+    assert finding.severity == ERROR
+    assert "Accuracy 0.6850 at epoch 1.0 (step 500) to epoch 3.0 (step 1500) (3 of 5 evaluations)" in finding.evidence
+    # the same table published at its last row: the frozen start is a warning (those checkpoints are not used)
+    assert only(doctor(trainer_card(rows, columns)), "D103").severity == WARNING
+
 # --- 9. tiny evaluation sets from the granularity of a card's accuracy ------------------------------------------
 
 

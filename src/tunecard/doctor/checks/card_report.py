@@ -205,7 +205,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         run("collapse", collapse),
         run("frozen metric", lambda: check_frozen(evals, tiny_eval=tiny is not None, lr=lr,
                                                   reported=collapse_reported(),
-                                                  one_class=collapsed_rows(task, evals)) if classification else []),
+                                                  one_class=collapsed_rows(task, evals),
+                                                  published=state["published"]) if classification else []),
         run("chance level", chance),
         run("loss against scores", lambda: check_loss_consistency(evals, values()[0], head_loss(), task)),
         # perfect scores the loss proves broken (D510) are said there, with the rows: not twice

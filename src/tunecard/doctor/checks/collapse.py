@@ -52,11 +52,13 @@ def _span(evals: list[Eval], i: int, j: int) -> str:
 
 
 def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: set[int] | None = None,
-                 one_class: set[int] | None = None) -> list[Finding]:
+                 one_class: set[int] | None = None, published: int | None = None) -> list[Finding]:
     """D103: a metric identical over >= FROZEN_MIN_EVALS consecutive evaluations while the loss moves.
 
     Each metric's stretch is quoted as it is. Severity: the whole run, or a stretch to the end after one-class
-    evaluations (``one_class``) only, error; a stretch from the first evaluation, warning; a later stretch,
+    evaluations (``one_class``) only, or a stretch from the first evaluation through the published one
+    (``published``: the row the headline is, when it is not the last; the evaluation set not tiny), error: the
+    published model predicts what the first evaluation did; a stretch from the first evaluation, warning; a later stretch,
     warning, or info when the model has saturated (training loss below SATURATED_TRAINING_LOSS) or the evaluation
     set is tiny (a few examples give few possible values). Values of 0
     (the collapse finding's) and 1.0 (perfect scores, D609) are left to those checks, and so are stretches whose
@@ -85,6 +87,8 @@ def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: 
         trained = [e.training_loss for e in span if _finite(e.training_loss)]
         if i == 0 and j == len(evals) - 1:
             levels.append(ERROR)
+        elif i == 0 and published is not None and i <= published <= j and not tiny_eval:
+            levels.append(ERROR)  # the published checkpoint's predictions never changed from the first evaluation
         elif i > 0 and (tiny_eval or (trained and min(trained) < SATURATED_TRAINING_LOSS)):
             levels.append(INFO)
         elif j == len(evals) - 1 and set(range(i)) <= (one_class or set()):
