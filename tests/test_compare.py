@@ -116,3 +116,61 @@ def test_cli_compare_terminal_and_markdown(runs):
     result = runner.invoke(app, ["compare", *map(str, runs)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "learning_rate" in result.stdout and BEST_MARK in result.stdout
+
+
+def _copy(run: Path, folder: Path, metrics=None, config=None) -> Path:
+    shutil.copytree(run, folder)
+    if metrics:
+        _edit(folder, "metrics.json", metrics)
+    if config:
+        _edit(folder, CONFIG_FILE, config)
+    return folder
+
+
+def _collapse(metrics: dict) -> None:
+    """The saved model predicts no entities, with the lowest validation loss of all (D102 at error level)."""
+    validation = metrics["validation"]
+    validation.update(loss=0.001, predicted_entities=0, precision=0.0, recall=0.0, f1=0.0)
+    for row in validation["per_label"].values():
+        row.update(predicted=0, precision=0.0, recall=0.0, f1=0.0)
+
+
+def test_a_collapsed_run_is_marked_and_never_best(runs, tmp_path):
+    collapsed = _copy(runs[0], tmp_path / "collapsed", metrics=_collapse)
+    comparison = compare_runs([collapsed, runs[1]])
+    assert comparison.collapsed == {0: ["D102"]}
+    assert comparison.best == [1]  # the collapsed run's loss is the lowest, but it is not ranked
+    assert comparison.header()[0] == "collapsed ✗ collapsed (D102)" and BEST_MARK in comparison.header()[1]
+    assert any("collapsed (D102" in note and "not ranked" in note for note in comparison.notes)
+    assert comparison.to_dict()["collapsed"] == {"collapsed": ["D102"]}
+    markdown = comparison.to_markdown()
+    assert "✗ collapsed (D102)" in markdown.splitlines()[0]
+    alone = compare_runs([collapsed, _copy(collapsed, tmp_path / "collapsed-too")])
+    assert alone.best == [] and any("no uncollapsed run" in note for note in alone.notes)
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("task", "text-classification", "different tasks"),
+    ("metric_for_best_model", "f1", "different metrics"),
+    ("validation", "/elsewhere/dev.conll", "different data"),
+])
+def test_runs_that_are_not_comparable_get_no_star(runs, tmp_path, key, value, reason):
+    other = _copy(runs[1], tmp_path / "other", config=lambda c: c.update({key: value}),
+                  metrics=lambda m: m.update(task=value) if key == "task" else None)  # metrics.json records the task
+    comparison = compare_runs([runs[0], other])
+    assert comparison.best == [], reason
+    assert any(reason in note and "none is marked best" in note for note in comparison.notes)
+    assert BEST_MARK not in comparison.to_markdown()
+
+
+def test_binary_and_macro_f1_are_not_ranked_together(runs, tmp_path):
+    def classifier(average, f1):
+        return lambda metrics: metrics["validation"].update(average=average, f1=f1)
+
+    by_f1 = dict(config=lambda c: c.update(metric_for_best_model="f1"))
+    binary = _copy(runs[0], tmp_path / "binary", metrics=classifier("binary", 0.5), **by_f1)
+    macro = _copy(runs[0], tmp_path / "macro", metrics=classifier("macro", 0.9), **by_f1)
+    comparison = compare_runs([binary, macro])
+    assert comparison.best == [] and any("averaged differently" in note for note in comparison.notes)
+    same = compare_runs([binary, _copy(macro, tmp_path / "macro-2", metrics=classifier("binary", 0.9))])
+    assert same.best == [1]  # both binary: ranked, the higher F1 marked

@@ -219,6 +219,7 @@ def test_metadata_reports_the_cards_headline(classifier_run, tiny_bert_cased):
         server.stop()
     assert info["task"] == "text-classification" and info["labels"] == ["negative", "positive"]
     assert info["base_model"] == str(tiny_bert_cased)  # a local folder: its path (a hub id where there is one)
+    assert info["dataset"] == "reviews"  # the training file's stem (its folder is a temporary one)
     assert info["headline"]["split"] == "validation"
     for key, value in info["headline"].items():
         if key != "split":

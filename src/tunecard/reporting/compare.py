@@ -3,7 +3,10 @@
 One column per run. Only the config keys whose values differ between the runs are shown (the output folder is
 the column's name, so it is left out); then each run's validation scores (metrics.json: the saved checkpoint),
 best epoch, steps and training time. The best run is the one with the best validation score on the runs'
-`metric_for_best_model` (lower is better for loss, as when the checkpoint was chosen); ties are all marked.
+`metric_for_best_model` (lower is better for loss, as when the checkpoint was chosen); ties are all marked. No run
+is marked when the scores are not comparable: runs of different tasks, selected by different metrics, with F1
+averaged differently (binary against macro) or validated on different data. A run the doctor finds collapsed
+(D101 one class, D102 no entities, at error level) is marked so and never marked best.
 
     from tunecard.reporting.compare import compare_runs
     print(compare_runs(["runs/lr-3e-5", "runs/lr-5e-5"]).to_markdown())
@@ -20,6 +23,7 @@ from tunecard.reporting.report import Run, read_run
 IGNORED_KEYS = ("output",)  # always differs: it is the run's name, already the column header
 METRIC_ORDER = ("loss", "precision", "recall", "f1", "accuracy")
 BEST_MARK = "★ best"
+COLLAPSE_CODES = ("D101", "D102")  # the doctor's collapse findings: one class for everything, no entities at all
 
 
 @dataclass
@@ -31,8 +35,9 @@ class Comparison:
         hyperparameters: config key -> one value per run, only for keys whose values differ.
         metrics: row title -> one value per run (None: not recorded), in display order.
         metric: the validation metric that ranks the runs (their metric_for_best_model).
-        best: indexes of the best run(s); empty when no run has that metric.
+        best: indexes of the best run(s); empty when no run has that metric or the runs are not comparable.
         notes: what the reader should know (identical configs, disagreeing selection metrics, ...).
+        collapsed: index -> the doctor's error-level collapse codes for that run (D101, D102).
     """
 
     names: list[str]
@@ -41,9 +46,12 @@ class Comparison:
     metric: str
     best: list[int]
     notes: list[str] = field(default_factory=list)
+    collapsed: dict[int, list[str]] = field(default_factory=dict)
 
     def header(self) -> list[str]:
-        return [f"{name} {BEST_MARK}" if i in self.best else name for i, name in enumerate(self.names)]
+        marks = {i: f"✗ collapsed ({', '.join(codes)})" for i, codes in self.collapsed.items()}
+        marks.update({i: BEST_MARK for i in self.best})
+        return [f"{name} {marks[i]}" if i in marks else name for i, name in enumerate(self.names)]
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """(section, row title, one formatted cell per run) for every row, hyperparameters first."""
@@ -87,7 +95,8 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {"names": self.names, "hyperparameters": self.hyperparameters, "metrics": self.metrics,
-                "metric": self.metric, "best": [self.names[i] for i in self.best], "notes": self.notes}
+                "metric": self.metric, "best": [self.names[i] for i in self.best], "notes": self.notes,
+                "collapsed": {self.names[i]: codes for i, codes in self.collapsed.items()}}
 
 
 def show(value, metric: bool = False) -> str:
@@ -117,13 +126,35 @@ def differing_hyperparameters(configs: list[dict]) -> dict[str, list]:
             if any(config.get(key) != configs[0].get(key) for config in configs)}
 
 
-def _selection_metric(runs: list[Run], notes: list[str]) -> str:
-    chosen = [run.config.get("metric_for_best_model") or (run.history.get("best") or {}).get("metric") or "f1"
-              for run in runs]
+def _selection_metrics(runs: list[Run]) -> list[str]:
+    return [run.config.get("metric_for_best_model") or (run.history.get("best") or {}).get("metric") or "f1"
+            for run in runs]
+
+
+def _not_comparable(runs: list[Run], chosen: list[str]) -> list[str]:
+    """Why the runs' validation scores cannot rank them (empty: they can)."""
+    reasons = []
+    tasks = {run.task for run in runs}
+    if len(tasks) > 1:
+        reasons.append(f"the runs are of different tasks ({', '.join(sorted(tasks))})")
     if len(set(chosen)) > 1:
-        notes.append(f"the runs chose their checkpoints by different metrics ({', '.join(sorted(set(chosen)))}); "
-                     f"the best run is marked by {chosen[0]} (the first run's).")
-    return chosen[0]
+        reasons.append(f"the runs chose their checkpoints by different metrics ({', '.join(sorted(set(chosen)))})")
+    averages = {(run.metrics.get("validation") or {}).get("average") for run in runs} - {None}
+    if len(averages) > 1 and chosen[0] in ("precision", "recall", "f1"):
+        reasons.append(f"their {chosen[0]} is averaged differently ({', '.join(sorted(averages))}: binary is the "
+                       "positive class's, macro the mean over the classes)")
+    validation = {(str(run.config.get("validation")), str(run.config.get("max_eval_examples"))) for run in runs}
+    if len(validation) > 1:
+        reasons.append("they were validated on different data (validation or max_eval_examples differ)")
+    return reasons
+
+
+def _collapsed(run: Run) -> list[str]:
+    """The doctor's error-level collapse codes for a run (D101 one class, D102 no entities)."""
+    from tunecard.doctor import ERROR, diagnose_run
+
+    findings = diagnose_run(run.history, run.metrics, run.config)
+    return sorted({f.code for f in findings if f.code in COLLAPSE_CODES and f.severity == ERROR})
 
 
 def _best(values: list, lower_is_better: bool) -> list[int]:
@@ -148,7 +179,8 @@ def compare_runs(folders: list[str | Path]) -> Comparison:
     hyperparameters = differing_hyperparameters([run.config for run in runs])
     if not hyperparameters:
         notes.append("the runs' configurations are identical (apart from the output folder).")
-    metric = _selection_metric(runs, notes)
+    chosen = _selection_metrics(runs)
+    metric = chosen[0]
     validation = [run.metrics.get("validation") or {} for run in runs]
     keys = [key for key in METRIC_ORDER if any(key in v for v in validation)]
     if metric not in keys:
@@ -159,10 +191,16 @@ def compare_runs(folders: list[str | Path]) -> Comparison:
     metrics["best epoch"] = [(run.history.get("best") or {}).get("epoch") for run in runs]
     metrics["steps"] = [(run.metrics.get("training") or {}).get("global_steps") for run in runs]
     metrics["training seconds"] = [(run.metrics.get("training") or {}).get("runtime_seconds") for run in runs]
-    best = _best(metrics[f"validation {metric}"], lower_is_better=metric == "loss")
-    if not best:
-        notes.append(f"no run has a validation {metric}: none is marked best.")
-    tasks = {run.task for run in runs}
-    if len(tasks) > 1:
-        notes.append(f"the runs are of different tasks ({', '.join(sorted(tasks))}): their scores are not comparable.")
-    return Comparison(_names(runs), hyperparameters, metrics, metric, best, notes)
+    names = _names(runs)
+    collapsed = {i: codes for i, run in enumerate(runs) if (codes := _collapsed(run))}
+    for i, codes in collapsed.items():
+        notes.append(f"{names[i]}: the doctor finds the model collapsed ({', '.join(codes)}: "
+                     f"`tunecard doctor {runs[i].path}`); it is not ranked.")
+    reasons = _not_comparable(runs, chosen)
+    ranked = [value if i not in collapsed else None for i, value in enumerate(metrics[f"validation {metric}"])]
+    best = [] if reasons else _best(ranked, lower_is_better=metric == "loss")
+    if reasons:
+        notes.append(f"{'; '.join(reasons)}: their scores are not comparable, and none is marked best.")
+    elif not best:
+        notes.append(f"no {'uncollapsed ' if collapsed else ''}run has a validation {metric}: none is marked best.")
+    return Comparison(names, hyperparameters, metrics, metric, best, notes, collapsed)

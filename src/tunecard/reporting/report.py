@@ -118,12 +118,12 @@ def plot_images(run: Run) -> list[tuple[str, str]]:
         return collect(Path(scratch))
 
 
-def _scores(result: dict | None, keys: list[str]) -> list[tuple[str, str]]:
-    from tunecard.reporting.card import METRIC_TITLES, fmt
+def _scores(result: dict | None, keys: list[str], titles: dict[str, str]) -> list[tuple[str, str]]:
+    from tunecard.reporting.card import fmt
 
     if not result:
         return []
-    return [(METRIC_TITLES.get(key, key), fmt(result.get(key))) for key in ["loss", *keys]]
+    return [(titles.get(key, key), fmt(result.get(key))) for key in ["loss", *keys]]
 
 
 def _per_label(result: dict | None) -> list[dict]:
@@ -175,13 +175,16 @@ def report_context(run: Run) -> dict:
     """Everything the template shows, as plain strings and lists (numbers formatted as on the card)."""
     from tunecard.doctor import diagnose_run_folder
     from tunecard.doctor.render import CHECK_DETAILS
-    from tunecard.reporting.card import METRIC_TITLES, fmt, fmt_epoch, results_table
+    from tunecard.reporting.card import (averaging_note, base_model_name, classification_average, dataset_label, fmt,
+                                         fmt_epoch, metric_titles, results_table)
     from tunecard.training.evaluate import table_metrics
 
     keys = list(table_metrics(run.task))
     best = run.history.get("best")
     rows = run.history.get("rows") or []
-    epochs = results_table(run.task, rows, best["step"] if best else None) if rows else []
+    average = classification_average(run.metrics)
+    titles = metric_titles(run.task, average)
+    epochs = results_table(run.task, rows, best["step"] if best else None, average) if rows else []
     diagnosis = diagnose_run_folder(run.path)
     data_rows, data_notes = _data(run)
     config_text = (run.path / CONFIG_FILE).read_text(encoding="utf-8")
@@ -190,20 +193,20 @@ def report_context(run: Run) -> dict:
         name=run.name,
         task=run.task,
         is_ner=run.task == "token-classification",
-        model=run.config.get("model"),
-        dataset=run.config.get("dataset_name") or (Path(run.config["train"]).parent.name
-                                                   if run.config.get("train") else None),
+        model=base_model_name(run.config.get("model")),
+        dataset=dataset_label(run.config.get("train"), run.config.get("dataset_name")),
         best=best,
         best_epoch=fmt_epoch(best["epoch"]) if best and best.get("epoch") is not None else None,
         best_value=fmt(best.get("value")) if best else None,
         stopped_by=stop_reason(run.history),
-        validation=_scores(run.metrics.get("validation"), keys),
-        test=_scores(run.metrics.get("test"), keys),
+        validation=_scores(run.metrics.get("validation"), keys, titles),
+        test=_scores(run.metrics.get("test"), keys, titles),
+        averaging_note=averaging_note(run.task, run.metrics),
         epoch_headers=list(epochs[0]) if epochs else [],
         epoch_rows=[{"cells": list(line.values()), "saved": line.get("Saved") == "✓"} for line in epochs],
         per_label_validation=_per_label(run.metrics.get("validation")),
         per_label_test=_per_label(run.metrics.get("test")),
-        metric_titles=[METRIC_TITLES.get(k, k) for k in keys],
+        metric_titles=[titles.get(k, k) for k in keys],
         baselines=_baselines(run, keys),
         findings=[f.to_dict() for f in diagnosis.findings],
         unparsed=diagnosis.unparsed,

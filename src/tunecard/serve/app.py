@@ -133,7 +133,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def metadata(predictor, folder: Path) -> dict:
     """What the model is: task, labels, base model, the card's headline scores (metrics.json) and how it runs."""
-    from tunecard.reporting.card import base_model_id
+    from tunecard.reporting.card import base_model_id, dataset_label
     from tunecard.training.evaluate import table_metrics
 
     config = _read(folder / "train_config.yaml", "yaml") or {}
@@ -152,7 +152,7 @@ def metadata(predictor, folder: Path) -> dict:
         "task": predictor.task,
         "labels": labels,
         "base_model": (base_model_id(base) or base) if isinstance(base, str) else None,
-        "dataset": config.get("dataset_name") or (Path(config["train"]).parent.name if config.get("train") else None),
+        "dataset": dataset_label(config.get("train"), config.get("dataset_name")),
         "headline": headline,
         "test": _scores(metrics.get("test"), predictor.task) if headline and headline["split"] != "test" else None,
         "precision": "bf16" if predictor.bf16 else "fp32",
