@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tunecard.data import ReadOptions, read_corpus
-from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus
+from tunecard.data.example import MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus
 from tunecard.data.schemes import parse_tag
 from tunecard.errors import DataError, TunecardError
 
@@ -155,8 +155,8 @@ def check_read(path, fmt: str | None, encoding: str | None, n_lines: int) -> Non
 def assert_sane(corpus: Corpus, fmt: str | None, n_lines: int) -> None:
     """What the rest of tunecard relies on: examples exist, every token has one IOB2 tag, every text a label."""
     assert len(corpus) > 0
-    if fmt is not None:
-        assert corpus.task == (TOKEN_TASK if fmt in TOKEN_FORMATS else TEXT_TASK)
+    if fmt is not None:  # a file of text classification may hold label lists: multi-label, by its shape
+        assert corpus.task in ((TOKEN_TASK,) if fmt in TOKEN_FORMATS else (TEXT_TASK, MULTI_LABEL_TASK))
     for example in corpus.examples:
         assert example.line is None or 1 <= example.line <= n_lines
         if corpus.task == TOKEN_TASK:
@@ -169,6 +169,10 @@ def assert_sane(corpus: Corpus, fmt: str | None, n_lines: int) -> None:
                 if prefix == "I":  # IOB2: an I- continues an entity of its own type
                     assert previous in (f"B-{kind}", f"I-{kind}"), example.tags
                 previous = tag
+        elif corpus.task == MULTI_LABEL_TASK:  # a set of non-empty names, sorted, each once (possibly empty)
+            assert example.label is None and example.labels == sorted(set(example.labels))
+            assert all(isinstance(label, str) and label.strip() for label in example.labels)
+            assert example.text_pair is None or isinstance(example.text_pair, str)
         else:
             assert isinstance(example.text, str) and isinstance(example.label, str) and example.label.strip()
             assert example.text_pair is None or isinstance(example.text_pair, str)

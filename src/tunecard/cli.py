@@ -16,7 +16,8 @@ from tunecard.data.example import ReadOptions
 from tunecard.errors import TunecardError
 
 app = typer.Typer(
-    help="Fine-tune BERT-family encoders for NER and text classification, and write a model card that tells the truth.",
+    help="Fine-tune BERT-family encoders for NER and text classification (single- or multi-label), and write a model "
+    "card that tells the truth.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,14 +59,17 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print tunecard's version and exit."),
 ):
-    """Fine-tune BERT-family encoders for NER and text classification, and write a model card that tells the truth."""
+    """Fine-tune BERT-family encoders for NER and text classification (single- or multi-label), and write a model card
+    that tells the truth."""
 
 
 @app.command()
 def train(
     config_file: Optional[Path] = typer.Argument(None, help="YAML config (a run's train_config.yaml reproduces it)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set learning_rate=3e-5 (repeatable)."),
-    task: Optional[str] = typer.Option(None, help="ner (token-classification) or text-classification."),
+    task: Optional[str] = typer.Option(None, help="ner (token-classification), text-classification, or multi-label "
+                                       "(a set of labels per text; text-classification data with label lists, or "
+                                       "--label-separator, is trained as multi-label)."),
     model: Optional[str] = typer.Option(None, help="Hub id or local folder. Default: the embedded all-MiniLM-L6-v2."),
     train_file: Optional[str] = typer.Option(None, "--train", help="Training data file."),
     validation: Optional[str] = typer.Option(None, help="Validation data file (selects the best epoch)."),
@@ -90,6 +94,11 @@ def train(
                                                "0-based index; JSONL: the key)."),
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag "
                                              "(default: the last)."),
+    label_separator: Optional[str] = typer.Option(None, help="CSV/TSV/label-text: the label cell lists several "
+                                                  "labels joined by this, e.g. '|' (multi-label)."),
+    class_weights: Optional[str] = typer.Option(None, help="none (default) or balanced: weight rare classes (NER "
+                                                "tags; multi-label: each label's positives) in the loss; a weight "
+                                                "per label with --set 'class_weights={rare: 5}'."),
     speed: Optional[str] = typer.Option(None, help="auto (the speed layer where it applies and its checks pass; "
                                         "the default) or off (plain transformers training)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
@@ -105,7 +114,8 @@ def train(
                  num_epochs=epochs, learning_rate=learning_rate, train_batch_size=batch_size,
                  eval_batch_size=eval_batch_size, seed=seed, max_length=max_length, precision=precision,
                  format=format, scheme=scheme, encoding=encoding, speed=speed, max_steps=max_steps,
-                 text_column=text_column, label_column=label_column, tag_column=tag_column)
+                 text_column=text_column, label_column=label_column, tag_column=tag_column,
+                 label_separator=label_separator, class_weights=class_weights)
     config = build_config(config_file, flags, set_)
     result = run_training(config, overwrite=overwrite, resume=resume, console=None if quiet else console,
                           progress=not quiet, trust_pickle=trust_pickle)
@@ -117,14 +127,20 @@ def _print_summary(result) -> None:
     validation = result.metrics.get("validation")
     best = result.history.get("best")
     if validation:
-        keys = ("precision", "recall", "f1", "accuracy")
-        numbers = ", ".join(f"{k} {validation[k]:.4f}" for k in keys if validation.get(k) is not None)
+        keys = _summary_keys(result.metrics.get("task"))
+        numbers = ", ".join(f"{k.replace('_', ' ')} {validation[k]:.4f}" for k in keys if validation.get(k) is not None)
         if best:
             console.print(f"[bold]best checkpoint[/]: epoch {best['epoch']} (step {best['step']}): {numbers}")
         else:  # no evaluation gave a comparable value (e.g. every validation loss was NaN)
             console.print(f"[bold yellow]no best checkpoint[/] (no evaluation gave a usable value): the last "
                           f"weights were saved: {numbers}")
     console.print(f"[bold green]wrote[/] {result.output} (model, card README.md, history.json, metrics.json)")
+
+
+def _summary_keys(task: str | None) -> tuple[str, ...]:
+    if task == "multi-label-classification":  # precision, recall, f1: micro averages
+        return ("precision", "recall", "f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss")
+    return ("precision", "recall", "f1", "accuracy")
 
 
 @app.command()
@@ -147,6 +163,9 @@ def predict(
                                   "its neighbours."),
 ):
     """Label texts (--text, --file, or stdin lines): one JSON line per text (per document with --document).
+
+    NER gives entities; classification the label, its score and every probability; multi-label every label at or
+    above its tuned threshold (config.json) with its score, and every probability.
 
     Each line is answered as it arrives (output flushed per line): predict can be a worker in a pipeline. With --document, a document is answered when the blank line after it (or the end of the input) arrives.
     """
@@ -193,6 +212,8 @@ def evaluate(
     encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
     text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
     label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
+    label_separator: Optional[str] = typer.Option(None, help="Multi-label CSV/TSV/label-text: the separator of the "
+                                                  "labels in a cell."),
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help=HEADER_HELP),
     overlapping_spans: Optional[str] = typer.Option(None, help=OVERLAP_HELP),
@@ -204,12 +225,12 @@ def evaluate(
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
 ):
-    """Score a saved model on any readable labelled file."""
+    """Score a saved model on any readable labelled file (multi-label: at the thresholds saved with it)."""
     from tunecard.inference.predictor import evaluate_folder
 
     options = ReadOptions(format=format, scheme=scheme, encoding=encoding, text_column=text_column,
                           label_column=label_column, tag_column=tag_column, header=header,
-                          overlapping_spans=overlapping_spans)
+                          overlapping_spans=overlapping_spans, label_separator=label_separator)
     result = evaluate_folder(model_dir, data, options, precision=precision, backend=backend, onnx_file=onnx_file,
                              quantized=quantized, speed=speed, recheck_margin=recheck_margin)
     for warning in result["data"].get("warnings", []):
@@ -224,8 +245,14 @@ def evaluate(
         table.add_column(column, justify="left" if column == "label" else "right")
     for label, r in result["per_label"].items():
         table.add_row(label, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", str(r["support"]))
-    table.add_row("[bold]overall[/]", f"{result['precision']:.4f}", f"{result['recall']:.4f}", f"{result['f1']:.4f}", "")
+    overall = "[bold]micro[/]" if result.get("average") == "micro" else "[bold]overall[/]"
+    table.add_row(overall, f"{result['precision']:.4f}", f"{result['recall']:.4f}", f"{result['f1']:.4f}", "")
     out.print(table)
+    if "hamming_loss" in result:  # multi-label
+        out.print(f"loss {result['loss']:.4f}  macro F1 {result['macro_f1']:.4f}  samples F1 "
+                  f"{result['samples_f1']:.4f}  subset accuracy {result['subset_accuracy']:.4f}  Hamming loss "
+                  f"{result['hamming_loss']:.4f}")
+        return
     out.print(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}")
 
 
@@ -280,7 +307,7 @@ def data_stats(
     format: Optional[str] = typer.Option(None, help="Input format (default: detected)."),
     scheme: Optional[str] = typer.Option(None, help="Tag scheme (default: detected)."),
     encoding: Optional[str] = typer.Option(None, help="File encoding (default utf-8)."),
-    task: Optional[str] = typer.Option(None, help="ner or text-classification (default: detected)."),
+    task: Optional[str] = typer.Option(None, help="ner, text-classification or multi-label (default: detected)."),
     tag_column: Optional[int] = typer.Option(None, help="CoNLL: 0-based column holding the tag (default: last)."),
     text_column: Optional[str] = typer.Option(None, help="Classification: text column name or index."),
     label_column: Optional[str] = typer.Option(None, help="Classification: label column name or index."),
@@ -288,6 +315,8 @@ def data_stats(
     overlapping_spans: Optional[str] = typer.Option(None, help=OVERLAP_HELP),
     split_at_spans: bool = typer.Option(False, help="Span JSONL: read as a training file is read (words cut where "
                                         "a span starts or ends inside them), not as an evaluation file."),
+    label_separator: Optional[str] = typer.Option(None, help="Multi-label CSV/TSV/label-text: the separator of the "
+                                                  "labels in a cell."),
     model: Optional[str] = typer.Option(None, help="Also count subwords with this model's tokenizer."),
     max_length: Optional[int] = typer.Option(None, help="With --model: count examples longer than this."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -299,7 +328,8 @@ def data_stats(
 
     options = ReadOptions(format=format, scheme=scheme, encoding=encoding, tag_column=tag_column,
                           text_column=text_column, label_column=label_column, header=header,
-                          overlapping_spans=overlapping_spans, split_at_spans=split_at_spans)
+                          overlapping_spans=overlapping_spans, split_at_spans=split_at_spans,
+                          label_separator=label_separator)
     tokenizer = None
     if model:
         from tunecard.encoding.models import load_tokenizer

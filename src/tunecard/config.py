@@ -28,7 +28,14 @@ TASK_ALIASES = {
     "classification": "text-classification",
     "text": "text-classification",
     "sequence-classification": "text-classification",
+    "multi-label-classification": "multi-label-classification",
+    "multi-label": "multi-label-classification",
+    "multilabel": "multi-label-classification",
+    "multi_label_classification": "multi-label-classification",
+    "multilabel-classification": "multi-label-classification",
+    "multi-label-text-classification": "multi-label-classification",
 }
+MULTI_LABEL = "multi-label-classification"
 
 CONFIG_FILE = "train_config.yaml"
 # `model: embedded` (or `--set model=embedded`) names the embedded MiniLM, so a recipe written for a hub model
@@ -41,7 +48,12 @@ EMBEDDED_MODEL = "embedded"
 TASK_METRICS = {
     "token-classification": ("precision", "recall", "f1", "accuracy"),
     "text-classification": ("accuracy", "precision", "recall", "f1"),
+    # precision, recall and f1 are micro averages over every (text, label) decision (metrics/multilabel.py)
+    "multi-label-classification": ("precision", "recall", "f1", "macro_f1", "samples_f1", "subset_accuracy",
+                                   "hamming_loss"),
 }
+LOWER_IS_BETTER = ("loss", "hamming_loss")  # metrics for which the lowest value selects the best checkpoint
+CLASS_WEIGHT_MODES = ("none", "balanced")
 # report_to names -> (modules that must all be importable, what to pip install). Checked when the config is
 # built, before any data is read or model loaded (the Trainer would fail only once both are done).
 INTEGRATION_PACKAGES = {
@@ -191,9 +203,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # --- what to train on
-    task: Literal["token-classification", "text-classification"] = Field(
-        "token-classification", description="token-classification (NER; also ner, token) or text-classification (also "
-        "classification, text, sequence-classification)")
+    task: Literal["token-classification", "text-classification", "multi-label-classification"] = Field(
+        "token-classification", description="ner (token-classification), text-classification, or multi-label "
+        "(multi-label-classification: a set of labels per text); text-classification data with label lists is "
+        "trained as multi-label")
     model: str = Field(default_factory=default_model, description="hub id, local folder, or 'embedded' (the packaged "
                        "MiniLM); a relative folder in a YAML config is read from the config file's folder")
     train: str | None = Field(None, description="training data: a file, a save_to_disk folder or a hub dataset; "
@@ -222,6 +235,9 @@ class TrainConfig(BaseModel):
     text_pair_column: str | int | None = Field(None, description="classification of text pairs: the second text's "
                                                "column, as text_column; null: single texts")
     label_column: str | int | None = Field(None, description="classification: the label column, as text_column")
+    label_separator: str | None = Field(
+        None, min_length=1, description="CSV/TSV/label-text: the label cell lists several labels joined by this "
+        "(e.g. '|'): multi-label data")
     header: bool | None = Field(None, description="CSV/TSV: whether the first row is a header; null: decided from "
                                 "the whole file")
     positive_label: str | None = Field(None, description="binary classification: the label whose precision, recall "
@@ -258,6 +274,10 @@ class TrainConfig(BaseModel):
     max_length: int = Field(256, ge=8, description="most subwords per input: longer NER sentences are cut into "
                             "windows (each word scored once), longer texts truncated (and counted)")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy loss")
+    class_weights: str | dict[str, float] = Field(
+        "none", description="none; balanced (each class weighted n / (classes x its count) in the loss; multi-label: "
+        "each label's positives weighted by its negatives / positives); or {label: weight} (unnamed labels 1; NER: a "
+        "tag such as B-PER, or an entity type for its B- and I- tags)")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 autocast where the CPU or GPU has native bf16, else fp32; bf16; fp32")
 
@@ -381,6 +401,32 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"unknown encoding {codec!r}: use a Python codec name such as utf-8, latin-1, "
                                  "cp1252 or gb18030") from None
         return value
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _class_weights_value(cls, value: Any) -> Any:
+        """none (also null) or balanced, or a mapping of label names to positive finite weights (label names may be
+        integers in YAML: `{0: 1, 1: 5}`); the names are checked against the training labels once they are read
+        (E211)."""
+        if value is None:
+            return "none"
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word not in CLASS_WEIGHT_MODES:
+                close = did_you_mean(word, CLASS_WEIGHT_MODES)
+                hint = f"did you mean {close}? " if close else ""
+                raise ValueError(f"{hint}use none, balanced, or a mapping of labels to weights such as "
+                                 "{positive: 3.0}")
+            return word
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("an empty mapping: give {label: weight, ...}, or none")
+            weights = {}
+            for label, weight in value.items():
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+                    raise ValueError(f"the weight of {label!r} must be a positive number, not {weight!r}")
+                weights[str(label)] = float(weight)
+            return weights
+        raise ValueError("use none, balanced, or a mapping of labels to weights such as {positive: 3.0}")
 
     @field_validator("model", mode="before")
     @classmethod
@@ -423,7 +469,7 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "TrainConfig":
-        allowed = ("loss", *TASK_METRICS[self.task])
+        allowed = ("loss", *TASK_METRICS[self.task], *(("accuracy",) if self.task == MULTI_LABEL else ()))
         if self.metric_for_best_model not in allowed:
             close = did_you_mean(self.metric_for_best_model, allowed, cutoff=0.5)
             hint = f"did you mean {close}? " if close else ""
@@ -466,6 +512,10 @@ class TrainConfig(BaseModel):
         if self.context != "document":
             return 0
         return self.context_size or DEFAULT_CONTEXT_SIZE
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
 
     def read_options(self, split: str | None = None):
         """How to read the files; for one split: its own encoding, and span files cut at span boundaries for

@@ -13,8 +13,8 @@ from itertools import islice
 
 from tunecard.data.classification import open_delimited, open_label_text, open_text_jsonl
 from tunecard.data.conll import DOCSTART, open_conll
-from tunecard.data.example import (TEXT_TASK, TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TextExample,
-                                   TokenExample)
+from tunecard.data.example import (MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus, CorpusStream, ReadOptions,
+                                   TextExample, TokenExample, as_multi_label)
 from tunecard.data.hf import is_saved_dataset, read_hf
 from tunecard.data.jsonl import iter_json_records, open_span_jsonl, open_token_jsonl
 from tunecard.data.schemes import parse_tag
@@ -36,6 +36,9 @@ _TASK_ALIASES = {
     "token-classification": TOKEN_TASK, "ner": TOKEN_TASK, "token": TOKEN_TASK,
     "text-classification": TEXT_TASK, "classification": TEXT_TASK, "text": TEXT_TASK,
     "sequence-classification": TEXT_TASK,
+    "multi-label-classification": MULTI_LABEL_TASK, "multi-label": MULTI_LABEL_TASK, "multilabel": MULTI_LABEL_TASK,
+    "multi_label_classification": MULTI_LABEL_TASK, "multi-label-text-classification": MULTI_LABEL_TASK,
+    "multilabel-classification": MULTI_LABEL_TASK,
 }
 _CONLL_SUFFIXES = {".conll", ".conll03", ".bio", ".iob", ".iob1", ".iob2", ".bioes", ".iobes", ".bmes", ".bilou",
                    ".ner"}
@@ -52,8 +55,11 @@ def read_corpus(path: str | Path, options: ReadOptions | None = None, task: str 
     Args:
         path: a data file, a ``save_to_disk`` folder, or a hub dataset name.
         options: how to read it; every ``None`` field is detected (format, scheme, columns, header).
-        task: the task the caller expects (``token-classification``/``ner`` or
-            ``text-classification``/``classification``); a file holding the other kind is an error.
+        task: the task the caller expects (``token-classification``/``ner``, ``text-classification``/
+            ``classification`` or ``multi-label-classification``/``multi-label``); a file holding token tags for a
+            classification task (or the reverse) is an error. For ``multi-label-classification`` a file with one
+            label per example is read as one-label sets; for ``text-classification`` a file whose examples carry
+            label lists comes back as a multi-label corpus (its shape decides).
 
     Raises:
         DataError: see the error table in ``docs/data-formats.md`` (E101-E116).
@@ -93,12 +99,15 @@ def _open(path: str | Path, options: ReadOptions | None, task: str | None, strea
     task = normalize_task(task) if task is not None else None
     fmt = normalize_format(options.format) if options.format else detect_format(path, options)
     expected = FORMAT_TASKS[fmt]
-    if task is not None and expected is not None and expected != task:
+    family = TEXT_TASK if task == MULTI_LABEL_TASK else task  # multi-label data is in text classification formats
+    if family is not None and expected is not None and expected != family:
         raise DataError("E115", f"format {fmt} holds {expected} data, but the task is {task}", path=path,
                         fix="check the file and the task (NER needs token tags, classification needs labels).")
     if fmt == "hf":
-        return read_hf(path, options, task)
-    return _OPENERS[fmt](read_text_file(path, options.encoding, stream=stream), options)
+        opened = read_hf(path, options, family)
+    else:
+        opened = _OPENERS[fmt](read_text_file(path, options.encoding, stream=stream), options)
+    return as_multi_label(opened) if task == MULTI_LABEL_TASK else opened
 
 
 def normalize_format(name: str) -> str:
@@ -121,7 +130,8 @@ def normalize_task(task: str) -> str:
     """Canonical task name.
 
     Args:
-        task: ``token-classification`` (or ``ner``) or ``text-classification`` (or ``classification``).
+        task: ``token-classification`` (or ``ner``), ``text-classification`` (or ``classification``) or
+            ``multi-label-classification`` (or ``multi-label``, ``multilabel``).
 
     Raises:
         DataError: E115 unknown task.
@@ -130,7 +140,8 @@ def normalize_task(task: str) -> str:
         return _TASK_ALIASES[task.strip().lower()]
     except KeyError:
         raise DataError("E115", f"unknown task {task!r}",
-                        fix="use token-classification (ner) or text-classification.") from None
+                        fix="use token-classification (ner), text-classification or multi-label-classification "
+                        "(multi-label).") from None
 
 
 def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:

@@ -9,6 +9,12 @@ Labels are kept as strings, whether the file holds names (``positive``) or integ
   TREC).
 * ``text-jsonl``: ``{"text": ..., "label": ...}`` (also ``sentence``; pairs with ``text_pair``/``sentence2``).
 
+Multi-label data (a set of labels per text) is read by shape: a JSON list of labels
+(``{"text": ..., "labels": ["acting", "music"]}``, an empty list for none) makes a JSON Lines file multi-label
+(a plain label beside lists is a one-label set), and CSV, TSV and ``label-text`` files are read as multi-label when
+``label_separator`` is set: the label cell is split on it (``acting|music``; an empty cell is an empty set). A
+file read without it whose labels look like lists (``acting,music``) gets a warning naming the option.
+
 Columns are chosen by ``ReadOptions`` (a header name or a 0-based index), else by header names, else the
 label is the first or last column with fewer distinct values (the shorter on a tie) and the text is the
 other one (with three columns: the two others, in order, are text and text pair).
@@ -21,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from tunecard.data.example import TEXT_TASK, Corpus, CorpusStream, ReadOptions, TextExample
+from tunecard.data.example import TEXT_TASK, Corpus, CorpusStream, ReadOptions, TextExample, as_multi_label
 from tunecard.data.jsonl import iter_json_records
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
@@ -212,18 +218,20 @@ def open_delimited(text_file: TextFile, options: ReadOptions | None, fmt: str) -
         if header:
             next(rows)
         for line, cells in rows:
-            yield _example(text_file.path, line, cells[text], cells[label], cells[pair] if pair is not None else None)
+            yield _example(text_file.path, line, cells[text], cells[label], cells[pair] if pair is not None else None,
+                           options.label_separator)
 
     classes: set[str] = set()
     size = empty = 0
     for example in examples():
-        classes.add(example.label)
+        classes.update(example.label_set)
         size += 1
         empty += not example.text.strip()
     if not size:
         raise DataError("E103", "empty split: the file has a header but no rows", path=text_file.path,
                         fix="point to the right file.")
-    return _stream(text_file, fmt, size, classes, empty, warnings, lambda stream: examples())
+    return _stream(text_file, fmt, size, classes, empty, warnings, lambda stream: examples(),
+                   multi_label=options.label_separator is not None)
 
 
 def _choose_columns(
@@ -339,6 +347,8 @@ def read_label_text(path: str | Path, options: ReadOptions | None = None) -> Cor
 
 def open_label_text(text_file: TextFile, options: ReadOptions | None = None) -> CorpusStream:
     """Check a ``label text`` file whole and return its examples as a :class:`CorpusStream`."""
+    separator = (options or ReadOptions()).label_separator
+
     def examples() -> Iterator[TextExample]:
         for number, line in enumerate(text_file.iter_lines(), start=1):
             if not line.strip():
@@ -347,9 +357,9 @@ def open_label_text(text_file: TextFile, options: ReadOptions | None = None) -> 
             if len(parts) < 2:
                 raise DataError("E104", f"line has a label ({preview(parts[0])}) but no text", path=text_file.path,
                                 line=number, fix="write the label, a space, then the text.")
-            yield _example(text_file.path, number, parts[1], parts[0], None)
+            yield _example(text_file.path, number, parts[1], parts[0], None, separator)
 
-    return _checked_stream(text_file, "label-text", examples)
+    return _checked_stream(text_file, "label-text", examples, multi_label=separator is not None)
 
 
 def read_text_jsonl(path: str | Path, options: ReadOptions | None = None) -> Corpus:
@@ -382,32 +392,49 @@ def open_text_jsonl(text_file: TextFile, options: ReadOptions | None = None) -> 
             if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
                 raise DataError("E111", "the text must be a string", path=text_file.path, line=line,
                                 fix=f'write "{text_key}": "..." on every line.')
-            if label is None or isinstance(label, (list, dict)):
+            if isinstance(label, list):  # a list of labels: multi-label data (its shape decides)
+                yield TextExample(text=text, label=None, text_pair=pair, line=line,
+                                  labels=_label_list(text_file.path, line, label))
+                continue
+            if label is None or isinstance(label, (dict, bool)):
                 raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path,
-                                line=line, fix="give every example one label (a name or an integer id).")
-            yield _example(text_file.path, line, text, str(label), pair)
+                                line=line, fix="give every example one label (a name or an integer id), or a list "
+                                "of labels for multi-label data.")
+            yield _example(text_file.path, line, text, str(label), pair, options.label_separator)
 
-    return _checked_stream(text_file, "text-jsonl", examples)
+    return _checked_stream(text_file, "text-jsonl", examples, multi_label=options.label_separator is not None)
 
 
-def _checked_stream(text_file: TextFile, fmt: str, examples) -> CorpusStream:
+def _checked_stream(text_file: TextFile, fmt: str, examples, multi_label: bool = False) -> CorpusStream:
+    """The check pass over every example; a file with any label list (JSON) is multi-label, its plain labels
+    one-label sets."""
     classes: set[str] = set()
     size = empty = 0
     for example in examples():
-        classes.add(example.label)
+        classes.update(example.label_set)
+        multi_label = multi_label or example.labels is not None
         size += 1
         empty += not example.text.strip()
-    return _stream(text_file, fmt, size, classes, empty, list(text_file.warnings), lambda stream: examples())
+    return _stream(text_file, fmt, size, classes, empty, list(text_file.warnings), lambda stream: examples(),
+                   multi_label=multi_label)
 
 
 def _stream(text_file: TextFile, fmt: str, size: int, classes: set[str], empty: int, warnings: list[str],
-            examples_of) -> CorpusStream:
+            examples_of, multi_label: bool = False) -> CorpusStream:
     if not size:
         raise DataError("E103", "empty split: no examples", path=text_file.path, fix="point to the right file.")
     if empty:
         warnings.append(f"{text_file.path}: {empty} example(s) have an empty text; they are kept.")
-    return CorpusStream(path=text_file.path, task=TEXT_TASK, format=fmt, size=size, labels_found=sorted(classes),
-                        examples_of=examples_of, warnings=warnings)
+    if not multi_label and fmt != "text-jsonl":
+        listed = _list_like_labels(classes)
+        if listed:
+            separator, found = listed
+            warnings.append(f"{text_file.path}: labels such as {', '.join(map(repr, found))} look like lists of "
+                            f"labels, each read as one class; for multi-label data pass label_separator "
+                            f"{separator!r} (--label-separator '{separator}').")
+    stream = CorpusStream(path=text_file.path, task=TEXT_TASK, format=fmt, size=size, labels_found=sorted(classes),
+                          examples_of=examples_of, warnings=warnings)
+    return as_multi_label(stream) if multi_label else stream
 
 
 def _key(path: str, line: int, keys: list[str], spec: str | int | None, defaults: tuple[str, ...], what: str) -> str:
@@ -426,8 +453,44 @@ def _find_key(keys: list[str], wanted: tuple[str, ...]) -> str | None:
     return keys[index] if index is not None else None
 
 
-def _example(path: str, line: int, text: str, label: str, pair: str | None) -> TextExample:
+def _example(path: str, line: int, text: str, label: str, pair: str | None,
+             separator: str | None = None) -> TextExample:
+    if separator is not None:  # multi-label: the cell is a list of labels (empty: no label)
+        parts = [part.strip() for part in label.split(separator)] if label.strip() else []
+        if any(not part for part in parts):
+            raise DataError("E104", f"empty label between separators in {preview(label)} (label_separator "
+                            f"{separator!r})", path=path, line=line,
+                            fix=f"write labels separated by one {separator!r}, e.g. a{separator}b; an empty cell "
+                            "means no label.")
+        return TextExample(text=text, label=None, text_pair=pair, line=line, labels=_label_list(path, line, parts))
     label = label.strip()
     if not label:
         raise DataError("E104", "empty label", path=path, line=line, fix="give every example a label.")
     return TextExample(text=text, label=label, text_pair=pair, line=line)
+
+
+def _label_list(path: str, line: int, values: list) -> list[str]:
+    """A multi-label example's labels: names (or integer ids) as strings, sorted, each once."""
+    labels = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            raise DataError("E104", f"label {preview(value)} in the list {preview(values, 120)} is not a class name "
+                            "or id", path=path, line=line,
+                            fix='give each label as a non-empty name or an integer id: "labels": ["a", "b"].')
+        labels.append(str(value).strip())
+    return sorted(set(labels))
+
+
+# Characters that join labels in a cell when a file holds several per text (a multi-label file read without
+# label_separator turns each combination into a class of its own).
+LIST_SEPARATORS = (",", ";", "|")
+LIST_SHARE = 0.2  # at least this share of the distinct labels (and two of them) look like lists: warn
+
+
+def _list_like_labels(labels: set[str]) -> tuple[str, list[str]] | None:
+    """(separator, examples) when the labels look like lists of other labels joined by a separator."""
+    for separator in LIST_SEPARATORS:
+        joined = sorted(label for label in labels if separator in label.strip(separator))
+        if len(joined) >= 2 and len(joined) >= LIST_SHARE * len(labels):
+            return separator, joined[:3]
+    return None

@@ -1,7 +1,8 @@
 """The one internal representation every reader produces.
 
 Token classification examples carry their tags in IOB2 (BIO) whatever scheme the file used; the original
-scheme is kept on the corpus so it can be reported. Text classification examples carry label names (str).
+scheme is kept on the corpus so it can be reported. Text classification examples carry label names (str); in a
+multi-label corpus each example carries its set of label names instead (`labels`, possibly empty).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Literal
 
-Task = Literal["token-classification", "text-classification"]
+Task = Literal["token-classification", "text-classification", "multi-label-classification"]
 TOKEN_TASK: Task = "token-classification"
 TEXT_TASK: Task = "text-classification"
+MULTI_LABEL_TASK: Task = "multi-label-classification"
+CLASSIFICATION_TASKS = (TEXT_TASK, MULTI_LABEL_TASK)
 
 
 @dataclass
@@ -32,9 +35,37 @@ class TokenExample:
 @dataclass
 class TextExample:
     text: str
-    label: str
+    label: str | None  # the class (None in a multi-label corpus)
     text_pair: str | None = None
     line: int | None = None
+    labels: list[str] | None = None  # multi-label: the example's labels, sorted, without duplicates (may be empty)
+
+    @property
+    def label_set(self) -> list[str]:
+        """The example's labels: its set (multi-label) or its one class."""
+        return self.labels if self.labels is not None else [self.label]
+
+
+def as_multi_label(corpus):
+    """A text-classification :class:`Corpus` or :class:`CorpusStream` as multi-label data: each example's class
+    becomes a one-label set (a file with one label per text read for a multi-label task). A corpus is changed in
+    place, a stream converts each example as it is read; either is returned."""
+    if corpus.task != TEXT_TASK:
+        return corpus
+    corpus.task = MULTI_LABEL_TASK
+    if isinstance(corpus, CorpusStream):
+        read = corpus.examples_of
+        corpus.examples_of = lambda stream: (_one_label_set(example) for example in read(stream))
+    else:
+        for example in corpus.examples:
+            _one_label_set(example)
+    return corpus
+
+
+def _one_label_set(example: TextExample) -> TextExample:
+    if example.labels is None:
+        example.labels, example.label = [example.label], None
+    return example
 
 
 @dataclass
@@ -58,6 +89,8 @@ class Corpus:
         """Sorted label set: tag set (IOB2) for NER, class names for classification."""
         if self.task == TOKEN_TASK:
             return sorted({t for ex in self.examples for t in ex.tags})
+        if self.task == MULTI_LABEL_TASK:
+            return sorted({label for ex in self.examples for label in ex.labels})
         return sorted({ex.label for ex in self.examples})
 
     @property
@@ -130,6 +163,7 @@ class ReadOptions:
     text_column: str | int | None = None
     text_pair_column: str | int | None = None
     label_column: str | int | None = None
+    label_separator: str | None = None  # CSV/TSV: the label cell holds several labels split on this (multi-label)
     header: bool | None = None
     split: str | None = None  # for datasets dataset dicts / hub names
     overlapping_spans: str | None = None  # span JSONL: error (default), longest or first

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tunecard.data.classification import LABEL_NAMES, PAIR_NAMES, TEXT_NAMES
 from tunecard.data.conll import make_token_corpus
-from tunecard.data.example import TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample, TokenExample
+from tunecard.data.example import (MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample,
+                                   TokenExample)
 from tunecard.data.textfile import preview
 from tunecard.errors import DataError
 
@@ -156,7 +157,23 @@ def _text_corpus(where: str, dataset, columns: list[str], options: ReadOptions) 
     names = _class_names(dataset.features[label])
     data = dataset.select_columns([c for c in (text, label, pair) if c]).to_dict()
     examples = []
+    multi_label = any(isinstance(value, list) for value in data[label])  # a list of labels per row (go_emotions)
     for row, value in enumerate(data[label], start=1):
+        if multi_label:
+            values = value if isinstance(value, list) else [value]
+            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip()
+                        or (names is not None and isinstance(v, int) and not 0 <= v < len(names))), None)
+            if bad is not None or None in values:
+                raise DataError("E104", f"label {preview(bad)} in {preview(values, 120)} is not a class name or id",
+                                path=where, line=row, fix="give each row a list of label names or ClassLabel ids.")
+            text_value = data[text][row - 1]
+            if not isinstance(text_value, str) or (pair and not isinstance(data[pair][row - 1], str)):
+                raise DataError("E104", "the text column must hold text", path=where, line=row,
+                                fix="store the text as a string in every row.")
+            labels = sorted({names[v] if names is not None and isinstance(v, int) else str(v).strip() for v in values})
+            examples.append(TextExample(text=text_value, label=None, line=row, labels=labels,
+                                        text_pair=str(data[pair][row - 1]) if pair else None))
+            continue
         if names is not None and isinstance(value, int) and not 0 <= value < len(names):
             raise DataError("E104", f"label id {value} has no name (-1 marks an unlabelled example, as in GLUE "
                             "test splits)", path=where, line=row, fix="use a labelled split.")
@@ -170,7 +187,7 @@ def _text_corpus(where: str, dataset, columns: list[str], options: ReadOptions) 
         name = names[value] if names is not None and isinstance(value, int) else str(value)
         examples.append(TextExample(text=str(data[text][row - 1]), label=name,
                                     text_pair=str(data[pair][row - 1]) if pair else None, line=row))
-    return Corpus(path=where, task=TEXT_TASK, format="hf", examples=examples)
+    return Corpus(path=where, task=MULTI_LABEL_TASK if multi_label else TEXT_TASK, format="hf", examples=examples)
 
 
 def _column(where: str, columns: list[str], spec: str | int | None, defaults: tuple[str, ...], what: str) -> str:

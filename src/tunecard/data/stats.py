@@ -6,7 +6,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from tunecard.data.example import TOKEN_TASK, Corpus
+from tunecard.data.example import MULTI_LABEL_TASK, TOKEN_TASK, Corpus
 from tunecard.data.jsonl import tokenize_with_offsets
 from tunecard.data.schemes import tags_to_spans
 
@@ -65,9 +65,13 @@ def corpus_stats(corpus: Corpus, tokenizer=None, max_length: int | None = None) 
             stats["span_counts"] = dict(corpus.span_counts)
     else:
         stats.update(
-            classes=dict(sorted(Counter(ex.label for ex in corpus.examples).items())),
+            classes=dict(sorted(Counter(label for ex in corpus.examples for label in ex.label_set).items())),
             pairs=sum(1 for ex in corpus.examples if ex.text_pair is not None),
         )
+        if corpus.task == MULTI_LABEL_TASK:  # classes count the examples that carry each label
+            sizes = [len(ex.labels) for ex in corpus.examples]
+            stats.update(labels_per_example=_summary(sizes), without_labels=sizes.count(0),
+                         label_sets=len({tuple(ex.labels) for ex in corpus.examples}))
     if tokenizer is not None:
         stats.update(_subword_stats(corpus, tokenizer, max_length))
     stats["warnings"] = list(corpus.warnings)
@@ -141,6 +145,10 @@ def render_stats(stats_list: Sequence[dict]) -> list:
         else:
             if stats["pairs"]:
                 table.add_row("text pairs", str(stats["pairs"]))
+            if "labels_per_example" in stats:  # multi-label
+                table.add_row("labels per example (min / median / max)", _triple(stats["labels_per_example"]))
+                table.add_row("examples without a label", str(stats["without_labels"]))
+                table.add_row("distinct label sets", str(stats["label_sets"]))
             for label, count in stats["classes"].items():
                 table.add_row(escape(f"class {label}"), str(count))
         if "max_length" in stats:

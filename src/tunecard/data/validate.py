@@ -85,7 +85,7 @@ def first_lines(corpus: Corpus) -> dict[str, int | None]:
     """
     found: dict[str, int | None] = {}
     for example in corpus.examples:
-        labels = [tag[2:] for tag in example.tags if tag != "O"] if corpus.task == TOKEN_TASK else [example.label]
+        labels = [tag[2:] for tag in example.tags if tag != "O"] if corpus.task == TOKEN_TASK else example.label_set
         for label in labels:
             found.setdefault(label, example.line)
     return found

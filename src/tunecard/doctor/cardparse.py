@@ -636,6 +636,9 @@ def _infer_task(card: ParsedCard) -> str | None:
         if value in ("token-classification", "ner"):
             return "token-classification"
     for value in candidates + [str(t) for t in tags]:
+        if value in ("multi-label-classification", "multi-label", "multilabel", "multi_label_classification"):
+            return "multi-label-classification"  # before text-classification: its pipeline tag is that one
+    for value in candidates + [str(t) for t in tags]:
         if value in ("text-classification", "sentiment-analysis", "zero-shot-classification"):
             return "text-classification"
     keys = list(card.headline) + (card.table.keys if card.table else [])

@@ -39,6 +39,7 @@ CODES: dict[str, Code] = {
     "D102": Code("collapse-no-entities", "collapse", ERROR),
     "D103": Code("metric-frozen", "collapse", ERROR),
     "D104": Code("one-entity-type", "collapse", WARNING),
+    "D105": Code("labels-never-predicted", "collapse", WARNING),
     "D201": Code("below-baseline", "baseline", ERROR),
     "D202": Code("near-baseline", "baseline", WARNING),
     "D203": Code("chance-level", "baseline", ERROR),

@@ -49,12 +49,18 @@ PACKED_ROW_TOKENS = 64
 PACKED_TOKENS_PER_INPUT = 64
 
 
+def is_multi_hot(labels) -> bool:
+    """Multi-label targets (0.0/1.0 per label, floats), not NER's per-subword label ids (ints)."""
+    return isinstance(labels, list) and bool(labels) and isinstance(labels[0], float)
+
+
 def round_up(length: int, multiple: int) -> int:
     return -(-length // multiple) * multiple
 
 
 class PadCollator:
-    """Pads a list of model-input dicts to the longest in the batch (labels with -100 for NER)."""
+    """Pads a list of model-input dicts to the longest in the batch (labels with -100 for NER; multi-label targets
+    are float rows, one per item)."""
 
     def __init__(self, pad_token_id: int | None, pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
@@ -67,6 +73,9 @@ class PadCollator:
         for key in items[0]:
             if key == "labels" and not isinstance(items[0]["labels"], list):
                 batch[key] = torch.tensor([item[key] for item in items], dtype=torch.long)
+                continue
+            if key == "labels" and is_multi_hot(items[0]["labels"]):  # multi-label targets: one row per item
+                batch[key] = torch.tensor([item[key] for item in items], dtype=torch.float32)
                 continue
             pad = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}.get(key, 0)
             rows = [list(item[key]) + [pad] * (longest - len(item[key])) for item in items]

@@ -27,7 +27,8 @@ class Feature:
     """One model input: a whole sentence, or one window of a long one."""
 
     inputs: dict  # input_ids, attention_mask, (token_type_ids): lists of ints
-    labels: list[int] | int  # per subword for NER (-100 where not scored); class id for classification
+    # per subword for NER (-100 where not scored); class id for classification; multi-label: 0.0/1.0 per label
+    labels: list[int] | int | list[float]
     example_index: int
     # NER: (subword position, word index) of the first subword of each word this window owns.
     word_positions: list[tuple[int, int]] = field(default_factory=list)
@@ -642,7 +643,14 @@ class Encoder:
             if n_full > self.max_length:
                 stats.truncated_examples += 1
             inputs = {k: list(enc[k][i]) for k in self.input_names if k in enc}
-            label = self.label2id[ex.label] if labelled else IGNORE_INDEX
+            if not labelled:
+                label = IGNORE_INDEX
+            elif ex.labels is not None:  # multi-label: one 0.0/1.0 target per label (BCE takes float targets)
+                label = [0.0] * len(self.label2id)
+                for name in ex.labels:
+                    label[self.label2id[name]] = 1.0
+            else:
+                label = self.label2id[ex.label]
             features.append(Feature(inputs, label, i))
         stats.features += len(features)
         return features

@@ -167,7 +167,9 @@ def load_model(name: str, task: str, id2label: dict[int, str] | None = None, tru
 
     Args:
         name: hub id or local folder.
-        task: "token-classification" or "text-classification".
+        task: "token-classification", "text-classification" or "multi-label-classification" (a sequence
+            classifier with transformers' `problem_type = "multi_label_classification"`: BCE on float targets, and
+            `pipeline("text-classification")` gives each label's sigmoid probability).
         id2label: the label map for fine-tuning (None: keep the folder's own head, for inference).
         trust_pickle: allow pickle weights in a local folder.
     """
@@ -186,6 +188,8 @@ def load_model(name: str, task: str, id2label: dict[int, str] | None = None, tru
             label2id={v: k for k, v in id2label.items()},
             ignore_mismatched_sizes=True,  # a base model's own head (if any) is replaced by ours
         )
+        if task == "multi-label-classification":
+            kwargs["problem_type"] = "multi_label_classification"
     try:
         model = cls.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:

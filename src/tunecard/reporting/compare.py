@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunecard.config import LOWER_IS_BETTER
 from tunecard.errors import TunecardError
 from tunecard.reporting.report import Run, read_run
 
@@ -198,7 +199,7 @@ def compare_runs(folders: list[str | Path]) -> Comparison:
                      f"`tunecard doctor {runs[i].path}`); it is not ranked.")
     reasons = _not_comparable(runs, chosen)
     ranked = [value if i not in collapsed else None for i, value in enumerate(metrics[f"validation {metric}"])]
-    best = [] if reasons else _best(ranked, lower_is_better=metric == "loss")
+    best = [] if reasons else _best(ranked, lower_is_better=metric in LOWER_IS_BETTER)
     if reasons:
         notes.append(f"{'; '.join(reasons)}: their scores are not comparable, and none is marked best.")
     elif not best:

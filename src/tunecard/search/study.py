@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
-from tunecard.config import TrainConfig
+from tunecard.config import LOWER_IS_BETTER, TrainConfig
 from tunecard.errors import ConfigError, OutputError
 from tunecard.pipeline import train
 from tunecard.search.space import Param, check_space, default_space, load_space, parse_space, trial_config
@@ -162,7 +162,7 @@ def _open_study(folder: Path, config: TrainConfig, metric: str, space: dict[str,
     previous = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)) if names else 0
     # Seeded for reproducibility, offset on resume so a continued study does not replay the first draws.
     sampler = optuna.samplers.TPESampler(seed=config.seed + previous)
-    direction = "minimize" if metric == "loss" else "maximize"
+    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     settings = _settings(config, metric, space)

@@ -2,7 +2,8 @@
 
 `/predict` answers exactly what `tunecard predict` prints: {"text": ..., "entities": [...]} for NER (label,
 character offsets, surface text, score) or {"text": ..., "prediction": {"label", "score", "probabilities"}} for
-text classification, one object for {"text": "..."} and {"predictions": [...]} for {"texts": [...]}. Every
+text classification ({"labels": [{"label", "score"}, ...], "probabilities"} for multi-label: every label at or
+above its tuned threshold), one object for {"text": "..."} and {"predictions": [...]} for {"texts": [...]}. Every
 error is JSON: {"error": {"code", "message", "fix"}} with the HTTP status of its kind (docs/serving.md).
 """
 
@@ -162,6 +163,8 @@ def metadata(predictor, folder: Path) -> dict:
     }
     if predictor.is_ner:
         info["entity_types"] = sorted({label[2:] for label in labels if label != "O"})
+    if predictor.is_multi_label:  # the decision threshold of each label (config.json, tuned on validation)
+        info["thresholds"] = dict(zip(labels, predictor.thresholds))
     return info
 
 

@@ -2,8 +2,9 @@
 
 `packing.packing_matches` checks the packed forward pass in evaluation mode. Training runs other code: dropout,
 the padding-free attention's written-out backward (`attention._PackedRowsAttention`), the fused projections,
-the sparse embedding gradient. Before a `speed: auto` run trains, `reference_values` computes the loss and every
-gradient of the first training batches with the model as transformers built it (padded batches), and
+the sparse embedding gradient. Before a `speed: auto` run trains, `reference_values` computes the loss (the run's
+own, class weights included, where it has one) and every gradient of the first training batches with the model as
+transformers built it (padded batches), and
 `compare` holds the values with the levers applied against them. Both run in fp32 with every dropout
 probability set to 0 (the masks are random, so they cannot be compared) and the random state restored, so the
 check changes nothing the run does next.
@@ -60,16 +61,23 @@ def _without_dropout(model: torch.nn.Module):
         model.train(was_training)
 
 
-def step_values(model: torch.nn.Module, batches: list[dict]) -> tuple[list[float], dict[str, torch.Tensor]]:
+def step_values(model: torch.nn.Module, batches: list[dict], loss_function=None
+                ) -> tuple[list[float], dict[str, torch.Tensor]]:
     """The loss of each batch and the gradients summed over them, with dropout off (see the module docstring).
-    The model's gradients are left as they were (None)."""
+    `loss_function(logits, labels)`: the run's own loss (class weights), else the model's. The model's gradients
+    are left as they were (None)."""
     device = next(model.parameters()).device
     losses: list[float] = []
     grads: dict[str, torch.Tensor] = {}
     with _without_dropout(model):
         for batch in batches:
             model.zero_grad(set_to_none=True)
-            loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
+            inputs = {key: value.to(device) for key, value in batch.items()}
+            if loss_function is None:
+                loss = model(**inputs).loss
+            else:
+                labels = inputs.pop("labels")
+                loss = loss_function(model(**inputs).logits, labels)
             loss.backward()
             losses.append(loss.item())
             for name, parameter in model.named_parameters():

@@ -17,7 +17,8 @@ gathers the result back. (transformers passes the extra key to the attention fun
 flash-attention's sequence lengths.) Only attention functions registered by `attention.py` read it.
 
 Text classification (`classify=True`): the head reads one token per item (BERT's pooler, DistilBERT's and
-RoBERTa's heads all take position 0). Labels are then one per item, and the batch carries `packed_firsts`, where
+RoBERTa's heads all take position 0). Labels are then one per item (a class id, or a multi-label item's row of
+float targets), and the batch carries `packed_firsts`, where
 each item's first token sits; `read_first_tokens` hooks the model so that from there on only those tokens'
 states go on, one per item [items, 1, hidden], and the head computes on exactly what it reads from a padded
 batch. The cheapest place where the check passes is taken: after the last layer's attention block (its
@@ -42,7 +43,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, round_up
+from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, is_multi_hot, round_up
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
 from tunecard.speed.attention import SLOTS, free_places, tunecard_attention
 
@@ -192,8 +193,9 @@ class PackedCollator:
         if token_types is not None:
             batch["token_type_ids"] = token_types
         if self.classify:
-            if "labels" in items[0]:
-                batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+            if "labels" in items[0]:  # a class id per item, or a multi-label item's float targets
+                dtype = torch.float32 if is_multi_hot(items[0]["labels"]) else torch.long
+                batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=dtype)
             batch[FIRSTS] = torch.tensor([row * shape[1] + start for row, start in where])
         return batch, where, target
 

@@ -211,20 +211,24 @@ def _plan_flattening(plan: SpeedPlan, model, features, padded, *, classify: bool
 
 
 @contextlib.contextmanager
-def training_levers(plan: SpeedPlan, model: torch.nn.Module, features: list, padded_collator, *, console=None):
+def training_levers(plan: SpeedPlan, model: torch.nn.Module, features: list, padded_collator, *, console=None,
+                    loss=None):
     """Apply `plan`'s levers to `model` for the block, after checking a few training batches' loss and gradients
     against the model without them (`check.py`); on a difference beyond tolerance the block runs with none
-    (plain padded batches), `plan.fallback` says why and `console` shows it. Everything is undone afterwards."""
+    (plain padded batches), `plan.fallback` says why and `console` shows it. Everything is undone afterwards.
+    `loss(logits, labels)`: the loss the run trains on when it is not the model's own (class weights): the check
+    compares that one."""
     numeric = [name for name in ("packing", "fast_dropout", "fuse_qkv", "sparse_embedding") if plan.uses(name)]
     reference = None
     batches = check.check_batches(features) if numeric and plan.device == "cpu" else []
     if batches:
-        reference = check.step_values(model, [padded_collator(items) for items in batches])
+        reference = check.step_values(model, [padded_collator(items) for items in batches], loss)
     try:
         _apply_training(plan, model)
         if reference is not None:
             collator = plan.train_collator or padded_collator
-            difference = check.compare(reference, check.step_values(model, [collator(items) for items in batches]))
+            difference = check.compare(reference, check.step_values(model, [collator(items) for items in batches],
+                                                                    loss))
             if difference is not None:
                 _undo(plan)
                 _fall_back(plan, f"the training-mode check found {difference}")

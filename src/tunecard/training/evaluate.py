@@ -3,7 +3,12 @@
 Only argmax ids are kept, never full logits, and each example is scored as soon as its last window is
 predicted, so memory does not grow with the number of examples (tests/test_bounded_memory.py). The loss is the
 plain cross-entropy averaged over every scored position (subwords for NER, examples for classification),
-without label smoothing, so it is comparable between runs whatever their training loss was.
+without label smoothing or class weights, so it is comparable between runs whatever their training loss was.
+
+Multi-label: each label is decided on its own, its sigmoid probability at or above its threshold (0.5 in the
+evaluations during training; the thresholds tuned on validation afterwards, `tuned_thresholds`); the loss is the
+plain BCE averaged over every (text, label) pair. `keep_probabilities` keeps the [texts, labels] probabilities
+that threshold tuning needs (the one place a whole split's outputs are held: a float per text and label).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from tunecard.config import TASK_METRICS
+from tunecard.config import MULTI_LABEL, TASK_METRICS
 from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
-from tunecard.metrics import ClassificationScorer, EntityScorer, char_entities
+from tunecard.metrics import (DEFAULT_THRESHOLD, ClassificationScorer, EntityScorer, MultiLabelScorer, char_entities,
+                              tune_thresholds)
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was
@@ -39,6 +45,7 @@ def evaluate_features(
     packed=None,
     recheck_margin: float = 0.0,
     recheck_model: torch.nn.Module | None = None,
+    thresholds: list[float] | None = None,
 ) -> dict:
     """Evaluate and return the scorer's full result plus `loss`.
 
@@ -55,8 +62,9 @@ def evaluate_features(
         packed: NER: run packed (see `batching.forward_batches`).
         recheck_margin: features with a close call (`close_calls`) are predicted and scored again in fp32: by
             `recheck_model` (a bf16 model's fp32 weights), or with `bf16` by the same model without autocast.
+        thresholds: multi-label: the decision threshold per label id (default 0.5 each).
     """
-    evaluation = Evaluation(task, id2label, positive_label)
+    evaluation = Evaluation(task, id2label, positive_label, thresholds=thresholds)
     evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16, packed=packed,
                    recheck_model=recheck_model or (model if bf16 else None), recheck_margin=recheck_margin)
     return evaluation.result()
@@ -68,18 +76,39 @@ class Evaluation:
     between batches is the scorers' counts and the words of sentences whose windows are not all done.
 
     Args:
-        task: "token-classification" or "text-classification".
+        task: "token-classification", "text-classification" or "multi-label-classification".
         id2label: the model's label map.
         positive_label: binary classification: the label precision/recall/F1 refer to.
+        thresholds: multi-label: the decision threshold per label id (default 0.5 each).
+        keep_probabilities: multi-label: keep every text's probabilities and gold targets (`probabilities`,
+            `targets`, in example order) for threshold tuning.
     """
 
-    def __init__(self, task: str, id2label: dict[int, str], positive_label: str | None = None):
+    def __init__(self, task: str, id2label: dict[int, str], positive_label: str | None = None,
+                 thresholds: list[float] | None = None, keep_probabilities: bool = False):
         self.is_ner = task == "token-classification"
+        self.multi_label = task == MULTI_LABEL
         self.id2label = id2label
-        self.scorer = EntityScorer() if self.is_ner else ClassificationScorer(
-            labels=[id2label[i] for i in sorted(id2label)], positive_label=positive_label)
+        labels = [id2label[i] for i in sorted(id2label)]
+        if self.is_ner:
+            self.scorer = EntityScorer()
+        elif self.multi_label:
+            self.scorer = MultiLabelScorer(labels)
+        else:
+            self.scorer = ClassificationScorer(labels=labels, positive_label=positive_label)
+        self.thresholds = list(thresholds) if thresholds is not None else [DEFAULT_THRESHOLD] * len(labels)
+        self.keep_probabilities = keep_probabilities
+        self.probabilities: list[list[float]] = []
+        self.targets: list[list[float]] = []
         self.loss_sum, self.loss_count = 0.0, 0
         self.examples = 0
+
+    @property
+    def decision_logits(self) -> torch.Tensor | None:
+        """Multi-label: each threshold as a logit (a close call is a logit this near it), else None."""
+        if not self.multi_label:
+            return None
+        return torch.logit(torch.tensor(self.thresholds, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)).float()
 
     def add(self, model: torch.nn.Module, features: list[Feature], examples: list, *, collator: PadCollator,
             batch_size: int = 64, bf16: bool = False, packed=None, recheck_model: torch.nn.Module | None = None,
@@ -102,10 +131,16 @@ class Evaluation:
         windows_left = _windows_per_example(features)  # only examples with several windows
         partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
         scored = 0
+        kept: dict[int, tuple[list[float], list[float]]] = {}  # multi-label, keep_probabilities: by example
         for indices, logits, batch, _ in rechecked_batches(model, features, collator, batch_size, bf16=bf16,
                                                            packed=packed, recheck_model=recheck_model,
-                                                           recheck_margin=recheck_margin):
+                                                           recheck_margin=recheck_margin,
+                                                           decision_logits=self.decision_logits):
             labels = batch["labels"]
+            if self.multi_label:
+                scored += self._add_multi_label(logits, labels, [features[i].example_index for i in indices],
+                                                examples, kept)
+                continue
             flat_logits = logits.reshape(-1, logits.shape[-1])
             flat_labels = labels.reshape(-1).to(flat_logits.device)
             mask = flat_labels != IGNORE_INDEX
@@ -142,7 +177,25 @@ class Evaluation:
                 scored += 1
         if scored != len(examples):
             raise RuntimeError(f"{len(examples) - scored} of {len(examples)} examples got no prediction")
+        for index in sorted(kept):  # in example order, whatever order the length-sorted batches had
+            self.probabilities.append(kept[index][0])
+            self.targets.append(kept[index][1])
         self.examples += scored
+
+    def _add_multi_label(self, logits: torch.Tensor, labels: torch.Tensor, example_indices: list[int],
+                         examples: list, kept: dict) -> int:
+        targets = labels.to(logits.device).float()
+        self.loss_sum += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
+        self.loss_count += targets.numel()
+        probabilities = torch.sigmoid(logits)
+        predicted = probabilities.double() >= torch.tensor(self.thresholds, dtype=torch.float64, device=logits.device)
+        names = [self.id2label[i] for i in range(len(self.id2label))]
+        self.scorer.update([examples[index].labels for index in example_indices],
+                           [[names[i] for i in row.nonzero().view(-1).tolist()] for row in predicted])
+        if self.keep_probabilities:
+            for index, row, target in zip(example_indices, probabilities.tolist(), targets.tolist()):
+                kept[index] = (row, target)
+        return len(example_indices)
 
     def result(self) -> dict:
         """The scorer's full result plus `loss` (NaN when nothing was scored)."""
@@ -157,10 +210,16 @@ CloseCallFilter = Callable[[Feature, torch.Tensor, float], bool]
 
 
 def close_calls(logits: torch.Tensor, features: list[Feature], margin: float,
-                matters: CloseCallFilter | None = None) -> set[int]:
+                matters: CloseCallFilter | None = None, decision_logits: torch.Tensor | None = None) -> set[int]:
     """The rows of `logits` ([batch, labels], or [batch, seq, labels] for NER features) whose two best logits are
     less than `margin` apart: for classification at the row, for NER at some word the row's feature owns (and,
-    with `matters`, only rows for which it returns True)."""
+    with `matters`, only rows for which it returns True). Multi-label (`decision_logits`: each label's threshold as
+    a logit): the rows with some label's logit less than `margin` from its threshold."""
+    if decision_logits is not None:
+        if not margin > 0:
+            return set()
+        near = ((logits - decision_logits.to(logits.device)).abs() < margin).any(dim=-1)
+        return set(near.nonzero().view(-1).tolist())
     if logits.shape[-1] < 2 or not margin > 0:
         return set()
     best_two = logits.topk(2, dim=-1).values
@@ -179,19 +238,19 @@ def close_calls(logits: torch.Tensor, features: list[Feature], margin: float,
 def rechecked_batches(model: torch.nn.Module, features: list[Feature], collator: PadCollator, batch_size: int, *,
                       bf16: bool = False, with_labels: bool = True, packed=None,
                       recheck_model: torch.nn.Module | None = None, recheck_margin: float = 0.0,
-                      recheck_filter: CloseCallFilter | None = None,
+                      recheck_filter: CloseCallFilter | None = None, decision_logits: torch.Tensor | None = None,
                       ) -> Iterator[tuple[list[int], torch.Tensor, dict[str, torch.Tensor], bool]]:
     """`batching.forward_batches`, with close calls answered by `recheck_model` (fp32; the same model without
     autocast when it is `model` run with `bf16`). A feature with a close call (`close_calls`, at `recheck_margin`,
     narrowed by `recheck_filter`) is taken out of the batch it came in and yielded once, from a pass of
     `recheck_model` over all such features after the first pass. Yields (feature indices, logits, padded batch,
-    whether this is the recheck pass)."""
+    whether this is the recheck pass). Multi-label: `decision_logits` (see `close_calls`)."""
     check = recheck_model is not None and recheck_margin > 0
     close: list[int] = []
     for indices, logits, batch in forward_batches(model, features, collator, batch_size, bf16,
                                                   with_labels=with_labels, packed=packed):
-        near = (close_calls(logits, [features[i] for i in indices], recheck_margin, recheck_filter) if check
-                else set())
+        near = (close_calls(logits, [features[i] for i in indices], recheck_margin, recheck_filter, decision_logits)
+                if check else set())
         if near:
             close.extend(indices[row] for row in sorted(near))
             kept = [row for row in range(len(indices)) if row not in near]
@@ -222,4 +281,13 @@ CLASSIFICATION_TABLE_METRICS = TASK_METRICS["text-classification"]
 
 
 def table_metrics(task: str) -> tuple[str, ...]:
-    return NER_TABLE_METRICS if task == "token-classification" else CLASSIFICATION_TABLE_METRICS
+    return TASK_METRICS.get(task, CLASSIFICATION_TABLE_METRICS)
+
+
+def tuned_thresholds(evaluation: "Evaluation") -> dict:
+    """Multi-label: a decision threshold per label tuned on an evaluation that kept its probabilities (each
+    label's F1 at its best; 0.5 for a label without a positive example there), as metrics.json keeps them."""
+    labels = [evaluation.id2label[i] for i in sorted(evaluation.id2label)]
+    tuned = tune_thresholds(evaluation.probabilities, evaluation.targets, DEFAULT_THRESHOLD) if evaluation.targets \
+        else [{"threshold": DEFAULT_THRESHOLD, "tuned": False, "support": 0, "f1": None} for _ in labels]
+    return {label: entry for label, entry in zip(labels, tuned)}

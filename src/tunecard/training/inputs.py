@@ -3,15 +3,16 @@ facts about them the card reports (statistics, leakage between splits, baselines
 
 from __future__ import annotations
 
-from tunecard.config import TrainConfig
+from tunecard.config import MULTI_LABEL, TrainConfig
 from tunecard.data import read_corpus
-from tunecard.data.example import Corpus
+from tunecard.data.example import MULTI_LABEL_TASK, TEXT_TASK, Corpus, as_multi_label
 from tunecard.data.stats import corpus_stats, leakage_counts
 from tunecard.data.validate import validate_splits
 from tunecard.encoding.batching import FeatureDataset
 from tunecard.encoding.encoder import Encoder, EncodingStats
 from tunecard.errors import ConfigError, DataError
-from tunecard.metrics import all_o_baseline, majority_baseline, majority_tag_baseline
+from tunecard.metrics import (all_o_baseline, label_prior_baseline, label_set_baseline, majority_baseline,
+                              majority_tag_baseline)
 
 SPLITS = ("train", "validation", "test")
 
@@ -26,10 +27,14 @@ def label_names(corpus: Corpus) -> list[str]:
     return labels
 
 
-def check_positive_label(positive_label: str | None, labels: list[str], is_ner: bool) -> None:
+def check_positive_label(positive_label: str | None, labels: list[str], is_ner: bool, task: str | None = None) -> None:
     """Fail before training, not at the first evaluation, when positive_label cannot apply."""
     if positive_label is None:
         return
+    if task == MULTI_LABEL:
+        raise ConfigError("E208", f"positive_label {positive_label!r} applies to binary classification only; in "
+                          "multi-label classification every label is decided on its own.",
+                          fix="remove positive_label (per-label precision, recall and F1 are reported).")
     if is_ner or len(labels) != 2:
         raise ConfigError("E208", f"positive_label {positive_label!r} applies to binary classification only; this "
                           f"task has labels {labels[:10]}.", fix="remove positive_label.")
@@ -52,6 +57,7 @@ def read_splits(config: TrainConfig) -> dict[str, Corpus]:
                 corpus.examples = corpus.examples[:limit]
                 corpus.warnings.append(f"using the first {limit} examples (max_{'train' if split == 'train' else 'eval'}_examples)")
             corpora[split] = corpus
+    resolve_multi_label(config, corpora)
     validate_splits(corpora["train"], {k: v for k, v in corpora.items() if k != "train"})
     check_documents(config, corpora)
     return corpora
@@ -72,6 +78,18 @@ def check_documents(config: TrainConfig, corpora: dict[str, Corpus]) -> None:
                             "JSONL record), or set context: none.")
         corpus.warnings.append("context: document, but this split has no documents (-DOCSTART- lines or "
                                "doc_id keys): its sentences are encoded without context")
+
+
+def resolve_multi_label(config: TrainConfig, corpora: dict[str, Corpus]) -> None:
+    """A text-classification run whose data carries label lists (JSON lists, label_separator) is a multi-label run:
+    the config's task becomes multi-label-classification (saved so in train_config.yaml) and splits with one label
+    per text are read as one-label sets."""
+    if not any(corpus.task == MULTI_LABEL_TASK for corpus in corpora.values()):
+        return
+    if config.task == TEXT_TASK:
+        config.task = MULTI_LABEL
+    for corpus in corpora.values():
+        as_multi_label(corpus)
 
 
 def _texts(corpus: Corpus) -> list:
@@ -109,6 +127,13 @@ def compute_baselines(corpora: dict[str, Corpus], positive_label: str | None) ->
                     [ex.tokens for ex in train.examples], [ex.tags for ex in train.examples],
                     [ex.tokens for ex in corpus.examples], gold, eval_spans=spans,
                 ),
+            }
+        elif corpus.task == MULTI_LABEL_TASK:
+            labels = label_names(train)
+            train_sets, gold = [ex.labels for ex in train.examples], [ex.labels for ex in corpus.examples]
+            baselines[split] = {
+                "label_set": label_set_baseline(train_sets, gold, labels),
+                "label_prior": label_prior_baseline(train_sets, gold, labels),
             }
         else:
             baselines[split] = {

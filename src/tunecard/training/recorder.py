@@ -13,6 +13,7 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from tunecard.config import LOWER_IS_BETTER
 from tunecard.training.evaluate import table_metrics
 from tunecard.training.history import EARLY_STOPPING, stop_reason
 
@@ -38,7 +39,7 @@ class RunRecorder(TrainerCallback):
     def __init__(self, task: str, metric: str, patience: int | None = None, console=None):
         self.task = task
         self.metric = metric
-        self.greater_is_better = metric not in ("loss",)
+        self.greater_is_better = metric not in LOWER_IS_BETTER
         self.patience = patience
         self.console = console
         self.steps: list[dict] = []  # one entry per optimizer step: step, epoch, loss, learning_rate, grad_norm

@@ -24,7 +24,7 @@ from tunecard.training import distributed
 from tunecard.training.arguments import training_arguments
 from tunecard.training.checkpoint import CheckpointKeeper, restore
 from tunecard.training.distributed import backend, world_size
-from tunecard.training.evaluate import RECHECK_MARGIN, evaluate_features
+from tunecard.training.evaluate import RECHECK_MARGIN, Evaluation, evaluate_features, tuned_thresholds
 from tunecard.training.inputs import (
     check_positive_label,
     compute_baselines,
@@ -33,6 +33,7 @@ from tunecard.training.inputs import (
     label_names,
     read_splits,
 )
+from tunecard.training.loss import class_weights, training_loss
 from tunecard.training.outputs import RunFolder
 from tunecard.training.recorder import ProgressBar, RunRecorder
 from tunecard.training.trainer import TunecardTrainer, plain_adam, release_optimizer
@@ -40,10 +41,11 @@ from tunecard.training.trainer import TunecardTrainer, plain_adam, release_optim
 
 @dataclass
 class Inputs:
-    """What `read` makes: the splits and the label set."""
+    """What `read` makes: the splits, the label set and the class weights (None: none)."""
 
     corpora: dict[str, Corpus]
     labels: list[str]
+    class_weights: dict[str, float] | None = None
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -85,8 +87,9 @@ def read(config: TrainConfig, console=None) -> Inputs:
             for warning in corpus.warnings:
                 console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
     labels = label_names(corpora["train"])
-    check_positive_label(config.positive_label, labels, config.is_ner)
-    return Inputs(corpora, labels)
+    check_positive_label(config.positive_label, labels, config.is_ner, config.task)
+    weights = class_weights(config.class_weights, config.task, labels, corpora["train"])
+    return Inputs(corpora, labels, weights)
 
 
 def load(config: TrainConfig, inputs: Inputs, trust_pickle: bool = False, console=None) -> Loaded:
@@ -119,6 +122,7 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
     padded = PadCollator(loaded.tokenizer.pad_token_id)
     optimizer = plain_adam(config) or plan.optimizer(*Trainer.get_optimizer_cls_and_kwargs(args))
     total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
+    loss = training_loss(config, inputs.labels, inputs.class_weights)
     return TunecardTrainer(
         model=loaded.model,
         args=args,
@@ -137,6 +141,7 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
         speed=plan,
         train_sampling=config.train_sampling,
         head_learning_rate=config.head_learning_rate,
+        loss=loss,
     )
 
 
@@ -167,6 +172,7 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
         model.load_state_dict(recorder.best_state)
     bf16 = trainer.args.bf16
     eval_collator = trainer.pad_collator
+    thresholds = tune_on_validation(config, inputs, loaded, trainer) if config.is_multi_label else None
     final = {}
     for split in ("validation", "test"):
         if split in datasets:
@@ -174,7 +180,11 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
                 model, datasets[split].features, datasets[split].examples, task=config.task,
                 id2label=inputs.id2label, collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16,
                 positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
+                thresholds=[thresholds[label]["threshold"] for label in inputs.labels] if thresholds else None,
             )
+            if thresholds:
+                final[split]["thresholds"] = ("tuned on this split (its scores are optimistic)" if split == "validation"
+                                              else "tuned on the validation split")
     history = recorder.history()
     train_corpus = inputs.corpora["train"]
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
@@ -207,6 +217,9 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
         },
         "speed": plan.record(),
+        "class_weights": ({"setting": config.class_weights, "weights": inputs.class_weights}
+                          if inputs.class_weights is not None else None),
+        "thresholds": thresholds,
         "environment": environment.describe(bf16, str(trainer.args.device)),
         "max_length": loaded.max_length,
         "context": context_record(config, loaded.encoding_stats),
@@ -225,6 +238,25 @@ def context_record(config: TrainConfig, encoding_stats: dict) -> dict | None:
             "splits": {split: {key: value for key, value in (stats.get("context") or {}).items()
                                if key not in ("mode", "subwords_per_side")}
                        for split, stats in encoding_stats.items()}}
+
+def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trainer: TunecardTrainer) -> dict:
+    """Multi-label: a decision threshold per label, each maximising its label's F1 on the validation split with the
+    best weights (0.5 for a label the split never shows, and for every label without a validation split); written
+    into the model's config (`config.tunecard["thresholds"]`) so the saved folder carries them."""
+    evaluation = Evaluation(config.task, inputs.id2label, keep_probabilities=True)
+    validation = loaded.datasets.get("validation")
+    if validation is not None:  # fp32, no recheck: the thresholds come from the model's own probabilities
+        evaluation.add(loaded.model, validation.features, validation.examples, collator=trainer.pad_collator,
+                       batch_size=config.eval_batch_size)
+    thresholds = tuned_thresholds(evaluation)
+    for entry in thresholds.values():
+        entry["source"] = ("tuned on validation (the label's best F1)" if entry["tuned"] else
+                           "default (no validation split)" if validation is None else
+                           "default (no validation example has the label)")
+    settings = dict(getattr(loaded.model.config, "tunecard", None) or {})
+    settings["thresholds"] = {label: entry["threshold"] for label, entry in thresholds.items()}
+    loaded.model.config.tunecard = settings
+    return thresholds
 
 
 def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, console=None, progress: bool = True,
@@ -250,7 +282,8 @@ def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, conso
     the_plan = plan(config, loaded, args)
     padded = PadCollator(loaded.tokenizer.pad_token_id)
     with speed.training_levers(the_plan, loaded.model, loaded.datasets["train"].features, padded,
-                               console=console) as the_plan:
+                               console=console, loss=training_loss(config, inputs.labels, inputs.class_weights)
+                               ) as the_plan:
         if keeper is not None:  # after the training-mode check: the optimizer state layout is final here
             keeper.check_plan(the_plan, start)
         trainer = build_trainer(config, inputs, loaded, the_plan, args, recorder, keeper, callbacks, progress)

@@ -22,8 +22,15 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, speed, train_sampling: str = "random",
-                 head_learning_rate: float | None = None, **kwargs):
+                 head_learning_rate: float | None = None, loss=None, thresholds: list[float] | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.loss = loss  # training/loss.py's TrainingLoss (class weights, multi-label smoothing), or None
+        if loss is not None:
+            # its loss is already the micro-batch's share of the step's mean (compute_loss): not divided again
+            self.loss_is_scaled_for_ga = True
+        self._step_denominator: torch.Tensor | None = None  # the run's own loss: the step's (get_batch_samples)
+        self.thresholds = thresholds  # multi-label: the decision threshold per label of evaluations in training
         self.speed = speed  # the run's SpeedPlan: its collator, optimizer and clipping where levers apply
         self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
@@ -61,7 +68,7 @@ class TunecardTrainer(Trainer):
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The model's loss as the Trainer sums it: this micro-batch's share of the whole optimizer step's mean.
+        """The training loss as the Trainer sums it: this micro-batch's share of the whole optimizer step's mean.
 
         For a model that takes loss keyword arguments, the Trainer counts the labelled items of the whole step
         (`num_items_in_batch`: every micro-batch of gradient accumulation, every process), expects the model to
@@ -69,13 +76,20 @@ class TunecardTrainer(Trainer):
         and multiplies by the number of processes (DDP averages the gradients). Encoder classifiers accept the
         arguments but return their own micro-batch's mean: two processes recorded 4.655 for a first step of
         2.319, and gradient accumulation multiplied the loss and the gradient norm by its steps. The mean is
-        rescaled by this micro-batch's labelled items over the step's, so the recorded loss, the gradient and its
-        norm are those of one process on the whole batch. One process without accumulation is left as it was.
+        rescaled by this micro-batch's labelled items over the step's (multi-label: its texts x labels, over
+        which BCE is a mean), so the recorded loss, the gradient and its norm are those of one process on the
+        whole batch. One process without accumulation is left as it was.
+
+        The run's own loss (`self.loss`, training/loss.py: class weights, multi-label label smoothing) follows the
+        same rule: this micro-batch's summed loss over the step's denominator (`_step_denominator`, counted by
+        `get_batch_samples` over every micro-batch and process: the sum of the labelled items' class weights for
+        cross-entropy, texts x labels for BCE), times the processes.
         """
+        if self.loss is not None and "labels" in inputs:
+            return self._own_loss(model, inputs, return_outputs)
         labels = inputs.get("labels")
         if (num_items_in_batch is None or labels is None or not self.model_accepts_loss_kwargs
                 or self.label_smoother is not None or self.compute_loss_func is not None
-                or labels.is_floating_point()
                 or (self.args.world_size == 1 and self.current_gradient_accumulation_steps == 1)):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         local = labels.ne(-100).sum()
@@ -83,6 +97,34 @@ class TunecardTrainer(Trainer):
         # A micro-batch without labelled items has a NaN mean (0 / 0) and contributes nothing.
         loss = torch.where(local > 0, loss * local / num_items_in_batch, torch.zeros_like(loss))
         return (loss, outputs) if return_outputs else loss
+
+    def _own_loss(self, model, inputs, return_outputs: bool):
+        """`self.loss` of the model's logits: in training, this micro-batch's share of the step's weighted mean
+        (see compute_loss); outside training, the batch's own mean."""
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        total, denominator = self.loss.parts(self.loss.logits(outputs), labels)
+        step = self._step_denominator if model.training else None
+        if step is None:
+            loss = total / denominator.clamp(min=torch.finfo(total.dtype).tiny)
+        else:
+            step = step.to(total.device, total.dtype)
+            # the processes' losses are averaged in the log and their gradients by DDP: each counts world_size times
+            loss = total / step.clamp(min=torch.finfo(total.dtype).tiny) * self.args.world_size
+        return (loss, outputs) if return_outputs else loss
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The Trainer's micro-batches of one optimizer step; with the run's own loss, also the step's denominator
+        (every micro-batch's, summed over the processes) that `compute_loss` divides by."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.loss is not None:
+            local = sum((self.loss.denominator(batch["labels"]) for batch in batch_samples if "labels" in batch),
+                        torch.zeros((), dtype=torch.float64))
+            if self.args.world_size > 1:
+                local = self.accelerator.gather(local.to(device).reshape(1)).sum()
+            self._step_denominator = local
+        return batch_samples, num_items_in_batch
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time,
                                  learning_rate=None):
@@ -141,6 +183,7 @@ class TunecardTrainer(Trainer):
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
             positive_label=self.positive_label, packed=self.speed.eval_packed, recheck_margin=RECHECK_MARGIN,
+            thresholds=self.thresholds,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details

@@ -1,4 +1,5 @@
-"""D1xx collapse: the model predicts one class, no entities or one entity type; a metric that never moves."""
+"""D1xx collapse: the model predicts one class, no entities or one entity type, or (multi-label) never predicts some
+labels; a metric that never moves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .common import (
     COLLAPSE_TOLERANCE,
     FROZEN_MIN_EVALS,
     LOSS_MOVED,
+    MLC,
     NER,
     SATURATED_TRAINING_LOSS,
     Eval,
@@ -126,7 +128,7 @@ def check_frozen(evals: list[Eval], tiny_eval: bool = False, lr=None, reported: 
         "D103", headline,
         "; ".join(parts) + "." + hint,
         ("The model most likely outputs the same class (or only O tags) whatever the input. Check that the labels "
-         "reach the model (label column, label2id); train longer; for imbalanced data use class weights or "
+         "reach the model (label column, label2id); train longer; for imbalanced data use class_weights: balanced or "
          "oversample the rare classes. " + lr_advice(lr)).strip(),
         severity=severity, **data)]
 
@@ -149,8 +151,8 @@ def _loss_moved(evals: list[Eval]) -> bool:
 
 
 def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) -> list[Finding]:
-    """D101 / D102 / D104 from the saved model's predictions (per-label predicted counts), on the validation and the
-    test split (a run without a validation split is judged on its test split)."""
+    """D101 / D102 / D104 / D105 from the saved model's predictions (per-label predicted counts), on the validation
+    and the test split (a run without a validation split is judged on its test split)."""
     results = {s: metrics.get(s) for s in ("validation", "test") if isinstance(metrics.get(s), dict)}
     if not results and isinstance(history, dict):
         rows = history.get("rows") if isinstance(history.get("rows"), list) else []
@@ -159,7 +161,7 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) 
         chosen = next((r for r in rows if r.get("step") == best.get("step")), rows[-1] if rows else None)
         if chosen:
             results = {"validation (history)": chosen}
-    one_class, no_entities, one_type = [], [], []
+    one_class, no_entities, one_type, never = [], [], [], {}
     for split, result in results.items():
         per_label = result.get("per_label") if isinstance(result.get("per_label"), dict) else {}
         per_label = {str(k): v for k, v in per_label.items() if isinstance(v, dict)}
@@ -179,6 +181,9 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) 
                 if len(types) == 1 and len(supported) >= 3:
                     one_type.append(f"{split}: only '{types[0]}' entities predicted, of {len(supported)} types in the "
                                     f"gold data ({_counts(per_label, 'support')})")
+        elif task == MLC:
+            if per_label and all("predicted" in r for r in per_label.values()):
+                never[split] = per_label
         elif task == CLS or task is None:
             if len(per_label) > 1 and all("predicted" in r for r in per_label.values()):
                 predicted = [label for label, r in per_label.items() if (_num(r.get("predicted")) or 0) > 0]
@@ -199,7 +204,37 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) 
             "D104", "The model predicts a single entity type", "; ".join(one_type) + ".",
             "Train longer or with more examples of the other types; check that their tags are read (IOB2 prefixes, "
             "tag column).", splits=list(results)))
+    found += check_unpredicted_labels(never, lr)
     return found
+
+
+def check_unpredicted_labels(per_split: dict[str, dict], lr=None) -> list[Finding]:
+    """D105 (multi-label): labels the evaluation data has that the model never predicts, per split (``per_split``:
+    {split: per-label rows with ``support`` and ``predicted``}). Each label is its own yes/no classifier, so one that
+    is never said yes to has collapsed to "no" while the others work. Error when no label with support is ever
+    predicted; warning otherwise. Labels without support are left out (never predicting them is right)."""
+    parts, every_label = [], True
+    for split, per_label in per_split.items():
+        supported = {label: r for label, r in per_label.items() if (_num(r.get("support")) or 0) > 0}
+        missing = [label for label, r in supported.items() if (_num(r.get("predicted")) or 0) == 0]
+        if not missing:
+            every_label = False
+            continue
+        every_label = every_label and len(missing) == len(supported)
+        named = ", ".join(f"'{label}' (support {fmt_int(supported[label].get('support'))})" for label in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        parts.append(f"{split}: {len(missing)} of {len(supported)} labels never predicted: {named}{more}")
+    if not parts:
+        return []
+    severity = ERROR if every_label else WARNING
+    title_text = ("The model predicts no label for any text" if every_label
+                  else "Some labels are never predicted")
+    return [finding(
+        "D105", title_text, "; ".join(parts) + ".",
+        ("Each of these labels is a yes/no decision the model always answers no: its probability never reaches its "
+         "threshold. Weight the rare labels (class_weights: balanced gives each label's positives the weight "
+         "negatives / positives), train longer or on more examples of them, and check their thresholds "
+         "(config.json, tunecard.thresholds). " + lr_advice(lr)).strip(), severity=severity, splits=list(per_split))]
 
 
 def _counts(per_label: dict, key: str, limit: int = 8) -> str:
@@ -209,7 +244,7 @@ def _counts(per_label: dict, key: str, limit: int = 8) -> str:
 
 def remedy_collapse(lr=None) -> str:
     return ("The model ignores its input. Check that the labels reach the model (label column, label2id) and are not "
-            "all one value; train longer; for imbalanced data use class weights or oversample the rare classes. "
+            "all one value; train longer; for imbalanced data use class_weights: balanced or oversample the rare classes. "
             + lr_advice(lr)).strip()
 
 
@@ -341,7 +376,12 @@ def check_card_collapse(task: str | None, values: dict[str, float], evals: list[
                       + lr_advice(lr, high_only=True)).strip()
         found.append(finding(code, title_text, "; ".join(parts) + ".", remedy, severity=severity,
                              rows=[evals[i].where for i in collapsed], headline=bool(head)))
-    if card.per_label:
+    if card.per_label and task == MLC:
+        rows = {label: {key: cells[key].number for key in ("support", "predicted") if cells.get(key) is not None}
+                for label, cells in card.per_label.items()}
+        if all("predicted" in row and "support" in row for row in rows.values()):
+            found += check_unpredicted_labels({"validation": rows}, lr)
+    elif card.per_label:
         predicted = {label: cells.get("predicted").number for label, cells in card.per_label.items()
                      if cells.get("predicted") is not None and cells.get("predicted").number is not None}
         if predicted and len(predicted) == len(card.per_label):

@@ -18,7 +18,8 @@ from ..findings import Finding
 NER = "token-classification"
 CLS = "text-classification"
 REG = "regression"
-KNOWN_TASKS = (NER, CLS, REG, None)  # anything else (a multi-label task ...): only the task-free checks run
+MLC = "multi-label-classification"  # its own collapse check (D105); the one-class and chance formulas do not apply
+KNOWN_TASKS = (NER, CLS, REG, None)  # anything else (multi-label ...): only the task-free checks run
 
 # --- thresholds ---------------------------------------------------------------------------------------------
 FROZEN_MIN_EVALS = 3  # a metric identical over this many consecutive evaluations while the loss moves

@@ -62,8 +62,9 @@ def check_run_data(task: str | None, data: dict) -> list[Finding]:
                     "D602", "Strong label imbalance in the training data",
                     f"training {unit}: '{most[0]}' {fmt_int(most[1])} vs '{least[0]}' {fmt_int(least[1])} "
                     f"({most[1] / least[1]:.0f}:1).",
-                    "Look at per-label results rather than the average; for classifiers use class weights or "
-                    "oversample the rare labels (train_sampling), and collect more examples of them.",
+                    "Look at per-label results rather than the average; weight the rare labels in the loss "
+                    "(class_weights: balanced, or a weight per label) or oversample them, and collect more examples "
+                    "of them.",
                     severity=INFO if task == NER else WARNING, most=most, least=least))
             rare = {k: v for k, v in counts.items() if v < RARE_LABEL_MIN}
             if rare:

@@ -7,7 +7,7 @@ from ..cardparse import METRIC_BASES
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines, check_chance
 from .collapse import check_frozen, check_run_collapse
-from .common import CLS, KNOWN_TASKS, Eval, _finite, _num, _where, guarded, title
+from .common import CLS, KNOWN_TASKS, MLC, Eval, _finite, _num, _where, guarded, title
 from .data import check_perfect, check_run_data
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
 from .training import check_best_not_last_run, check_not_converged, check_overfitting
@@ -132,7 +132,10 @@ def run_not_run(history: dict, metrics: dict, config) -> list[str]:
         out.append("collapse and baselines on the saved model: metrics.json has no validation or test results")
     elif not isinstance(metrics.get("baselines"), dict) or not metrics.get("baselines"):
         out.append("baselines (D201 / D202): metrics.json has no baselines")
-    if task not in KNOWN_TASKS:
+    if task == MLC:
+        out.append(f"one-class and chance-level formulas: they are for single-label tasks, not {task} (labels never "
+                   "predicted are checked instead, D105)")
+    elif task not in KNOWN_TASKS:
         out.append(f"one-class and chance-level formulas: task '{task}' (only the task-free checks ran)")
     if not isinstance(metrics.get("data"), dict):
         out.append("data checks (D6xx): metrics.json has no data section")
