@@ -453,11 +453,18 @@ def text_jsonl(lines: list[str], options: dict) -> list[tuple]:
         pair = record[pair_key] if pair_key is not None else None
         if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
             raise Rejected("text not a string")
-        if label is None or isinstance(label, (list, dict)) or not str(label).strip():
+        if isinstance(label, list):  # multi-label: each item as one label would be; the set, sorted
+            if any(item is None or isinstance(item, (list, dict)) or not str(item).strip() for item in label):
+                raise Rejected("label in a list")
+            examples.append((text, tuple(sorted({str(item).strip() for item in label})), pair, number))
+            continue
+        if label is None or isinstance(label, dict) or not str(label).strip():
             raise Rejected("label")
         examples.append((text, str(label).strip(), pair, number))
     if not examples:
         raise Rejected("no records")
+    if any(isinstance(example[1], tuple) for example in examples):  # a plain label beside lists: a one-label set
+        examples = [(t, label if isinstance(label, tuple) else (label,), p, n) for t, label, p, n in examples]
     return examples
 
 
@@ -476,7 +483,7 @@ def as_tuples(corpus, fmt: str) -> list[tuple]:
         return [(ex.tokens, ex.tags, ex.line, ex.doc_id) for ex in corpus]
     if fmt == "spans":
         return [(ex.tokens, ex.tags, ex.line, ex.doc_id, ex.text, ex.offsets, ex.spans) for ex in corpus]
-    return [(ex.text, ex.label, ex.text_pair, ex.line) for ex in corpus]
+    return [(ex.text, ex.label if ex.labels is None else tuple(ex.labels), ex.text_pair, ex.line) for ex in corpus]
 
 
 def same(found: list[tuple], expected: list[tuple], fmt: str) -> bool:

@@ -396,7 +396,7 @@ def open_text_jsonl(text_file: TextFile, options: ReadOptions | None = None) -> 
                 yield TextExample(text=text, label=None, text_pair=pair, line=line,
                                   labels=_label_list(text_file.path, line, label))
                 continue
-            if label is None or isinstance(label, (dict, bool)):
+            if label is None or isinstance(label, dict):
                 raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path,
                                 line=line, fix="give every example one label (a name or an integer id), or a list "
                                 "of labels for multi-label data.")
@@ -470,10 +470,10 @@ def _example(path: str, line: int, text: str, label: str, pair: str | None,
 
 
 def _label_list(path: str, line: int, values: list) -> list[str]:
-    """A multi-label example's labels: names (or integer ids) as strings, sorted, each once."""
+    """A multi-label example's labels: names (or integer ids) as strings, stripped, sorted, each once."""
     labels = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+    for value in values:  # what a label may be, as for one label per text: not null, a list or an object, or empty
+        if value is None or isinstance(value, (list, dict)) or not str(value).strip():
             raise DataError("E104", f"label {preview(value)} in the list {preview(values, 120)} is not a class name "
                             "or id", path=path, line=line,
                             fix='give each label as a non-empty name or an integer id: "labels": ["a", "b"].')

@@ -161,9 +161,10 @@ def _text_corpus(where: str, dataset, columns: list[str], options: ReadOptions) 
     for row, value in enumerate(data[label], start=1):
         if multi_label:
             values = value if isinstance(value, list) else [value]
-            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip()
-                        or (names is not None and isinstance(v, int) and not 0 <= v < len(names))), None)
-            if bad is not None or None in values:
+            bad = [v for v in values if v is None or isinstance(v, (list, dict)) or not str(v).strip()
+                   or (names is not None and isinstance(v, int) and not 0 <= v < len(names))]
+            if bad:
+                bad = bad[0]
                 raise DataError("E104", f"label {preview(bad)} in {preview(values, 120)} is not a class name or id",
                                 path=where, line=row, fix="give each row a list of label names or ClassLabel ids.")
             text_value = data[text][row - 1]
