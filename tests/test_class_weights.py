@@ -181,3 +181,17 @@ def test_an_unknown_label_stops_the_run_before_training(tiny_bert_cased, tmp_pat
         train(config, progress=False)
     assert error.value.code == "E211" and "'person'" in error.value.message
     assert not (tmp_path / "run").exists()
+
+
+def test_gradient_accumulation_divides_each_batch_mean_once(tiny_bert_cased, tmp_path):
+    """With gradient_accumulation_steps 2 the step loss is the mean of the two half-batches' means, with or
+    without weights (the Trainer used to take BERT's per-batch mean as already scaled and log twice the loss)."""
+    values = {**quick_ner_values(tiny_bert_cased, tmp_path), "speed": "off", "learning_rate": 1e-9,
+              "head_learning_rate": 1e-9}
+    whole = _run(values, tmp_path, "whole")
+    halves = _run({**values, "train_batch_size": 8, "gradient_accumulation_steps": 2}, tmp_path, "halves")
+    weighted = _run({**values, "train_batch_size": 8, "gradient_accumulation_steps": 2,
+                     "class_weights": {"person": 1.0}}, tmp_path, "weighted")
+    losses = [[s["loss"] for s in run.history["steps"]] for run in (whole, halves, weighted)]
+    assert losses[1] == pytest.approx(losses[0], rel=0.02)  # the same batches' loss: a mean, not twice it
+    assert losses[2] == pytest.approx(losses[1], rel=1e-5)  # weights of 1 and the model's own loss agree

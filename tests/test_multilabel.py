@@ -159,6 +159,10 @@ def test_the_card_says_which_f1_and_lists_the_thresholds(multi_label_run):
     assert "### Decision thresholds" in card and "tuned on validation" in card
     assert "pipeline_tag: text-classification" in card and "multi-label-classification" in card
     assert "most frequent label set baseline" in card and "per-label prior baseline" in card
+    from tunecard.reporting.report import write_report
+
+    page = write_report(result.output, result.output.parent / "report.html").read_text()
+    assert "Decision thresholds" in page and "Micro F1" in page
 
 
 def test_transformers_pipeline_loads_it_without_tunecard(multi_label_run):
