@@ -183,15 +183,58 @@ def test_an_unknown_label_stops_the_run_before_training(tiny_bert_cased, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_gradient_accumulation_divides_each_batch_mean_once(tiny_bert_cased, tmp_path):
-    """With gradient_accumulation_steps 2 the step loss is the mean of the two half-batches' means, with or
-    without weights (the Trainer used to take BERT's per-batch mean as already scaled and log twice the loss)."""
-    values = {**quick_ner_values(tiny_bert_cased, tmp_path), "speed": "off", "learning_rate": 1e-9,
-              "head_learning_rate": 1e-9}
-    whole = _run(values, tmp_path, "whole")
-    halves = _run({**values, "train_batch_size": 8, "gradient_accumulation_steps": 2}, tmp_path, "halves")
-    weighted = _run({**values, "train_batch_size": 8, "gradient_accumulation_steps": 2,
-                     "class_weights": {"person": 1.0}}, tmp_path, "weighted")
-    losses = [[s["loss"] for s in run.history["steps"]] for run in (whole, halves, weighted)]
-    assert losses[1] == pytest.approx(losses[0], rel=0.02)  # the same batches' loss: a mean, not twice it
-    assert losses[2] == pytest.approx(losses[1], rel=1e-5)  # weights of 1 and the model's own loss agree
+def _multi_label_file(path, n: int = 16):
+    """n texts with 0-3 topic labels each (topic words in the text), as JSONL."""
+    import json
+    import random
+
+    rng, topics = random.Random(0), {"sport": "goal match", "music": "song band", "film": "movie actor"}
+    lines = []
+    for _ in range(n):
+        labels = sorted(t for t in topics if rng.random() < 0.3)
+        lines.append(json.dumps({"text": " ".join(["it was"] + [topics[t] for t in labels]), "labels": labels}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+# The same 4 examples a step, taken as one batch of 4 or as 2 + 2 by gradient accumulation, on a model without
+# dropout: the losses differ only by the order of float sums (1e-4 relative, as tests/test_distributed.py).
+@pytest.mark.parametrize("task, weights", [("ner", "balanced"), ("multi-label", None), ("multi-label", "balanced")])
+def test_gradient_accumulation_records_the_whole_batchs_loss_with_and_without_weights(task, weights,
+                                                                                        no_dropout_bert, tmp_path):
+    """Each micro-batch contributes its summed (weighted) loss over the step's summed weights: the step loss and the
+    gradient norm are the whole batch's. A mean of the micro-batches' own means (what dividing each by the
+    accumulation steps gives) differs as soon as their weights differ; the model's own multi-label BCE was added up
+    over the micro-batches (twice the loss)."""
+    train_file = str(WNUT_SAMPLE / "train.conll") if task == "ner" else _multi_label_file(tmp_path / "t.jsonl")
+    values = dict(task=task, model=str(no_dropout_bert), train=train_file, num_epochs=2, max_train_examples=16,
+                  learning_rate=1e-3, precision="fp32", save_strategy="no", class_weights=weights or "none")
+    whole = _run({**values, "train_batch_size": 4}, tmp_path, "whole")
+    split = _run({**values, "train_batch_size": 2, "gradient_accumulation_steps": 2}, tmp_path, "split")
+    assert (whole.metrics["class_weights"] is None) == (weights is None)
+    got, want = split.history["steps"], whole.history["steps"]
+    assert [s["step"] for s in got] == [s["step"] for s in want] == list(range(1, 9))
+    for mine, theirs in zip(got, want):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-4), mine["step"]
+        assert mine["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-4), mine["step"]
+
+
+def test_a_steps_loss_over_micro_batches_is_the_whole_batchs_weighted_mean():
+    """parts(): summed losses over the summed denominators of several batches is their union's weighted mean
+    (torch's), label smoothing included; a micro-batch's own mean would weigh batches alike."""
+    torch.manual_seed(0)
+    weights = [0.2, 3.0, 1.0]
+    logits, labels = torch.randn(2, 5, 3), torch.tensor([[0, 0, 0, -100, 1], [1, 2, -100, -100, -100]])
+    loss = TrainingLoss("token-classification", weights, label_smoothing=0.1)
+    whole = F.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), weight=torch.tensor(weights),
+                            label_smoothing=0.1)
+    parts = [loss.parts(logits[i:i + 1], labels[i:i + 1]) for i in range(2)]
+    step = sum(loss.denominator(labels[i:i + 1]) for i in range(2))
+    assert step.item() == pytest.approx(0.2 * 3 + 3.0 * 2 + 1.0)
+    assert (sum(total for total, _ in parts) / step).item() == pytest.approx(whole.item(), rel=1e-6)
+    assert (sum(total / d for total, d in parts) / 2).item() != pytest.approx(whole.item(), rel=1e-2)
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    multi = TrainingLoss("multi-label-classification", weights)
+    expected = F.binary_cross_entropy_with_logits(logits[:, 0], targets, pos_weight=torch.tensor(weights))
+    pieces = [multi.parts(logits[i:i + 1, 0], targets[i:i + 1]) for i in range(2)]
+    assert (sum(t for t, _ in pieces) / sum(d for _, d in pieces)).item() == pytest.approx(expected.item(), rel=1e-6)

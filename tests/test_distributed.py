@@ -146,6 +146,22 @@ def test_kill_matrix_two_processes(two_process_run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
+def test_two_processes_with_class_weights_record_one_processs_weighted_loss(no_dropout_bert, tmp_path):
+    """The run's own loss (class weights): each process's summed weighted loss over the step's summed weights of
+    both processes, so two processes of 2 record one process of 4's weighted mean (not the mean of their means)."""
+    from tunecard.config import build_config
+    from tunecard.pipeline import train
+
+    values = {**SAME_BATCH, "model": str(no_dropout_bert), "class_weights": "balanced"}
+    one = train(build_config(None, {**values, "output": str(tmp_path / "one"), "train_batch_size": 4}),
+                progress=False)
+    two = _run_uninterrupted({**values, "output": str(tmp_path / "two"), "train_batch_size": 2}, processes=2)
+    assert two["metrics"]["training"]["world_size"] == 2 and two["metrics"]["class_weights"]["setting"] == "balanced"
+    _same_steps(two["history"]["steps"], one.history["steps"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch_distributed.is_gloo_available(), reason="torch built without gloo")
 def test_a_frozen_rank_stops_the_run_after_ddp_timeout_with_its_rank_named(tiny_bert_cased, tmp_path):
     """Rank 1 stops itself (SIGSTOP) after step 2; rank 0 waits ddp_timeout (10 s), not the Trainer's 30 minutes,
     then stops with E225 naming rank 1."""
