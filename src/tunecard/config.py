@@ -204,9 +204,9 @@ class TrainConfig(BaseModel):
 
     # --- what to train on
     task: Literal["token-classification", "text-classification", "multi-label-classification"] = Field(
-        "token-classification", description="ner (token-classification), text-classification, or multi-label "
-        "(multi-label-classification: a set of labels per text); text-classification data with label lists is "
-        "trained as multi-label")
+        "token-classification", description="token-classification (NER; also ner, token), text-classification (also "
+        "classification, text, sequence-classification) or multi-label-classification (also multi-label, multilabel: "
+        "a set of labels per text); text-classification data with label lists is trained as multi-label")
     model: str = Field(default_factory=default_model, description="hub id, local folder, or 'embedded' (the packaged "
                        "MiniLM); a relative folder in a YAML config is read from the config file's folder")
     train: str | None = Field(None, description="training data: a file, a save_to_disk folder or a hub dataset; "
