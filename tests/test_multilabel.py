@@ -165,6 +165,46 @@ def test_the_card_says_which_f1_and_lists_the_thresholds(multi_label_run):
     assert "Decision thresholds" in page and "Micro F1" in page
 
 
+def _copy_run(folder, target, never: list[str]):
+    """The run's doctor inputs (history, metrics, config, card), with the labels `never` predicted by the saved
+    model on both evaluation splits (metrics.json's per-label counts and the card's Predicted column)."""
+    import re
+    import shutil
+
+    target.mkdir()
+    for name in ("history.json", "train_config.yaml"):
+        shutil.copy(folder / name, target / name)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        for label in never:
+            metrics[split]["per_label"][label]["predicted"] = 0
+    (target / "metrics.json").write_text(json.dumps(metrics))
+    card = (folder / "README.md").read_text()
+    for label in never:  # the per-label rows: | label | P | R | F1 | support | predicted |
+        card = re.sub(rf"^(\| {label} \| [^|]+\| [^|]+\| [^|]+\| \d+ \| )\d+ \|$", r"\g<1>0 |", card, flags=re.M)
+    (target / "README.md").write_text(card)
+    return target
+
+
+def test_the_doctor_finds_labels_never_predicted_in_runs_and_cards(multi_label_run, tmp_path):
+    """A label with support that the saved model never predicts is a collapse of that label's yes/no decision
+    (D105): a warning while other labels work, an error when no label is ever predicted; the same from the card."""
+    from tunecard.doctor import diagnose_card, diagnose_run_folder
+
+    result, _ = multi_label_run
+    healthy = diagnose_run_folder(result.output, installed={})
+    assert "D105" not in {f.code for f in healthy.findings}
+    assert "D105" not in {f.code for f in diagnose_card((result.output / "README.md").read_text(), installed={}).findings}
+    for never, severity in ((["music"], "warning"), (["film", "music", "sport"], "error")):
+        folder = _copy_run(result.output, tmp_path / "-".join(never), never)
+        for report in (diagnose_run_folder(folder, installed={}),
+                       diagnose_card((folder / "README.md").read_text(), installed={})):
+            found = [f for f in report.findings if f.code == "D105"]
+            assert len(found) == 1 and found[0].severity == severity, report.source
+            assert all(f"'{label}' (support" in found[0].evidence for label in never)
+            assert "one-class" not in " ".join(f.title for f in report.findings)  # no single-label formula ran
+
+
 def test_transformers_pipeline_loads_it_without_tunecard(multi_label_run):
     """The folder is a plain transformers model: pipeline gives every label's sigmoid probability."""
     from tunecard.inference.predictor import load
