@@ -316,3 +316,42 @@ def test_positive_label_is_refused_for_multi_label(tiny_bert_cased, tmp_path):
     with pytest.raises(ConfigError) as error:
         train(config, progress=False)
     assert error.value.code == "E208"
+
+
+def test_the_command_line_trains_predicts_and_evaluates_a_label_separated_csv(tiny_bert_cased, tmp_path):
+    """--label-separator makes a CSV multi-label in train, data stats and evaluate; --class-weights balanced
+    reaches the run; predict prints the Predictor's answer (the labels at the saved thresholds, tested above)."""
+    from typer.testing import CliRunner
+
+    from tunecard.cli import app
+    from tunecard.inference.predictor import load
+
+    runner = CliRunner()
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "labels"])
+        writer.writerows([r["text"], "|".join(r["labels"])] for r in _records(24, 5))
+    stats = runner.invoke(app, ["data", "stats", str(path), "--label-separator", "|", "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.stdout)["task"] == MULTI_LABEL_TASK
+    output = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "--task", "text-classification", "--model", str(tiny_bert_cased),
+                                  "--train", str(path), "--validation", str(path), "--output", str(output),
+                                  "--label-separator", "|", "--class-weights", "balanced", "--precision", "fp32",
+                                  "--quiet", "--set", "max_steps=2", "--set", "save_strategy=no"])
+    assert trained.exit_code == 0, trained.output
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["task"] == MULTI_LABEL_TASK and metrics["class_weights"]["setting"] == "balanced"
+    predicted = runner.invoke(app, ["predict", str(output), "--text", "goal match song", "--precision", "fp32"])
+    assert predicted.exit_code == 0, predicted.output
+    line = json.loads(predicted.stdout.strip().splitlines()[-1])
+    answer = line["prediction"]
+    assert line["text"] == "goal match song"
+    assert answer == load(output, precision="fp32").predict(["goal match song"])[0]  # thresholds applied (above)
+    assert set(json.loads((output / "config.json").read_text())["tunecard"]["thresholds"]) == {"film", "music",
+                                                                                                "sport"}
+    scored = runner.invoke(app, ["evaluate", str(output), "--data", str(path), "--label-separator", "|", "--json",
+                                 "--precision", "fp32"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["samples_f1"] == pytest.approx(metrics["validation"]["samples_f1"], abs=1e-6)
