@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/serve_load.py [--model RUN_DIR] [--requests 10000] [--concurrency 1 8 32]
                                              [--client raw|httpx] [--max-batch-size 64] [--max-wait-ms 5]
-                                             [--skip-baseline] [--json results.json]
+                                             [--baseline-requests N] [--skip-baseline]
+                                             [--json results.json]
 
 Each server runs alone in its own process (started here, stopped with SIGTERM), warmed up, then takes
 `--requests` POST /predict requests of one sentence each at every concurrency level: that many clients, each
@@ -260,6 +261,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64, help="tunecard serve --max-batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="tunecard serve --max-wait-ms")
     parser.add_argument("--warmup", type=int, default=200, help="requests sent before each server is measured")
+    parser.add_argument("--baseline-requests", type=int,
+                        help="requests per concurrency level for the baseline (default: --requests); it answers one "
+                             "request at a time, so 10,000 at each level take it many minutes")
     parser.add_argument("--skip-baseline", action="store_true", help="measure tunecard serve only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -282,9 +286,10 @@ def main() -> None:
         try:
             load(server.url, bodies, args.warmup, max(args.concurrency), args.client)
             levels = []
+            requests = args.requests if name == "tunecard serve" else (args.baseline_requests or args.requests)
             for concurrency in args.concurrency:
                 before = _health(server.url)
-                level = load(server.url, bodies, args.requests, concurrency, args.client)
+                level = load(server.url, bodies, requests, concurrency, args.client)
                 after = _health(server.url)
                 if "batches" in after:  # tunecard: how many texts its batches held on average
                     batches = after["batches"] - before["batches"]
