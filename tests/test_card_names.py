@@ -130,3 +130,11 @@ def test_the_report_header_names_the_hub_model_not_a_path(three_class_run, tiny_
     html = write_report(copy).read_text(encoding="utf-8")
     header = html.split("<header>", 1)[1].split("</header>", 1)[0]
     assert EMBEDDED_DEFAULT_HUB_ID in header and "site-packages" not in header and "reviews" in header
+
+
+def test_the_card_body_names_a_local_base_model_without_its_path(three_class_run, tiny_bert_cased):
+    """A local base model folder is named as base_model_name names it (its hub origin or folder name) in the card's
+    text too, never as the path on the machine that trained it."""
+    card = (three_class_run.output / "README.md").read_text(encoding="utf-8")
+    assert str(tiny_bert_cased) not in card
+    assert f"fine-tuned version of `{base_model_name(str(tiny_bert_cased))}`" in card

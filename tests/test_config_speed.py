@@ -22,8 +22,7 @@ def test_speed_off_and_single_levers_from_yaml_flags_and_set(tmp_path):
     assert config.speed_options.fuse_qkv is False  # the file's value stays where --set does not touch it
 
 
-@pytest.mark.parametrize("old", ["packing", "padding_free", "fast_dropout", "fuse_qkv", "sparse_embedding",
-                                 "keep_freed_memory"])
+@pytest.mark.parametrize("old", ["packing", "padding_free", "fast_dropout", "fuse_qkv", "sparse_embedding"])
 def test_old_flat_keys_name_their_new_place(tmp_path, old):
     path = tmp_path / "c.yaml"
     path.write_text(f"train: x.conll\n{old}: false\n", encoding="utf-8")
@@ -36,6 +35,10 @@ def test_old_flat_keys_name_their_new_place(tmp_path, old):
 def test_a_removed_lever_says_so():
     with pytest.raises(ConfigError, match="bf16_weights no longer exists"):
         build_config(None, {"train": "x.conll"}, ["bf16_weights=true"])
+    for flags in (["keep_freed_memory=false"], ["speed_options.keep_freed_memory=true"]):
+        with pytest.raises(ConfigError, match="keep_freed_memory no longer exists") as caught:
+            build_config(None, {"train": "x.conll"}, flags)
+        assert caught.value.code == "E209"
 
 
 def test_speed_options_reject_unknown_levers_and_non_booleans():

@@ -128,7 +128,7 @@ def test_off_the_cpu_the_plan_takes_transformers_flattening_or_padding(no_dropou
     plan = speed.plan_training(config, model, features, tokenizer.pad_token_id, device=torch.device("cuda"),
                                bf16=True, processes=1, default_optimizer=ADAMW)
     assert plan.device == "cuda" and plan.batches.startswith("flattened") and plan.uses("packing")
-    for name in ("fast_dropout", "fuse_qkv", "sparse_embedding", "keep_freed_memory"):
+    for name in ("fast_dropout", "fuse_qkv", "sparse_embedding"):
         assert plan.levers[name].note == "written for CPUs; this run uses cuda"
     items = [feature.model_inputs() for feature in features[:8]]
     model.eval()

@@ -354,7 +354,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
     context = dict(
         model_name=model_name,
         model_path=config.output,
-        base_model=base_model_id(config.model) or config.model,
+        base_model=base_model_name(config.model),
         base_model_is_hub=base_model_id(config.model) is not None,
         dataset=dataset_name(config),
         task=task,

@@ -29,7 +29,7 @@ import torch
 from tunecard.speed import attention, check, dropout, fused_qkv, memory, onednn_linear, packing, sparse_embedding
 
 AUTO, OFF = "auto", "off"
-TRAINING_LEVERS = ("packing", "padding_free", "fast_dropout", "fuse_qkv", "sparse_embedding", "keep_freed_memory")
+TRAINING_LEVERS = ("packing", "padding_free", "fast_dropout", "fuse_qkv", "sparse_embedding")
 PREDICTION_LEVERS = ("packing", "onednn_linears")
 # Largest |logit difference| on the probe with which oneDNN's fused Linears are kept (bf16 rounding gives ~0.03).
 ONEDNN_TOLERANCE = 0.25
@@ -159,11 +159,6 @@ def plan_training(config, model: torch.nn.Module, features: list, pad_token_id: 
         else:
             plan.skip("sparse_embedding", "needs one process, AdamW without weight decay, clipping on and a plain "
                       "fp32 nn.Embedding")
-    if not plan.decided("keep_freed_memory"):
-        if memory.glibc_function("mallopt") is not None:
-            plan.use("keep_freed_memory", "glibc keeps freed memory for the next steps")
-        else:
-            plan.skip("keep_freed_memory", "needs glibc")
     return plan
 
 
@@ -261,11 +256,6 @@ def _apply_training(plan: SpeedPlan, model: torch.nn.Module) -> None:
     if plan.uses("sparse_embedding"):
         sparse_embedding.set_sparse(model, True)
         undo.append(lambda: sparse_embedding.set_sparse(model, False))  # what is saved is a plain model
-    if plan.uses("keep_freed_memory"):
-        if memory.keep_freed_memory():
-            undo.append(memory.restore_freed_memory)
-        else:
-            plan.skip("keep_freed_memory", "glibc refused the thresholds")
 
 
 def _undo(plan: SpeedPlan) -> None:
