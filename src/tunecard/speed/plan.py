@@ -11,7 +11,7 @@ Training:
 Prediction: `plan_prediction` and `prediction_levers` (packed passes for NER, oneDNN Linears for bf16 on CPU).
 
 Each lever is used where it applies: the levers written for CPUs (fast dropout masks, fused projections, sparse
-embedding rows, kept freed memory, tunecard's packing) are keyed on the device the run actually uses, and on
+embedding rows, tunecard's packing) are keyed on the device the run actually uses, and on
 other devices the plan takes transformers' own variable-length path (`DataCollatorWithFlattening`) for NER where
 the model gives the same outputs that way, else padded batches. Every lever that is not used has its reason in
 the record. `speed: off` uses none. A `speed: auto` training run first compares a few batches' loss and
