@@ -356,3 +356,31 @@ def test_a_failing_prediction_is_a_json_500_and_the_server_goes_on(ner_folder):
     assert failed.status_code == 500
     assert failed.json()["error"]["code"] == "E507" and "out of memory" in failed.json()["error"]["message"]
     assert answered.status_code == 200 and answered.json()["entities"] == predict(["Angela Merkel visited Paris ."])[0]
+
+
+def test_a_client_alone_is_not_kept_waiting_and_overlapping_requests_still_batch():
+    """After a batch of one request during which nothing arrived, the next request starts at once instead of waiting
+    max_wait_ms for company; once requests overlap again, they are gathered into batches as before."""
+    from tunecard.serve.batcher import DynamicBatcher
+
+    seen: list[int] = []
+
+    def predict(texts):
+        seen.append(len(texts))
+        return list(texts)
+
+    async def main():
+        batcher = DynamicBatcher(predict, max_batch_size=8, max_wait_ms=300)
+        await batcher.start()
+        await batcher.submit(["first"])  # nothing known yet: it waits its 300 ms
+        started = time.monotonic()
+        for i in range(5):  # one at a time, each after the last answer
+            await batcher.submit([f"alone {i}"])
+        sequential = time.monotonic() - started
+        await asyncio.gather(*(batcher.submit([f"together {i}"]) for i in range(6)))
+        await batcher.stop()
+        return sequential
+
+    sequential = asyncio.run(main())
+    assert sequential < 0.3  # five requests answered in less than one max_wait (each would wait 300 ms before)
+    assert seen[:6] == [1] * 6 and sum(seen[6:]) == 6 and len(seen) < 12  # the concurrent six share batches
