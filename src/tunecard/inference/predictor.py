@@ -26,7 +26,8 @@ from tunecard.encoding.encoder import Encoder, document_chunks, split_words, unp
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
 from tunecard.metrics import DEFAULT_THRESHOLD, extract_entities
-from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches
+from tunecard.metrics.multilabel import decide
+from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches, threshold_logits
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
@@ -157,6 +158,8 @@ class Predictor:
         # multi-label: each label's decision threshold (saved by training in config.json; 0.5 where none is)
         saved = (getattr(self.model.config, "tunecard", None) or {}).get("thresholds") or {}
         self.thresholds = [float(saved.get(self.id2label[i], DEFAULT_THRESHOLD)) for i in sorted(self.id2label)]
+        # multi-label: the thresholds as logits, for the close calls of each pass (fixed once loaded)
+        self.decision_logits = threshold_logits(self.thresholds) if self.is_multi_label else None
         limit = environment.model_max_length(self.tokenizer, self.model)
         self.max_length = min(saved_max_length(self.folder) or limit, limit)
         # NER trained with document context: `predict_documents` feeds each sentence the same context
@@ -213,13 +216,6 @@ class Predictor:
     @property
     def is_multi_label(self) -> bool:
         return self.task == "multi-label-classification"
-
-    @property
-    def decision_logits(self) -> torch.Tensor | None:
-        """Multi-label: the thresholds as logits (a close call in bf16 is a logit this near its threshold)."""
-        if not self.is_multi_label:
-            return None
-        return torch.logit(torch.tensor(self.thresholds, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)).float()
 
     def predict(self, texts: list[str]) -> list:
         """Entities (NER), label and probabilities (classification), or the labels at or above their thresholds
@@ -352,26 +348,26 @@ class Predictor:
     def _predict_labels(self, texts: list[str]) -> list[dict]:
         features = self.encode(texts)
         results: list[dict | None] = [None] * len(texts)
-        if self.is_multi_label:
-            for indices, logits, _ in self._passes(features):
-                for row, feature_index in enumerate(indices):
-                    results[features[feature_index].example_index] = self._label_set(logits[row])
-            return results
         for indices, logits, _ in self._passes(features):
-            probabilities = torch.softmax(logits, dim=-1).tolist()
-            for row, feature_index in enumerate(indices):
-                probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities[row])}
-                label = max(probs, key=probs.get)
-                results[features[feature_index].example_index] = {"label": label, "score": probs[label],
-                                                                  "probabilities": probs}
+            if self.is_multi_label:  # sigmoid in fp32, as evaluation and threshold tuning compute it
+                answers = map(self._label_set, torch.sigmoid(logits.float()).tolist())
+            else:
+                answers = map(self._label, torch.softmax(logits, dim=-1).tolist())
+            for feature_index, answer in zip(indices, answers):
+                results[features[feature_index].example_index] = answer
         return results
 
-    def _label_set(self, logits: torch.Tensor) -> dict:
+    def _label(self, probabilities: list[float]) -> dict:
+        """One label: {"label", "score", "probabilities": {label: probability}}."""
+        probs = {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities)}
+        label = max(probs, key=probs.get)
+        return {"label": label, "score": probs[label], "probabilities": probs}
+
+    def _label_set(self, probabilities: list[float]) -> dict:
         """Multi-label: {"labels": [{"label", "score"}, ...] at or above their thresholds, best first,
         "probabilities": {label: probability}}."""
-        probabilities = torch.sigmoid(logits.float()).tolist()  # as evaluation and threshold tuning compute them
-        chosen = [(self.id2label[i], p) for i, (p, t) in enumerate(zip(probabilities, self.thresholds)) if p >= t]
-        chosen.sort(key=lambda item: -item[1])
+        (chosen_ids,) = decide([probabilities], self.thresholds)
+        chosen = sorted(((self.id2label[i], probabilities[i]) for i in chosen_ids), key=lambda item: -item[1])
         return {"labels": [{"label": label, "score": round(p, 4)} for label, p in chosen],
                 "probabilities": {self.id2label[i]: round(p, 4) for i, p in enumerate(probabilities)}}
 

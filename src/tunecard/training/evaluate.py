@@ -70,6 +70,11 @@ def evaluate_features(
     return evaluation.result()
 
 
+def threshold_logits(thresholds: list[float]) -> torch.Tensor:
+    """Multi-label: each threshold as a logit (fp32): a close call in bf16 is a logit this near its threshold."""
+    return torch.logit(torch.tensor(thresholds, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)).float()
+
+
 class Evaluation:
     """Scores accumulated over any number of chunks of examples, so a caller can encode and evaluate a large
     file a chunk at a time. Each example is scored as soon as its last window is predicted: what is kept
@@ -108,7 +113,7 @@ class Evaluation:
         """Multi-label: each threshold as a logit (a close call is a logit this near it), else None."""
         if not self.multi_label:
             return None
-        return torch.logit(torch.tensor(self.thresholds, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)).float()
+        return threshold_logits(self.thresholds)
 
     def add(self, model: torch.nn.Module, features: list[Feature], examples: list, *, collator: PadCollator,
             batch_size: int = 64, bf16: bool = False, packed=None, recheck_model: torch.nn.Module | None = None,
