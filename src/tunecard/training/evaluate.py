@@ -281,7 +281,6 @@ def _windows_per_example(features: list[Feature]) -> dict[int, int]:
 
 
 # Scalar metrics copied into history rows and the card's results table, in this order.
-NER_TABLE_METRICS = TASK_METRICS["token-classification"]  # the metrics metric_for_best_model may name, in order
 CLASSIFICATION_TABLE_METRICS = TASK_METRICS["text-classification"]
 
 

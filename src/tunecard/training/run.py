@@ -117,12 +117,12 @@ def plan(config: TrainConfig, loaded: Loaded, args) -> speed.SpeedPlan:
 
 def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.SpeedPlan, args,
                   recorder: RunRecorder, keeper: CheckpointKeeper | None, callbacks: list,
-                  progress: bool) -> TunecardTrainer:
-    """The Trainer over the training and validation features, with the plan's collator and optimizer."""
+                  progress: bool, loss=None) -> TunecardTrainer:
+    """The Trainer over the training and validation features, with the plan's collator and optimizer; `loss`: the
+    run's TrainingLoss (class weights, multi-label), the one the speed check compared, or None for the model's."""
     padded = PadCollator(loaded.tokenizer.pad_token_id)
     optimizer = plain_adam(config) or plan.optimizer(*Trainer.get_optimizer_cls_and_kwargs(args))
     total_batch = config.train_batch_size * config.gradient_accumulation_steps * world_size()
-    loss = training_loss(config, inputs.labels, inputs.class_weights)
     return TunecardTrainer(
         model=loaded.model,
         args=args,
@@ -281,12 +281,13 @@ def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, conso
     distributed.open_control_group()
     the_plan = plan(config, loaded, args)
     padded = PadCollator(loaded.tokenizer.pad_token_id)
+    loss = training_loss(config, inputs.labels, inputs.class_weights)
     with speed.training_levers(the_plan, loaded.model, loaded.datasets["train"].features, padded,
-                               console=console, loss=training_loss(config, inputs.labels, inputs.class_weights)
-                               ) as the_plan:
+                               console=console, loss=loss) as the_plan:
         if keeper is not None:  # after the training-mode check: the optimizer state layout is final here
             keeper.check_plan(the_plan, start)
-        trainer = build_trainer(config, inputs, loaded, the_plan, args, recorder, keeper, callbacks, progress)
+        trainer = build_trainer(config, inputs, loaded, the_plan, args, recorder, keeper, callbacks, progress,
+                                loss)
         started = time.perf_counter()
         # disk full while a checkpoint is written: E404, resumable; a process that stops answering: E225
         with run_folder.writing_checkpoints(), distributed.stuck_process_named(config.ddp_timeout):

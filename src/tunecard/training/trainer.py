@@ -22,7 +22,7 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, speed, train_sampling: str = "random",
-                 head_learning_rate: float | None = None, loss=None, thresholds: list[float] | None = None,
+                 head_learning_rate: float | None = None, loss=None,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.loss = loss  # training/loss.py's TrainingLoss (class weights, multi-label smoothing), or None
@@ -30,7 +30,6 @@ class TunecardTrainer(Trainer):
             # its loss is already the micro-batch's share of the step's mean (compute_loss): not divided again
             self.loss_is_scaled_for_ga = True
         self._step_denominator: torch.Tensor | None = None  # the run's own loss: the step's (get_batch_samples)
-        self.thresholds = thresholds  # multi-label: the decision threshold per label of evaluations in training
         self.speed = speed  # the run's SpeedPlan: its collator, optimizer and clipping where levers apply
         self.head_learning_rate = head_learning_rate
         self.train_sampling = train_sampling
@@ -183,7 +182,6 @@ class TunecardTrainer(Trainer):
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
             positive_label=self.positive_label, packed=self.speed.eval_packed, recheck_margin=RECHECK_MARGIN,
-            thresholds=self.thresholds,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details
