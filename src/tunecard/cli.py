@@ -138,8 +138,10 @@ def _print_summary(result) -> None:
 
 
 def _summary_keys(task: str | None) -> tuple[str, ...]:
-    if task == "multi-label-classification":  # precision, recall, f1: micro averages
-        return ("precision", "recall", "f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss")
+    from tunecard.config import MULTI_LABEL, TASK_METRICS
+
+    if task == MULTI_LABEL:  # precision, recall, f1: micro averages
+        return TASK_METRICS[MULTI_LABEL]
     return ("precision", "recall", "f1", "accuracy")
 
 

@@ -18,24 +18,10 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+# The task names a config may use are the readers' (one table, TASK_ALIASES in data/__init__.py).
+from tunecard.data import TASK_ALIASES
+from tunecard.data.example import MULTI_LABEL_TASK as MULTI_LABEL
 from tunecard.errors import ConfigError
-
-TASK_ALIASES = {
-    "ner": "token-classification",
-    "token-classification": "token-classification",
-    "token": "token-classification",
-    "text-classification": "text-classification",
-    "classification": "text-classification",
-    "text": "text-classification",
-    "sequence-classification": "text-classification",
-    "multi-label-classification": "multi-label-classification",
-    "multi-label": "multi-label-classification",
-    "multilabel": "multi-label-classification",
-    "multi_label_classification": "multi-label-classification",
-    "multilabel-classification": "multi-label-classification",
-    "multi-label-text-classification": "multi-label-classification",
-}
-MULTI_LABEL = "multi-label-classification"
 
 CONFIG_FILE = "train_config.yaml"
 # `model: embedded` (or `--set model=embedded`) names the embedded MiniLM, so a recipe written for a hub model

@@ -32,7 +32,8 @@ FORMAT_TASKS = {
 }
 FORMATS = tuple(FORMAT_TASKS)
 _FORMAT_ALIASES = {"json": "jsonl", "span-jsonl": "spans", "datasets": "hf", "txt": "label-text"}
-_TASK_ALIASES = {
+# Every spelling of a task a user may write (config, --task, data stats): the one table.
+TASK_ALIASES = {
     "token-classification": TOKEN_TASK, "ner": TOKEN_TASK, "token": TOKEN_TASK,
     "text-classification": TEXT_TASK, "classification": TEXT_TASK, "text": TEXT_TASK,
     "sequence-classification": TEXT_TASK,
@@ -137,7 +138,7 @@ def normalize_task(task: str) -> str:
         DataError: E115 unknown task.
     """
     try:
-        return _TASK_ALIASES[task.strip().lower()]
+        return TASK_ALIASES[task.strip().lower()]
     except KeyError:
         raise DataError("E115", f"unknown task {task!r}",
                         fix="use token-classification (ner), text-classification or multi-label-classification "

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from tunecard.data.example import MULTI_LABEL_TASK
 from tunecard.data.stats import LEAKAGE_MIN_WORDS  # noqa: F401 (the doctor's thresholds in one place)
 
 from ..findings import Finding
@@ -18,7 +19,7 @@ from ..findings import Finding
 NER = "token-classification"
 CLS = "text-classification"
 REG = "regression"
-MLC = "multi-label-classification"  # its own collapse check (D105); the one-class and chance formulas do not apply
+MLC = MULTI_LABEL_TASK  # its own collapse check (D105); the one-class and chance formulas do not apply
 KNOWN_TASKS = (NER, CLS, REG, None)  # anything else (multi-label ...): only the task-free checks run
 
 # --- thresholds ---------------------------------------------------------------------------------------------
