@@ -203,6 +203,13 @@ def test_the_doctor_finds_labels_never_predicted_in_runs_and_cards(multi_label_r
             assert len(found) == 1 and found[0].severity == severity, report.source
             assert all(f"'{label}' (support" in found[0].evidence for label in never)
             assert "one-class" not in " ".join(f.title for f in report.findings)  # no single-label formula ran
+    # a Predicted cell that holds no number is no count of 0: no D105 for it
+    import re
+
+    card = (result.output / "README.md").read_text()
+    blank = re.sub(r"^(\| music \| [^|]+\| [^|]+\| [^|]+\| \d+ \| )\d+ \|$", r"\g<1>- |", card, flags=re.M)
+    assert blank != card
+    assert "D105" not in {f.code for f in diagnose_card(blank, installed={}).findings}
 
 
 def test_transformers_pipeline_loads_it_without_tunecard(multi_label_run):

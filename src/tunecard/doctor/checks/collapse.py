@@ -377,7 +377,9 @@ def check_card_collapse(task: str | None, values: dict[str, float], evals: list[
         found.append(finding(code, title_text, "; ".join(parts) + ".", remedy, severity=severity,
                              rows=[evals[i].where for i in collapsed], headline=bool(head)))
     if card.per_label and task == MLC:
-        rows = {label: {key: cells[key].number for key in ("support", "predicted") if cells.get(key) is not None}
+        # a cell that holds no number (a dash, a word) is no count: the check does not run on it
+        rows = {label: {key: cells[key].number for key in ("support", "predicted")
+                        if cells.get(key) is not None and cells[key].number is not None}
                 for label, cells in card.per_label.items()}
         if all("predicted" in row and "support" in row for row in rows.values()):
             found += check_unpredicted_labels({"validation": rows}, lr)
