@@ -133,10 +133,7 @@ def text_words(text: str, encoding) -> tuple[list[tuple[str, int, int]], list[in
     spans: dict[int, list[int]] = {}
     starts: list[int | None] = []
     for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
-        if word is None or end <= start:
-            start = None
-        elif text[start].isspace():
-            start = _first_character(text, start, end)
+        start = None if word is None else _first_character(text, start, end)
         starts.append(start)
         if start is None:
             continue
@@ -175,10 +172,7 @@ def word_ids_by_offsets(encoding, text: str, ends: list[int]) -> list[int | None
     last = len(ends) - 1
     word_ids = []
     for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
-        if word is None or end <= start:
-            start = None
-        elif text[start].isspace():
-            start = _first_character(text, start, end)
+        start = None if word is None else _first_character(text, start, end)
         word_ids.append(None if start is None else min(bisect.bisect_right(ends, start), last))
     return word_ids
 

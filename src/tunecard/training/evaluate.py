@@ -94,7 +94,7 @@ class Evaluation:
         self.is_ner = task == "token-classification"
         self.multi_label = task == MULTI_LABEL
         self.id2label = id2label
-        labels = [id2label[i] for i in sorted(id2label)]
+        self.labels = labels = [id2label[i] for i in sorted(id2label)]
         if self.is_ner:
             self.scorer = EntityScorer()
         elif self.multi_label:
@@ -102,6 +102,7 @@ class Evaluation:
         else:
             self.scorer = ClassificationScorer(labels=labels, positive_label=positive_label)
         self.thresholds = list(thresholds) if thresholds is not None else [DEFAULT_THRESHOLD] * len(labels)
+        self._threshold_tensor = torch.tensor(self.thresholds, dtype=torch.float64)  # multi-label decisions
         self.keep_probabilities = keep_probabilities
         self.probabilities: list[list[float]] = []
         self.targets: list[list[float]] = []
@@ -193,10 +194,9 @@ class Evaluation:
         self.loss_sum += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
         self.loss_count += targets.numel()
         probabilities = torch.sigmoid(logits)
-        predicted = probabilities.double() >= torch.tensor(self.thresholds, dtype=torch.float64, device=logits.device)
-        names = [self.id2label[i] for i in range(len(self.id2label))]
+        predicted = probabilities.double() >= self._threshold_tensor.to(logits.device)
         self.scorer.update([examples[index].labels for index in example_indices],
-                           [[names[i] for i in row.nonzero().view(-1).tolist()] for row in predicted])
+                           [[self.labels[i] for i in row.nonzero().view(-1).tolist()] for row in predicted])
         if self.keep_probabilities:
             for index, row, target in zip(example_indices, probabilities.tolist(), targets.tolist()):
                 kept[index] = (row, target)
