@@ -104,6 +104,30 @@ def test_datasets_label_sequences_are_multi_label(tmp_path):
     assert corpus.task == MULTI_LABEL_TASK and [ex.labels for ex in corpus.examples] == [["anger", "joy"], []]
 
 
+def test_a_bad_label_in_a_datasets_list_names_the_column_split_and_row(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    ids = Features({"text": Value("string"), "emotions": Sequence(ClassLabel(names=["anger", "joy"]))})
+    DatasetDict({"train": Dataset.from_dict({"text": ["a", "b"], "emotions": [[0], [1, -1]]}, features=ids)}
+                ).save_to_disk(tmp_path / "ids")
+    names = Features({"text": Value("string"), "emotions": Sequence(Value("string"))})
+    DatasetDict({"train": Dataset.from_dict({"text": ["a", "b"], "emotions": [["joy"], ["joy", " "]]},
+                                            features=names)}).save_to_disk(tmp_path / "names")
+    for folder, found in (("ids", "label id -1"), ("names", "label ' '")):
+        with pytest.raises(DataError) as error:
+            read_corpus(tmp_path / folder, ReadOptions(split="train", label_column="emotions"))
+        assert error.value.code == "E104" and error.value.line == 2, error.value
+        assert error.value.path.endswith("[train]") and found in error.value.message
+        assert "column 'emotions'" in error.value.message and "emotions" in error.value.fix
+
+
+def test_a_bad_label_in_a_json_list_names_the_key(tmp_path):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "topics": ["a", None]}])
+    with pytest.raises(DataError) as error:
+        read_corpus(path, ReadOptions(label_column="topics"), task="text-classification")
+    assert error.value.code == "E104" and "key 'topics'" in error.value.message and '"topics"' in error.value.fix
+
+
 @pytest.mark.parametrize("alias", ["multi-label", "multilabel", "multi-label-classification", "Multi-Label"])
 def test_task_aliases(alias, tmp_path):
     assert build_config(None, {"task": alias, "output": str(tmp_path)}).task == "multi-label-classification"

@@ -394,7 +394,7 @@ def open_text_jsonl(text_file: TextFile, options: ReadOptions | None = None) -> 
                                 fix=f'write "{text_key}": "..." on every line.')
             if isinstance(label, list):  # a list of labels: multi-label data (its shape decides)
                 yield TextExample(text=text, label=None, text_pair=pair, line=line,
-                                  labels=_label_list(text_file.path, line, label))
+                                  labels=_label_list(text_file.path, line, label, label_key, "key"))
                 continue
             if label is None or isinstance(label, dict):
                 raise DataError("E104", f"label {preview(label)} is not a class name or id", path=text_file.path,
@@ -462,22 +462,39 @@ def _example(path: str, line: int, text: str, label: str, pair: str | None,
                             f"{separator!r})", path=path, line=line,
                             fix=f"write labels separated by one {separator!r}, e.g. a{separator}b; an empty cell "
                             "means no label.")
-        return TextExample(text=text, label=None, text_pair=pair, line=line, labels=_label_list(path, line, parts))
+        # the parts are stripped and non-empty, all _label_list would check
+        return TextExample(text=text, label=None, text_pair=pair, line=line, labels=sorted(set(parts)))
     label = label.strip()
     if not label:
         raise DataError("E104", "empty label", path=path, line=line, fix="give every example a label.")
     return TextExample(text=text, label=label, text_pair=pair, line=line)
 
 
-def _label_list(path: str, line: int, values: list) -> list[str]:
-    """A multi-label example's labels: names (or integer ids) as strings, stripped, sorted, each once."""
+def _label_list(path: str, line: int, values: list, column: str | int, what: str = "column",
+                names: list[str] | None = None) -> list[str]:
+    """A multi-label example's labels: names (or integer ids) as strings, stripped, sorted, each once.
+
+    Args:
+        path, line: where the example is (a file, or ``SOURCE[split]`` and a row).
+        values: the labels as read.
+        column: the column (or JSON key) that holds them, named in errors.
+        what: ``column`` or ``key``, as the format calls it.
+        names: ClassLabel names (Hugging Face datasets): an integer id is turned into its name.
+
+    Raises:
+        DataError: E104 a label that is null, a list or an object, empty, or an id without a name.
+    """
     labels = []
     for value in values:  # what a label may be, as for one label per text: not null, a list or an object, or empty
+        if names is not None and isinstance(value, int) and not 0 <= value < len(names):
+            raise DataError("E104", f"label id {value} in the list {preview(values, 120)} of {what} {column!r} has "
+                            f"no name in {preview(names, 200)}", path=path, line=line,
+                            fix=f"give each label in {what} {column!r} as one of its ClassLabel's names or ids.")
         if value is None or isinstance(value, (list, dict)) or not str(value).strip():
-            raise DataError("E104", f"label {preview(value)} in the list {preview(values, 120)} is not a class name "
-                            "or id", path=path, line=line,
-                            fix='give each label as a non-empty name or an integer id: "labels": ["a", "b"].')
-        labels.append(str(value).strip())
+            raise DataError("E104", f"label {preview(value)} in the list {preview(values, 120)} of {what} {column!r} "
+                            "is not a class name or id", path=path, line=line,
+                            fix=f'give each label as a non-empty name or an integer id: "{column}": ["a", "b"].')
+        labels.append(names[value] if names is not None and isinstance(value, int) else str(value).strip())
     return sorted(set(labels))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunecard.data.classification import LABEL_NAMES, PAIR_NAMES, TEXT_NAMES
+from tunecard.data.classification import LABEL_NAMES, PAIR_NAMES, TEXT_NAMES, _label_list
 from tunecard.data.conll import make_token_corpus
 from tunecard.data.example import (MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus, ReadOptions, TextExample,
                                    TokenExample)
@@ -159,35 +159,23 @@ def _text_corpus(where: str, dataset, columns: list[str], options: ReadOptions) 
     examples = []
     multi_label = any(isinstance(value, list) for value in data[label])  # a list of labels per row (go_emotions)
     for row, value in enumerate(data[label], start=1):
-        if multi_label:
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if v is None or isinstance(v, (list, dict)) or not str(v).strip()
-                   or (names is not None and isinstance(v, int) and not 0 <= v < len(names))]
-            if bad:
-                bad = bad[0]
-                raise DataError("E104", f"label {preview(bad)} in {preview(values, 120)} is not a class name or id",
-                                path=where, line=row, fix="give each row a list of label names or ClassLabel ids.")
-            text_value = data[text][row - 1]
-            if not isinstance(text_value, str) or (pair and not isinstance(data[pair][row - 1], str)):
-                raise DataError("E104", "the text column must hold text", path=where, line=row,
-                                fix="store the text as a string in every row.")
-            labels = sorted({names[v] if names is not None and isinstance(v, int) else str(v).strip() for v in values})
-            examples.append(TextExample(text=text_value, label=None, line=row, labels=labels,
-                                        text_pair=str(data[pair][row - 1]) if pair else None))
-            continue
-        if names is not None and isinstance(value, int) and not 0 <= value < len(names):
-            raise DataError("E104", f"label id {value} has no name (-1 marks an unlabelled example, as in GLUE "
-                            "test splits)", path=where, line=row, fix="use a labelled split.")
-        if value is None or isinstance(value, (list, dict)) or not str(value).strip():
-            raise DataError("E104", f"label {preview(value)} is not a class name or id", path=where, line=row,
-                            fix="give every example one label (a name or an integer id).")
+        name, labels = None, None
+        if multi_label:  # the readers' one check of a label list; a plain value in such a column is a list of one
+            labels = _label_list(where, row, value if isinstance(value, list) else [value], label, names=names)
+        else:
+            if names is not None and isinstance(value, int) and not 0 <= value < len(names):
+                raise DataError("E104", f"label id {value} has no name (-1 marks an unlabelled example, as in GLUE "
+                                "test splits)", path=where, line=row, fix="use a labelled split.")
+            if value is None or isinstance(value, (list, dict)) or not str(value).strip():
+                raise DataError("E104", f"label {preview(value)} is not a class name or id", path=where, line=row,
+                                fix="give every example one label (a name or an integer id).")
+            name = names[value] if names is not None and isinstance(value, int) else str(value)
         for column in (text, pair):
             if column and not isinstance(data[column][row - 1], str):
                 raise DataError("E104", f"column {column!r} must hold text, found {preview(data[column][row - 1])}",
                                 path=where, line=row, fix="store the text as a string in every row.")
-        name = names[value] if names is not None and isinstance(value, int) else str(value)
-        examples.append(TextExample(text=str(data[text][row - 1]), label=name,
-                                    text_pair=str(data[pair][row - 1]) if pair else None, line=row))
+        examples.append(TextExample(text=data[text][row - 1], label=name, line=row, labels=labels,
+                                    text_pair=data[pair][row - 1] if pair else None))
     return Corpus(path=where, task=MULTI_LABEL_TASK if multi_label else TEXT_TASK, format="hf", examples=examples)
 
 
