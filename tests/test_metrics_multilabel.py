@@ -79,6 +79,19 @@ def test_unknown_labels_and_lengths_are_coded_errors():
     assert error.value.code == "E261"
 
 
+def test_an_unknown_label_names_its_batch_and_leaves_the_counts_alone():
+    scorer = MultiLabelScorer(LABELS)
+    scorer.update([["acting"]], [["acting"]])
+    before = scorer.result()
+    with pytest.raises(ConfigError) as error:
+        scorer.update([["music"], ["dialogue"]], [["music"], ["acting"]])  # the second example's gold is unknown
+    assert error.value.code == "E262" and "batch 1: gold labels ['dialogue']" in error.value.message
+    with pytest.raises(ConfigError) as error:
+        scorer.update([["music"], []], [["music"], ["dialogue", "music"]])
+    assert error.value.code == "E262" and "batch 1: predicted labels ['dialogue']" in error.value.message
+    assert scorer.result() == before and scorer.batches == 1
+
+
 def test_thresholds_maximise_each_labels_f1():
     rng = np.random.default_rng(0)
     probabilities = rng.random((60, 2))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tunecard.errors import ConfigError
-from tunecard.metrics.classification import LENGTH_MISMATCH, UNKNOWN_LABEL, _check_known, _ratio, _resolve_labels
+from tunecard.metrics.classification import LENGTH_MISMATCH, _check_known, _ratio, _resolve_labels
 
 DEFAULT_THRESHOLD = 0.5
 AVERAGES = ("micro", "macro", "weighted", "samples")
@@ -132,14 +132,11 @@ class MultiLabelScorer:
             ConfigError: lengths differ (the batch is named) or an unknown label.
         """
         _check_lengths(gold_batch, pred_batch, f"batch {self.batches}: ")
+        gold_batch, pred_batch = [set(gold) for gold in gold_batch], [set(pred) for pred in pred_batch]
+        # the whole batch is checked before any count changes, as ClassificationScorer.update does
+        _check_known(set().union(*gold_batch), self.labels, f"batch {self.batches}: gold")
+        _check_known(set().union(*pred_batch), self.labels, f"batch {self.batches}: predicted")
         for gold, pred in zip(gold_batch, pred_batch):
-            gold, pred = set(gold), set(pred)
-            for side, values in (("gold", gold), ("predicted", pred)):
-                unknown = sorted(values - self._index.keys())
-                if unknown:
-                    raise ConfigError(UNKNOWN_LABEL, f"batch {self.batches}: {side} labels {unknown} are not among "
-                                      f"the task's labels {self.labels}.",
-                                      fix="check that gold and predicted labels use the same names.")
             hits = gold & pred
             for label in hits:
                 self._true_positives[self._index[label]] += 1
