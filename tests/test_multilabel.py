@@ -265,12 +265,73 @@ def test_transformers_pipeline_loads_it_without_tunecard(multi_label_run):
 
 
 def test_evaluate_scores_the_saved_model_as_training_did(multi_label_run):
+    """Both splits: validation's scores come from the pass that tuned the thresholds (an fp32 run), test's from
+    a pass of its own; `tunecard evaluate` gives them from the saved folder at its saved thresholds (fp32; another
+    batching than training's, so to 1e-6)."""
     from tunecard.inference.predictor import evaluate_folder
 
     result, paths = multi_label_run
-    scores = evaluate_folder(result.output, paths["test"], precision="fp32")
-    for key in ("f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss", "loss"):
-        assert scores[key] == pytest.approx(result.metrics["test"][key], abs=1e-6), key
+    for split in ("validation", "test"):
+        scores = evaluate_folder(result.output, paths[split], precision="fp32")
+        for key in ("f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss", "loss"):
+            assert scores[key] == pytest.approx(result.metrics[split][key], abs=1e-6), (split, key)
+        for label, counts in result.metrics[split]["per_label"].items():
+            assert scores["per_label"][label] == pytest.approx(counts, abs=1e-6), (split, label)
+
+
+def test_the_saved_thresholds_are_the_saved_model_s_best_on_validation(multi_label_run):
+    """What metrics.json and config.json keep is each label's F1-best threshold on the saved model's validation
+    probabilities (computed here with transformers alone, a text at a time in fp32: no padding, where training's
+    pass had padded batches, so the thresholds to 1e-5)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tunecard.metrics import tune_thresholds
+
+    result, paths = multi_label_run
+    records = [json.loads(line) for line in open(paths["validation"], encoding="utf-8")]
+    tokenizer = AutoTokenizer.from_pretrained(result.output)
+    model = AutoModelForSequenceClassification.from_pretrained(result.output).eval()
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    assert labels == result.metrics["labels"]
+    with torch.no_grad():
+        probabilities = [torch.sigmoid(model(**tokenizer(r["text"], return_tensors="pt")).logits[0]).tolist()
+                         for r in records]
+    gold = [[float(label in r["labels"]) for label in labels] for r in records]
+    for label, entry in zip(labels, tune_thresholds(probabilities, gold)):
+        assert result.metrics["thresholds"][label]["threshold"] == pytest.approx(entry["threshold"], abs=1e-5)
+        assert result.metrics["thresholds"][label]["f1"] == pytest.approx(entry["f1"], abs=1e-9)
+
+
+def test_scores_at_tuned_thresholds_from_the_tuning_pass_are_a_second_pass_s(no_dropout_bert):
+    """`Evaluation.rescored`: the tuning pass's kept probabilities, decided at other thresholds and scored batch
+    by batch in the pass's order, give exactly what a second fp32 pass of the model at those thresholds gives."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tunecard.config import MULTI_LABEL
+    from tunecard.data.example import TextExample
+    from tunecard.encoding.batching import PadCollator
+    from tunecard.encoding.encoder import Encoder
+    from tunecard.training.evaluate import RECHECK_MARGIN, Evaluation, evaluate_features, tuned_thresholds
+
+    id2label = {0: "film", 1: "music", 2: "sport"}
+    tokenizer = AutoTokenizer.from_pretrained(no_dropout_bert)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        no_dropout_bert, num_labels=3, problem_type="multi_label_classification", id2label=id2label)
+    records = _records(40, 5)
+    examples = [TextExample(text=r["text"], label=None, labels=r["labels"]) for r in records]
+    features = Encoder(tokenizer, {v: k for k, v in id2label.items()}, 64).encode_texts(examples)
+    collator = PadCollator(tokenizer.pad_token_id)
+    tuning = Evaluation(MULTI_LABEL, id2label, keep_probabilities=True)
+    tuning.add(model, features, examples, collator=collator, batch_size=8)  # 5 length-sorted batches
+    thresholds = [entry["threshold"] for entry in tuned_thresholds(tuning).values()]
+    assert thresholds != [0.5] * 3
+    second = evaluate_features(model, features, examples, task=MULTI_LABEL, id2label=id2label, collator=collator,
+                               batch_size=8, recheck_margin=RECHECK_MARGIN, thresholds=thresholds)
+    assert tuning.rescored(thresholds) == second  # bit for bit, every key
+    assert tuning.rescored([0.5] * 3) == tuning.result() != second  # the tuned thresholds change decisions
+    with pytest.raises(ValueError):
+        Evaluation(MULTI_LABEL, id2label).rescored(thresholds)
 
 
 def test_predict_and_serve_apply_saved_thresholds(tiny_bert_cased, tmp_path):

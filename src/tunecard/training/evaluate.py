@@ -8,7 +8,8 @@ without label smoothing or class weights, so it is comparable between runs whate
 Multi-label: each label is decided on its own, its sigmoid probability at or above its threshold (0.5 in the
 evaluations during training; the thresholds tuned on validation afterwards, `tuned_thresholds`); the loss is the
 plain BCE averaged over every (text, label) pair. `keep_probabilities` keeps the [texts, labels] probabilities
-that threshold tuning needs (the one place a whole split's outputs are held: a float per text and label).
+that threshold tuning needs (the one place a whole split's outputs are held: a float per text and label), and
+`Evaluation.rescored` scores them again at the tuned thresholds without a second pass.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Evaluation:
         positive_label: binary classification: the label precision/recall/F1 refer to.
         thresholds: multi-label: the decision threshold per label id (default 0.5 each).
         keep_probabilities: multi-label: keep every text's probabilities and gold targets (`probabilities`,
-            `targets`, in example order) for threshold tuning.
+            `targets`, in example order) for threshold tuning, and the order they were scored in (`rescored`).
     """
 
     def __init__(self, task: str, id2label: dict[int, str], positive_label: str | None = None,
@@ -106,6 +107,7 @@ class Evaluation:
         self.keep_probabilities = keep_probabilities
         self.probabilities: list[list[float]] = []
         self.targets: list[list[float]] = []
+        self._scored_rows: list[list[int]] = []  # keep_probabilities: each batch's rows of `probabilities`
         self.loss_sum, self.loss_count = 0.0, 0
         self.examples = 0
 
@@ -138,14 +140,17 @@ class Evaluation:
         partial: dict[int, list] = {}  # example index -> predicted tag per word, while windows are missing
         scored = 0
         kept: dict[int, tuple[list[float], list[float]]] = {}  # multi-label, keep_probabilities: by example
+        kept_batches: list[list[int]] = []  # multi-label, keep_probabilities: each batch's example indices
         for indices, logits, batch, _ in rechecked_batches(model, features, collator, batch_size, bf16=bf16,
                                                            packed=packed, recheck_model=recheck_model,
                                                            recheck_margin=recheck_margin,
                                                            decision_logits=self.decision_logits):
             labels = batch["labels"]
             if self.multi_label:
-                scored += self._add_multi_label(logits, labels, [features[i].example_index for i in indices],
-                                                examples, kept)
+                example_indices = [features[i].example_index for i in indices]
+                scored += self._add_multi_label(logits, labels, example_indices, examples, kept)
+                if self.keep_probabilities:
+                    kept_batches.append(example_indices)
                 continue
             flat_logits = logits.reshape(-1, logits.shape[-1])
             flat_labels = labels.reshape(-1).to(flat_logits.device)
@@ -183,9 +188,11 @@ class Evaluation:
                 scored += 1
         if scored != len(examples):
             raise RuntimeError(f"{len(examples) - scored} of {len(examples)} examples got no prediction")
+        row_of = {index: len(self.probabilities) + row for row, index in enumerate(sorted(kept))}
         for index in sorted(kept):  # in example order, whatever order the length-sorted batches had
             self.probabilities.append(kept[index][0])
             self.targets.append(kept[index][1])
+        self._scored_rows.extend([row_of[index] for index in batch] for batch in kept_batches)
         self.examples += scored
 
     def _add_multi_label(self, logits: torch.Tensor, labels: torch.Tensor, example_indices: list[int],
@@ -205,6 +212,23 @@ class Evaluation:
     def result(self) -> dict:
         """The scorer's full result plus `loss` (NaN when nothing was scored)."""
         result = self.scorer.result()
+        result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
+        return result
+
+    def rescored(self, thresholds: list[float]) -> dict:
+        """Multi-label, `keep_probabilities`: `result` at other thresholds (one per label id), from the kept
+        probabilities: each batch decided and scored again in the order it was first scored, so the scorer adds
+        the same numbers in the same order, as a second pass of the same model with the same batches (fp32, no
+        recheck) would. The loss does not depend on the thresholds: it is this pass's."""
+        if not (self.multi_label and self.keep_probabilities):
+            raise ValueError("rescored needs a multi-label evaluation that kept its probabilities")
+        scorer = MultiLabelScorer(self.labels)
+        threshold = torch.tensor(thresholds, dtype=torch.float64)
+        for rows in self._scored_rows:  # the kept floats are the fp32 probabilities exactly, as the pass compared
+            predicted = torch.tensor([self.probabilities[row] for row in rows], dtype=torch.float64) >= threshold
+            scorer.update([[self.labels[i] for i, target in enumerate(self.targets[row]) if target] for row in rows],
+                          [[self.labels[i] for i in decided.nonzero().view(-1).tolist()] for decided in predicted])
+        result = scorer.result()
         result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         return result
 

@@ -172,19 +172,23 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
         model.load_state_dict(recorder.best_state)
     bf16 = trainer.args.bf16
     eval_collator = trainer.pad_collator
-    thresholds = tune_on_validation(config, inputs, loaded, trainer) if config.is_multi_label else None
-    final = {}
+    thresholds, final = None, {}
+    if config.is_multi_label:
+        thresholds, validation = tune_on_validation(config, inputs, loaded, trainer,
+                                                    final_pass_is_fp32=not bf16 and plan.eval_packed is None)
+        if validation is not None:
+            final["validation"] = validation
     for split in ("validation", "test"):
-        if split in datasets:
+        if split in datasets and split not in final:
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task,
                 id2label=inputs.id2label, collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16,
                 positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
                 thresholds=[thresholds[label]["threshold"] for label in inputs.labels] if thresholds else None,
             )
-            if thresholds:
-                final[split]["thresholds"] = ("tuned on this split (its scores are optimistic)" if split == "validation"
-                                              else "tuned on the validation split")
+        if split in final and thresholds:
+            final[split]["thresholds"] = ("tuned on this split (its scores are optimistic)" if split == "validation"
+                                          else "tuned on the validation split")
     history = recorder.history()
     train_corpus = inputs.corpora["train"]
     train_tokens = sum(len(ex.tokens) for ex in train_corpus.examples) if config.is_ner else None
@@ -239,10 +243,17 @@ def context_record(config: TrainConfig, encoding_stats: dict) -> dict | None:
                                if key not in ("mode", "subwords_per_side")}
                        for split, stats in encoding_stats.items()}}
 
-def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trainer: TunecardTrainer) -> dict:
+def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trainer: TunecardTrainer, *,
+                       final_pass_is_fp32: bool = False) -> tuple[dict, dict | None]:
     """Multi-label: a decision threshold per label, each maximising its label's F1 on the validation split with the
     best weights (0.5 for a label the split never shows, and for every label without a validation split); written
-    into the model's config (`config.tunecard["thresholds"]`) so the saved folder carries them."""
+    into the model's config (`config.tunecard["thresholds"]`) so the saved folder carries them.
+
+    Returns the thresholds and, when the final validation evaluation would be this same fp32 pass again
+    (`final_pass_is_fp32`: no bf16 autocast, so no close calls to recheck, and padded batches), its result at the
+    tuned thresholds, scored from this pass's probabilities (`Evaluation.rescored`); else None, and the caller
+    evaluates validation (in bf16, with close calls to the tuned thresholds rechecked in fp32, as prediction
+    runs)."""
     evaluation = Evaluation(config.task, inputs.id2label, keep_probabilities=True)
     validation = loaded.datasets.get("validation")
     if validation is not None:  # fp32, no recheck: the thresholds come from the model's own probabilities
@@ -256,7 +267,9 @@ def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trai
     settings = dict(getattr(loaded.model.config, "tunecard", None) or {})
     settings["thresholds"] = {label: entry["threshold"] for label, entry in thresholds.items()}
     loaded.model.config.tunecard = settings
-    return thresholds
+    if validation is None or not final_pass_is_fp32:
+        return thresholds, None
+    return thresholds, evaluation.rescored([thresholds[label]["threshold"] for label in inputs.labels])
 
 
 def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, console=None, progress: bool = True,
