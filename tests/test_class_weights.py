@@ -170,6 +170,14 @@ def test_weights_reach_the_trainers_loss_and_the_card(tiny_bert_cased, tmp_path)
     assert heavy.metrics["speed"]["fallback"] is None  # the check passed with the weighted loss
     card = (heavy.output / "README.md").read_text()
     assert "- class_weights: per label: " in card and "B-person 20" in card and "### Class weights" in card
+    # the card's hyperparameter line, its Class weights section and the HTML report give the same weights text
+    from tunecard.reporting.report import write_report
+
+    weights = ", ".join(f"{label} {weight:.4g}" for label, weight in heavy.metrics["class_weights"]["weights"].items())
+    page = write_report(heavy.output, tmp_path / "heavy.html").read_text()
+    assert f"- class_weights: per label: {weights}\n" in card
+    assert f"`class_weights: per label`: {weights}. " in card
+    assert f"Class weights (<code>per label</code>): {weights}." in page
     assert plain.metrics["class_weights"] is None and "class_weights" not in (plain.output / "README.md").read_text()
 
 

@@ -183,10 +183,19 @@ def test_the_card_says_which_f1_and_lists_the_thresholds(multi_label_run):
     assert "### Decision thresholds" in card and "tuned on validation" in card
     assert "pipeline_tag: text-classification" in card and "multi-label-classification" in card
     assert "most frequent label set baseline" in card and "per-label prior baseline" in card
+    from markupsafe import escape
+
     from tunecard.reporting.report import write_report
 
     page = write_report(result.output, result.output.parent / "report.html").read_text()
     assert "Decision thresholds" in page and "Micro F1" in page
+    # each label's threshold row reads the same on the card and in the report
+    for label, t in result.metrics["thresholds"].items():
+        cells = [label, f"{t['threshold']:.4f}", t["source"], str(t["support"]),
+                 f"{t['f1']:.4f}" if t.get("f1") is not None else "-"]
+        assert "| " + " | ".join(cells) + " |" in card
+        aligned = ['<td class="text">', "<td>", '<td class="text">', "<td>", "<td>"]  # the report's columns
+        assert "".join(f"{td}{escape(c)}</td>" for td, c in zip(aligned, cells)) in page
 
 
 def _copy_run(folder, target, never: list[str]):

@@ -77,6 +77,23 @@ def fmt(value, decimals: int = 4) -> str:
     return str(value)
 
 
+def class_weights_shown(record: dict | None) -> dict[str, str] | None:
+    """metrics.json's `class_weights` record as the card and the report show it: {"setting": the config's word
+    ("balanced") or "per label", "weights": "label w, label w"}; None for a run without class weights."""
+    if not record or not record.get("weights"):
+        return None
+    setting = record.get("setting")
+    return {"setting": setting if isinstance(setting, str) else "per label",
+            "weights": ", ".join(f"{label} {weight:.4g}" for label, weight in record["weights"].items())}
+
+
+def thresholds_shown(thresholds: dict | None) -> dict[str, dict]:
+    """Multi-label: metrics.json's `thresholds` with each label's threshold and validation F1 formatted as the card
+    and the report show them (an F1 that is not there as "-")."""
+    return {label: {**t, "threshold": fmt(t.get("threshold")), "f1": fmt(t["f1"]) if t.get("f1") is not None else "-"}
+            for label, t in (thresholds or {}).items()}
+
+
 def fmt_epoch(epoch: float) -> str:
     """Epochs as the Trainer prints them (1.0, 2.5), not as a metric."""
     return str(round(float(epoch), 4))
@@ -231,11 +248,9 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
     items.append(("max_grad_norm", str(config.max_grad_norm)))
     if config.label_smoothing:
         items.append(("label_smoothing_factor", str(config.label_smoothing)))
-    weights = (metrics.get("class_weights") or {}).get("weights")
+    weights = class_weights_shown(metrics.get("class_weights"))
     if weights:
-        setting = config.class_weights if isinstance(config.class_weights, str) else "per label"
-        items.append(("class_weights", f"{setting}: " + ", ".join(f"{label} {weight:.4g}"
-                                                                  for label, weight in weights.items())))
+        items.append(("class_weights", f"{weights['setting']}: {weights['weights']}"))
     items.append(("mixed_precision_training", metrics["environment"]["precision"]))
     if config.train_sampling != "random":
         items.append(("train_sampling", config.train_sampling))
@@ -361,8 +376,8 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         task_name=TASK_NAMES[task],
         is_ner=task == "token-classification",
         is_multi_label=task == MULTI_LABEL,
-        thresholds=metrics.get("thresholds"),
-        class_weights=metrics.get("class_weights"),
+        thresholds=thresholds_shown(metrics.get("thresholds")),
+        class_weights=class_weights_shown(metrics.get("class_weights")),
         headline=headline,
         averaging_note=averaging_note(task, metrics),
         metric_titles=titles,

@@ -126,23 +126,6 @@ def _scores(result: dict | None, keys: list[str], titles: dict[str, str]) -> lis
     return [(titles.get(key, key), fmt(result.get(key))) for key in ["loss", *keys]]
 
 
-def _thresholds(thresholds: dict | None) -> dict:
-    """Multi-label: each label's decision threshold as the card shows it."""
-    from tunecard.reporting.card import fmt
-
-    return {label: {**t, "threshold": fmt(t.get("threshold")), "f1": fmt(t["f1"]) if t.get("f1") is not None else "-"}
-            for label, t in (thresholds or {}).items()}
-
-
-def _class_weights(class_weights: dict | None) -> dict | None:
-    """The run's class weights in words: {setting, weights}."""
-    if not class_weights or not class_weights.get("weights"):
-        return None
-    setting = class_weights.get("setting")
-    return {"setting": setting if isinstance(setting, str) else "per label",
-            "weights": ", ".join(f"{label} {weight:.4g}" for label, weight in class_weights["weights"].items())}
-
-
 def _per_label(result: dict | None) -> list[dict]:
     from tunecard.reporting.card import fmt
 
@@ -192,8 +175,8 @@ def report_context(run: Run) -> dict:
     """Everything the template shows, as plain strings and lists (numbers formatted as on the card)."""
     from tunecard.doctor import diagnose_run_folder
     from tunecard.doctor.render import CHECK_DETAILS
-    from tunecard.reporting.card import (averaging_note, base_model_name, classification_average, dataset_label, fmt,
-                                         fmt_epoch, metric_titles, results_table)
+    from tunecard.reporting.card import (averaging_note, base_model_name, class_weights_shown, classification_average,
+                                         dataset_label, fmt, fmt_epoch, metric_titles, results_table, thresholds_shown)
     from tunecard.training.evaluate import table_metrics
 
     keys = list(table_metrics(run.task))
@@ -223,8 +206,8 @@ def report_context(run: Run) -> dict:
         epoch_rows=[{"cells": list(line.values()), "saved": line.get("Saved") == "✓"} for line in epochs],
         per_label_validation=_per_label(run.metrics.get("validation")),
         per_label_test=_per_label(run.metrics.get("test")),
-        thresholds=_thresholds(run.metrics.get("thresholds")),
-        class_weights=_class_weights(run.metrics.get("class_weights")),
+        thresholds=thresholds_shown(run.metrics.get("thresholds")),
+        class_weights=class_weights_shown(run.metrics.get("class_weights")),
         metric_titles=[titles.get(k, k) for k in keys],
         baselines=_baselines(run, keys),
         findings=[f.to_dict() for f in diagnosis.findings],
