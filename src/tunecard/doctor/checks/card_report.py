@@ -21,7 +21,7 @@ from .card import (
 )
 from .collapse import check_card_collapse, check_frozen, collapsed_rows, row_collapse
 from .common import CHANCE_F1, COLLAPSE_TOLERANCE, REG, Eval, _finite, guarded
-from .data import card_eval_size, check_card_data, check_card_eval_size, check_perfect
+from .data import card_eval_size, card_train_bound, check_card_data, check_card_eval_size, check_perfect
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
 from .environment import check_versions, installed_versions
 from .training import check_best_not_last_card, check_not_converged, check_overfitting
@@ -120,7 +120,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         cell = card.headline.get("loss")
         return cell.value if cell is not None and cell.kind in ("number", "nan", "inf") else None
 
-    tiny = card_eval_size(card, evals)
+    bound = card_train_bound(card, evals)  # the training set's size bound, once: three checks read it
+    tiny = card_eval_size(card, bound)
 
     def collapse():
         numbers, tol, nan = values()
@@ -226,8 +227,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         run("harmonic mean", lambda: check_harmonic(card, task, scales) if classification else []),
         run("identical rows", lambda: check_identical_rows(card)),
         run("model-index", lambda: check_model_index(card, scales)),
-        run("data", lambda: check_card_data(card, evals)),
-        run("evaluation set size", lambda: check_card_eval_size(card, task, evals)),
+        run("data", lambda: check_card_data(card, bound)),
+        run("evaluation set size", lambda: check_card_eval_size(card, task, bound)),
         run("environment", lambda: check_versions(card.versions, installed_versions() if installed is None
                                                   else installed)),
     ])

@@ -181,22 +181,24 @@ def eval_size_from_values(cells, one_value_limit: int = TINY_EVAL_ONE_VALUE) -> 
     return None
 
 
-def card_eval_size(card: ParsedCard, evals: list[Eval]) -> tuple[int, list[str]] | None:
+def card_eval_size(card: ParsedCard, bound: tuple[Eval, int, float] | None) -> tuple[int, list[str]] | None:
     """The evaluation set's size read off a card's accuracy values (:func:`eval_size_from_values`); a single value
     answers for n up to TINY_EVAL_ONE_VALUE_SMALL_TRAIN when the card's training set is tiny too (a tiny data set
-    makes a tiny evaluation split likely, so less evidence is needed)."""
+    makes a tiny evaluation split likely, so less evidence is needed). ``bound``: :func:`card_train_bound`'s answer
+    for this card."""
     if not card.table:
         return None
-    bound = card_train_bound(card, evals)
     limit = TINY_EVAL_ONE_VALUE_SMALL_TRAIN if bound and bound[2] < TINY_TRAIN else TINY_EVAL_ONE_VALUE
     return eval_size_from_values([row.get("accuracy") for row in card.table.rows], one_value_limit=limit)
 
 
-def check_card_eval_size(card: ParsedCard, task: str | None, evals: list[Eval] | None = None) -> list[Finding]:
-    """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away."""
+def check_card_eval_size(card: ParsedCard, task: str | None,
+                          bound: tuple[Eval, int, float] | None = None) -> list[Finding]:
+    """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away.
+    ``bound``: :func:`card_train_bound`'s answer for this card."""
     if task not in (CLS, None) or not card.table:
         return []
-    found = card_eval_size(card, evals or [])
+    found = card_eval_size(card, bound)
     if not found:
         return []
     n, fractions = found
@@ -256,8 +258,9 @@ def leakage(train_texts: Iterable, eval_texts: Iterable, split: str = "validatio
     return leakage_finding(counts["duplicates"], counts["eval_examples"], split)
 
 
-def check_card_data(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
-    """D601 from steps per epoch x batch size; tunecard cards also from their data table (via baselines' splits)."""
+def check_card_data(card: ParsedCard, bound: tuple[Eval, int, float] | None) -> list[Finding]:
+    """D601 from steps per epoch x batch size (``bound``: :func:`card_train_bound`'s answer for this card); tunecard
+    cards also from their data table (via baselines' splits)."""
     found = []
     if card.data_examples:
         n = card.data_examples.get("train")
@@ -268,13 +271,12 @@ def check_card_data(card: ParsedCard, evals: list[Eval]) -> list[Finding]:
         if small:
             found.append(tiny_eval(small))
         return found
-    bound = card_train_bound(card, evals)
     if bound:
         e, per_epoch, examples = bound
         if examples < TINY_TRAIN:
             found.append(tiny_train(
-                f"{e.where}: about {per_epoch} step{'s' if per_epoch != 1 else ''} per epoch × batch {fmt_int(card_batch(card))} = at most "
-                f"{fmt_int(examples)} training examples", examples))
+                f"{e.where}: about {per_epoch} step{'s' if per_epoch != 1 else ''} per epoch × batch "
+                f"{fmt_int(card_batch(card))} = at most {fmt_int(examples)} training examples", examples))
     return found
 
 
@@ -288,7 +290,8 @@ def card_batch(card: ParsedCard) -> float | None:
 
 def card_train_bound(card: ParsedCard, evals: list[Eval]) -> tuple[Eval, int, float] | None:
     """(the row read, steps per epoch, at most so many training examples): the last row's step / epoch × the
-    effective batch; None when the card does not print them (or has a data table: tunecard's own cards)."""
+    effective batch; None when the card does not print them (or has a data table: tunecard's own cards). The card
+    report computes it once per card and hands it to the checks that read it."""
     if card.data_examples:
         return None
     effective = card_batch(card)
