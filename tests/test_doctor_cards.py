@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tunecard.data import TASK_ALIASES
+from tunecard.data.example import MULTI_LABEL_TASK
 from tunecard.doctor import CODES, diagnose, diagnose_card, doctor_command, parse_card, render_markdown
 from tunecard.doctor.cardparse import parse_value
 from tunecard.doctor.findings import ERROR, INFO, WARNING
@@ -352,3 +354,17 @@ def test_fuzzed_cards_never_break_a_check():
         json.dumps(report.to_dict(), allow_nan=False)
 
     run()
+
+
+@pytest.mark.parametrize("tag", sorted(name for name, task in TASK_ALIASES.items() if task == MULTI_LABEL_TASK))
+def test_a_card_tagged_with_any_multi_label_spelling_of_the_task_table_is_multi_label(tag):
+    """The card's task names are the readers' table's (data.TASK_ALIASES); a multi-label model's pipeline tag is
+    text-classification, so the tag decides."""
+    text = f"---\npipeline_tag: text-classification\ntags:\n- {tag}\n---\n# model\n"
+    assert parse_card(text).task == MULTI_LABEL_TASK
+    assert parse_card(text.replace(f"- {tag}\n", "- generated_from_trainer\n")).task == "text-classification"
+
+
+def test_a_pipeline_tag_that_is_no_string_does_not_break_the_task_reading():
+    text = "---\npipeline_tag: [text-classification, multilabel]\ntags:\n- multilabel\n---\n# model\n"
+    assert parse_card(text).task == MULTI_LABEL_TASK  # the list is no name; the tag still is

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from tunecard.data import TASK_ALIASES
+from tunecard.data.example import MULTI_LABEL_TASK
+
 NOLOG = {"no log", "nolog"}
 EMPTY = {"", "-", "—", "–", "n/a", "na", "none", "null", "nan%"}
 NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.(\d*))?|\.(\d+))(?:[eE][+-]?\d+)?")
@@ -626,6 +629,12 @@ def is_regression(keys) -> bool:
                                                                 for k in keys)
 
 
+# A card's tag or task naming a multi-label model: every spelling of the readers' one task table (a hub card's
+# pipeline tag of such a model is text-classification, so only its own tags tell). A tuple, not a set: a hand-written
+# card's pipeline_tag or model-index task may be a list or a mapping, which a set cannot be asked about.
+MULTI_LABEL_NAMES = tuple(name for name, task in TASK_ALIASES.items() if task == MULTI_LABEL_TASK)
+
+
 def _infer_task(card: ParsedCard) -> str | None:
     meta = card.meta
     if is_regression(list(card.headline) + (card.table.keys if card.table else [])):
@@ -636,8 +645,8 @@ def _infer_task(card: ParsedCard) -> str | None:
         if value in ("token-classification", "ner"):
             return "token-classification"
     for value in candidates + [str(t) for t in tags]:
-        if value in ("multi-label-classification", "multi-label", "multilabel", "multi_label_classification"):
-            return "multi-label-classification"  # before text-classification: its pipeline tag is that one
+        if value in MULTI_LABEL_NAMES:
+            return MULTI_LABEL_TASK  # before text-classification: its pipeline tag is that one
     for value in candidates + [str(t) for t in tags]:
         if value in ("text-classification", "sentiment-analysis", "zero-shot-classification"):
             return "text-classification"
