@@ -182,7 +182,7 @@ async def _raw_load(url: str, bodies: list[bytes], requests: int, concurrency: i
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 ok, keep_alive = False, False
             results.append((time.perf_counter() - started, ok))
-            if not keep_alive:
+            if not keep_alive and writer is not None:  # the connection failed or the server closes it
                 writer.close()
                 writer = None
         if writer is not None:

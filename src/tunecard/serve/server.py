@@ -3,7 +3,6 @@ SIGTERM or Ctrl-C (no new connections; requests already received are answered), 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import sys
@@ -108,7 +107,7 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
         # with these, a drained server returns here and exits 0 instead of dying of the signal it handled.
         previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            server.run(sockets=[sock])  # uvicorn's loop factory: uvloop when it is installed
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
