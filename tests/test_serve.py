@@ -359,8 +359,8 @@ def test_a_failing_prediction_is_a_json_500_and_the_server_goes_on(ner_folder):
 
 
 def test_a_client_alone_is_not_kept_waiting_and_overlapping_requests_still_batch():
-    """After a batch of one request during which nothing arrived, the next request starts at once instead of waiting
-    max_wait_ms for company; once requests overlap again, they are gathered into batches as before."""
+    """After a batch of one request, the next request starts at once instead of waiting max_wait_ms for company;
+    once requests overlap again, they are gathered into batches as before."""
     from tunecard.serve.batcher import DynamicBatcher
 
     seen: list[int] = []
@@ -384,3 +384,34 @@ def test_a_client_alone_is_not_kept_waiting_and_overlapping_requests_still_batch
     sequential = asyncio.run(main())
     assert sequential < 0.3  # five requests answered in less than one max_wait (each would wait 300 ms before)
     assert seen[:6] == [1] * 6 and sum(seen[6:]) == 6 and len(seen) < 12  # the concurrent six share batches
+
+
+def test_a_batch_starts_once_the_last_batchs_clients_are_all_back():
+    """Four clients, each sending its next request when its last is answered: after the first batch (which waits its
+    max_wait_ms, as nothing is known yet), every batch holds the four and starts as soon as the fourth is back,
+    not max_wait_ms after the first (6 rounds would take 6 x 300 ms that way)."""
+    from tunecard.serve.batcher import DynamicBatcher
+
+    seen: list[int] = []
+
+    def predict(texts):
+        seen.append(len(texts))
+        time.sleep(0.01)
+        return list(texts)
+
+    async def client(batcher, name):
+        for i in range(6):
+            assert await batcher.submit([f"{name} {i}"]) == [f"{name} {i}"]
+
+    async def main():
+        batcher = DynamicBatcher(predict, max_batch_size=64, max_wait_ms=300)
+        await batcher.start()
+        started = time.monotonic()
+        await asyncio.gather(*(client(batcher, name) for name in "abcd"))
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert seen == [4] * 6  # every round is one batch of the four clients
+    assert elapsed < 0.3 + 0.5  # the first batch's wait, then no more waiting (6 x 0.3 s before)

@@ -4,9 +4,11 @@ Each request puts its texts in a queue and awaits its answers. A single collecto
 adds the requests behind it until the batch holds `max_batch_size` texts or the oldest has waited `max_wait_ms`,
 and runs the batch through `predict` (the Predictor's own path: packing, bf16 with the fp32 recheck) in one
 worker thread, so the event loop keeps accepting and answering (`/health`) while the model runs. Requests that
-arrived while a batch ran have waited already: the next batch starts at once with them. A client that sends one
-request at a time is not kept waiting for company: after a batch of one request during which nothing arrived, the
-next request starts its batch at once (the wait comes back as soon as requests overlap again).
+arrived while a batch ran have waited already: the next batch starts at once with them. Nor does a batch wait for
+clients that are all there already: once as many requests wait as the last batch answered (each client of that
+batch has sent its next one), the batch starts. A client that sends one request at a time is thus never kept
+waiting for company, and at concurrency 8 a batch starts as soon as the eighth request is back instead of
+`max_wait_ms` after the first.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._waiting = 0
-        self._alone = False  # the last batch held one request and nothing arrived while it ran: do not wait
+        self._last_requests = 0  # requests the last batch answered (0: none yet): once as many wait, go
 
     @property
     def waiting(self) -> int:
@@ -103,8 +105,9 @@ class DynamicBatcher:
         while not self._pending:
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = self._pending[0].arrived + (0.0 if self._alone else self.max_wait)
-        while self._pending_texts < self.max_batch_size:
+        deadline = self._pending[0].arrived + self.max_wait
+        while self._pending_texts < self.max_batch_size and not (
+                self._last_requests and len(self._pending) >= self._last_requests):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -136,7 +139,7 @@ class DynamicBatcher:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
-            self._alone = len(batch) == 1 and not self._pending
+            self._last_requests = len(batch)
             self.stats.batches += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(texts))
             start = 0
