@@ -415,3 +415,34 @@ def test_a_batch_starts_once_the_last_batchs_clients_are_all_back():
     elapsed = asyncio.run(main())
     assert seen == [4] * 6  # every round is one batch of the four clients
     assert elapsed < 0.3 + 0.5  # the first batch's wait, then no more waiting (6 x 0.3 s before)
+
+
+def test_two_halves_of_the_clients_merge_into_one_batch():
+    """Eight clients, four of which arrive while the first four are predicted: instead of the two halves taking
+    turns (each arriving while the other runs, batches of 4 for good), the batch after the first waits for the
+    answered four to come back and holds all eight, and so does every batch after it."""
+    from tunecard.serve.batcher import DynamicBatcher
+
+    seen: list[int] = []
+
+    def predict(texts):
+        seen.append(len(texts))
+        time.sleep(0.05)
+        return list(texts)
+
+    async def client(batcher, name, rounds):
+        for i in range(rounds):
+            assert await batcher.submit([f"{name} {i}"]) == [f"{name} {i}"]
+
+    async def main():
+        batcher = DynamicBatcher(predict, max_batch_size=64, max_wait_ms=200)
+        await batcher.start()
+        first = [asyncio.create_task(client(batcher, name, 6)) for name in "abcd"]
+        while not seen:  # the first four are being predicted
+            await asyncio.sleep(0.005)
+        second = [asyncio.create_task(client(batcher, name, 5)) for name in "efgh"]
+        await asyncio.gather(*first, *second)
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert seen == [4] + [8] * 5  # before: [4, 4, 4, ...], the halves taking turns
