@@ -637,20 +637,18 @@ MULTI_LABEL_NAMES = tuple(name for name, task in TASK_ALIASES.items() if task ==
 
 def _infer_task(card: ParsedCard) -> str | None:
     meta = card.meta
-    if is_regression(list(card.headline) + (card.table.keys if card.table else [])):
-        return "regression"  # GLUE STS-B cards say text-classification: the columns decide
-    candidates = [meta.get("pipeline_tag")] + [m.get("task") for m in card.model_index]
-    tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-    for value in candidates + [str(t) for t in tags]:
-        if value in ("token-classification", "ner"):
-            return "token-classification"
-    for value in candidates + [str(t) for t in tags]:
-        if value in MULTI_LABEL_NAMES:
-            return MULTI_LABEL_TASK  # before text-classification: its pipeline tag is that one
-    for value in candidates + [str(t) for t in tags]:
-        if value in ("text-classification", "sentiment-analysis", "zero-shot-classification"):
-            return "text-classification"
     keys = list(card.headline) + (card.table.keys if card.table else [])
+    if is_regression(keys):
+        return "regression"  # GLUE STS-B cards say text-classification: the columns decide
+    tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+    named = [meta.get("pipeline_tag")] + [m.get("task") for m in card.model_index] + [str(t) for t in tags]
+    # in this order: multi-label before text-classification, as a multi-label model's pipeline tag is that one
+    for names, task in ((("token-classification", "ner"), "token-classification"),
+                        (MULTI_LABEL_NAMES, MULTI_LABEL_TASK),
+                        (("text-classification", "sentiment-analysis", "zero-shot-classification"),
+                         "text-classification")):
+        if any(value in names for value in named):
+            return task
     if any(k.startswith("overall_") for k in keys) or any(entity_of(k) for k in keys):
         return "token-classification"
     if card.labels and any(label.startswith(("B-", "I-")) for label in card.labels):
