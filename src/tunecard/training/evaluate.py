@@ -23,7 +23,7 @@ from tunecard.config import MULTI_LABEL, TASK_METRICS
 from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
 from tunecard.metrics import (DEFAULT_THRESHOLD, ClassificationScorer, EntityScorer, MultiLabelScorer, char_entities,
-                              tune_thresholds)
+                              decide, tune_thresholds)
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was
@@ -104,19 +104,14 @@ class Evaluation:
             self.scorer = ClassificationScorer(labels=labels, positive_label=positive_label)
         self.thresholds = list(thresholds) if thresholds is not None else [DEFAULT_THRESHOLD] * len(labels)
         self._threshold_tensor = torch.tensor(self.thresholds, dtype=torch.float64)  # multi-label decisions
+        # multi-label: each threshold as a logit (a close call is a logit this near it), else None; fixed here
+        self.decision_logits = threshold_logits(self.thresholds) if self.multi_label else None
         self.keep_probabilities = keep_probabilities
         self.probabilities: list[list[float]] = []
         self.targets: list[list[float]] = []
         self._scored_rows: list[list[int]] = []  # keep_probabilities: each batch's rows of `probabilities`
         self.loss_sum, self.loss_count = 0.0, 0
         self.examples = 0
-
-    @property
-    def decision_logits(self) -> torch.Tensor | None:
-        """Multi-label: each threshold as a logit (a close call is a logit this near it), else None."""
-        if not self.multi_label:
-            return None
-        return threshold_logits(self.thresholds)
 
     def add(self, model: torch.nn.Module, features: list[Feature], examples: list, *, collator: PadCollator,
             batch_size: int = 64, bf16: bool = False, packed=None, recheck_model: torch.nn.Module | None = None,
@@ -223,11 +218,10 @@ class Evaluation:
         if not (self.multi_label and self.keep_probabilities):
             raise ValueError("rescored needs a multi-label evaluation that kept its probabilities")
         scorer = MultiLabelScorer(self.labels)
-        threshold = torch.tensor(thresholds, dtype=torch.float64)
         for rows in self._scored_rows:  # the kept floats are the fp32 probabilities exactly, as the pass compared
-            predicted = torch.tensor([self.probabilities[row] for row in rows], dtype=torch.float64) >= threshold
+            decided = decide([self.probabilities[row] for row in rows], thresholds)
             scorer.update([[self.labels[i] for i, target in enumerate(self.targets[row]) if target] for row in rows],
-                          [[self.labels[i] for i in decided.nonzero().view(-1).tolist()] for decided in predicted])
+                          [[self.labels[i] for i in ids] for ids in decided])
         result = scorer.result()
         result["loss"] = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         return result
