@@ -13,12 +13,25 @@ from importlib import metadata
 import torch
 
 
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA) under which it has no bf16 instructions.
+_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_supports_bf16() -> bool:
-    """True where the CPU has native bf16 (AVX512-BF16 or AMX): autocast then runs faster, not slower."""
+    """True where the CPU has native bf16 arithmetic (AVX512-BF16 or AMX) and oneDNN may use it: autocast then
+    runs faster, not slower.
+
+    oneDNN's own answer (`torch.ops.mkldnn._is_mkldnn_bf16_supported`) is also yes on any AVX-512 CPU, where it
+    emulates bf16 (Skylake to Ice Lake Xeons, common cloud machines): slower than fp32 there, so the CPU's flags
+    must say so too. A cap on oneDNN's instruction set (ONEDNN_MAX_CPU_ISA, e.g. AVX2 to act as an older CPU)
+    is honoured: bf16 is native only if the cap leaves its instructions."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return native and onednn and cap not in _ONEDNN_ISAS_WITHOUT_BF16
 
 
 def training_device() -> torch.device:
