@@ -41,3 +41,16 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     _cpu(monkeypatch, avx512_bf16=True, amx=False, onednn=True)
     assert environment.use_bf16("auto", torch.device("cpu"))
     assert not environment.use_bf16("fp32", torch.device("cpu"))
+
+
+def test_the_card_and_env_say_which_bf16_the_cpu_has(monkeypatch):
+    _cpu(monkeypatch, avx512_bf16=True, amx=True, onednn=True)
+    assert environment.describe(bf16=True, device="cpu")["cpu_bf16"] == "native (AMX)"
+    _cpu(monkeypatch, avx512_bf16=True, amx=False, onednn=True)
+    assert environment.cpu_bf16_kind() == "native (AVX512-BF16)"
+    _cpu(monkeypatch, avx512_bf16=True, amx=False, onednn=True, cap="AVX2")
+    assert "capped" in environment.cpu_bf16_kind()
+    _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=True)
+    assert environment.cpu_bf16_kind().startswith("emulated")
+    _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=False)
+    assert environment.cpu_bf16_kind() == "none"

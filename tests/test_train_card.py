@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import WNUT_SAMPLE
 
+from tunecard import environment
 from tunecard.config import CONFIG_FILE, build_config
 from tunecard.errors import ConfigError, OutputError
 from tunecard.pipeline import train
@@ -94,8 +95,10 @@ def test_card_has_the_trainer_fields_and_more(ner_run):
                  "- num_epochs: 2", "| Training Loss | Epoch", "### Framework versions", "- Transformers ",
                  "- Pytorch ", "- Datasets ", "- Tokenizers ", "baseline", "### Results per entity type",
                  "### Label map", "## Training and evaluation data", "### Test results", "pipeline(",
-                 "Precision: fp32"):
+                 "Precision: fp32 (the CPU's bf16: "):
         assert text in card, text
+    # The card says why `precision: auto` chose what it did on this CPU: the same words as `tunecard env`.
+    assert f"(the CPU's bf16: {environment.cpu_bf16_kind()})" in card
 
 
 def test_card_shows_its_plots(ner_run):

@@ -34,6 +34,20 @@ def cpu_supports_bf16() -> bool:
     return native and onednn and cap not in _ONEDNN_ISAS_WITHOUT_BF16
 
 
+def cpu_bf16_kind() -> str:
+    """The CPU's bf16, in words, for the card and `tunecard env`: why `precision: auto` chose what it did."""
+    try:
+        amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+    if cpu_supports_bf16():
+        return "native (AMX)" if amx else "native (AVX512-BF16)"
+    if amx or avx512_bf16:
+        return "native, but oneDNN is capped below it (ONEDNN_MAX_CPU_ISA)"
+    return "emulated by oneDNN (AVX-512 without bf16): slower than fp32" if onednn else "none"
+
+
 def training_device() -> torch.device:
     """The device the Trainer (accelerate) trains on in a plain run: CUDA, then Apple MPS, then Intel XPU, else
     the CPU."""
@@ -135,6 +149,7 @@ def describe(bf16: bool, device: str | None = None) -> dict:
         "device": device,
         "precision": "bf16 (autocast)" if bf16 else "fp32",
         "cpu": cpu_name(),
+        "cpu_bf16": cpu_bf16_kind(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
