@@ -192,7 +192,7 @@ def _read(path: Path, kind: str):
 
 
 def create_app(predictor, folder: str | Path, *, max_batch_size: int = 64, max_wait_ms: float = 5.0,
-               limits: Limits | None = None, on_ready=None) -> Starlette:
+               limits: Limits | None = None, on_ready=None, model_thread=None) -> Starlette:
     """The Starlette application serving `predictor` (a loaded `tunecard.inference.Predictor`).
 
     Args:
@@ -202,11 +202,13 @@ def create_app(predictor, folder: str | Path, *, max_batch_size: int = 64, max_w
         max_wait_ms: how long a request waits for others to join its batch.
         limits: text length and texts per request.
         on_ready: called once the batcher runs (the server prints its address then).
+        model_thread: the thread that loaded `predictor` (`serve.batcher.model_thread()`), to predict in it too.
     """
     limits = limits or Limits()
     folder = Path(folder)
     key = "entities" if predictor.is_ner else "prediction"
-    batcher = DynamicBatcher(predictor.predict, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+    batcher = DynamicBatcher(predictor.predict, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                             model_thread=model_thread)
     info = metadata(predictor, folder)
     info["batching"] = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms}
     info["limits"] = {**asdict(limits), "max_body_bytes": limits.max_body_bytes}

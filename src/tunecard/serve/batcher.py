@@ -11,6 +11,11 @@ their next request when answered get batches of N, not two halves taking turns (
 other runs, which halves the batch for good: at concurrency 32 on the 2-core Xeon, 300-330 requests/s in
 batches of 16 against 440-455 in batches of 32, docs/serving.md); and a batch waits at most `max_wait_ms` for
 clients that do not come back.
+
+The model thread (`model_thread`) should also be the thread that loaded the model, and no other thread should
+run torch: each thread that runs torch's parallel kernels gets its own OpenMP team, and once two teams exist on
+the 2-core Xeon every call is slower, whichever thread makes it (one sentence: 6.8-7.1 ms while one thread had
+ever run the model, 12.6-14.3 ms once a second had, in either of them; docs/serving.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread that loads the model and runs every prediction (`DynamicBatcher(model_thread=...)`)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunecard-model")
 
 
 @dataclass
@@ -47,9 +57,12 @@ class DynamicBatcher:
         predict: texts -> one answer per text, in order (`Predictor.predict`); called in one worker thread only.
         max_batch_size: most texts in a batch. A request with more texts than this runs as a batch of its own.
         max_wait_ms: how long the oldest waiting request may wait for others to join its batch.
+        model_thread: the thread (a one-worker executor, `model_thread()`) that loaded the model, to run `predict`
+            in the same one; the batcher shuts it down when it stops. None: a thread of its own.
     """
 
-    def __init__(self, predict: Callable[[list[str]], list], max_batch_size: int = 64, max_wait_ms: float = 5.0):
+    def __init__(self, predict: Callable[[list[str]], list], max_batch_size: int = 64, max_wait_ms: float = 5.0,
+                 model_thread: ThreadPoolExecutor | None = None):
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
@@ -58,7 +71,7 @@ class DynamicBatcher:
         self._pending_texts = 0
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = model_thread
         self._waiting = 0
         self._expected = 0  # requests answered by the last batch plus those queued then (0: no batch yet)
         self._answered_at = 0.0  # when the last batch's answers were handed out
@@ -70,7 +83,8 @@ class DynamicBatcher:
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunecard-model")
+        if self._executor is None:  # none given, or started again after a stop
+            self._executor = model_thread()
         self._task = asyncio.create_task(self._run(), name="tunecard-batcher")
 
     async def stop(self) -> None:
@@ -85,7 +99,7 @@ class DynamicBatcher:
         except asyncio.CancelledError:
             pass
         self._executor.shutdown(wait=True)
-        self._task = None
+        self._executor = self._task = None
 
     async def submit(self, texts: list[str]) -> list:
         """The answers for `texts`, predicted in a batch with whatever other requests are waiting."""

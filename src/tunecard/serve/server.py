@@ -83,14 +83,16 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
         import uvicorn
 
         from tunecard.serve.app import Limits, create_app
+        from tunecard.serve.batcher import model_thread
     except ImportError as error:
         raise ServeError("E511", f"`tunecard serve` needs starlette and uvicorn ({error}).",
                          fix=SERVE_EXTRA_FIX) from None
     from tunecard.inference.predictor import load
 
     sock = bind(host, port)
+    thread = model_thread()  # loads the model and runs every prediction: one OpenMP team (serve.batcher)
     try:
-        predictor = load(folder, **predictor_options)
+        predictor = thread.submit(load, folder, **predictor_options).result()
         url = url_of(sock)
 
         def ready() -> None:
@@ -99,7 +101,8 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
                   flush=True)
 
         app = create_app(predictor, folder, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         limits=Limits(max_text_length=max_text_length, max_texts=max_texts), on_ready=ready)
+                         limits=Limits(max_text_length=max_text_length, max_texts=max_texts), on_ready=ready,
+                         model_thread=thread)
         config = uvicorn.Config(app, lifespan="on", log_level=log_level, access_log=log_level == "info",
                                 timeout_graceful_shutdown=graceful_timeout)
         server = uvicorn.Server(config)
@@ -115,6 +118,7 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
         print(f"tunecard serve: stopped; {stats.requests} requests ({stats.texts} texts) answered in "
               f"{stats.batches} batches", file=sys.stderr, flush=True)
     finally:
+        thread.shutdown(wait=False)  # already shut down by the batcher, unless the model failed to load
         sock.close()
 
 
