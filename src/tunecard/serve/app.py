@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tunecard.serve.batcher import DynamicBatcher
+from tunecard.serve.batcher import DynamicBatcher, model_thread
 
 # JSON writes a character in at most 6 bytes (\uXXXX), a surrogate pair in 12: a body that fits the text limits
 # is never longer than this per character, plus room for the keys and separators.
@@ -258,4 +258,29 @@ def create_app(predictor, folder: str | Path, *, max_batch_size: int = 64, max_w
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.batcher = batcher
+    app.state.predictor = predictor
     return app
+
+
+def load_app(folder: str | Path, *, max_batch_size: int = 64, max_wait_ms: float = 5.0, limits: Limits | None = None,
+             on_ready=None, **predictor_options) -> Starlette:
+    """The application for a trained folder, its model loaded in the thread that will run every prediction.
+
+    Loading the model in one thread and predicting in another makes every call slower (each thread that runs
+    torch gets its own OpenMP team; serve.batcher): use this rather than `create_app(tunecard.load(DIR), DIR)`.
+
+    Args:
+        folder: a run folder (or any save_pretrained token / sequence classifier).
+        max_batch_size, max_wait_ms, limits, on_ready: as `create_app`.
+        predictor_options: `tunecard.inference.load` options (precision, recheck_margin, speed, ...).
+    """
+    from tunecard.inference.predictor import load
+
+    thread = model_thread()
+    try:
+        predictor = thread.submit(load, folder, **predictor_options).result()
+    except BaseException:
+        thread.shutdown(wait=False)
+        raise
+    return create_app(predictor, folder, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, limits=limits,
+                      on_ready=on_ready, model_thread=thread)

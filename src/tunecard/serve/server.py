@@ -82,27 +82,25 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
     try:
         import uvicorn
 
-        from tunecard.serve.app import Limits, create_app
-        from tunecard.serve.batcher import model_thread
+        from tunecard.serve.app import Limits, load_app
     except ImportError as error:
         raise ServeError("E511", f"`tunecard serve` needs starlette and uvicorn ({error}).",
                          fix=SERVE_EXTRA_FIX) from None
-    from tunecard.inference.predictor import load
 
     sock = bind(host, port)
-    thread = model_thread()  # loads the model and runs every prediction: one OpenMP team (serve.batcher)
     try:
-        predictor = thread.submit(load, folder, **predictor_options).result()
         url = url_of(sock)
 
         def ready() -> None:
+            predictor = app.state.predictor
             print(f"tunecard serve: {folder} ({predictor.task}, {'bf16' if predictor.bf16 else 'fp32'}) on {url} "
                   "(POST /predict, GET /health, GET /metadata); SIGTERM or Ctrl-C stops it", file=sys.stderr,
                   flush=True)
 
-        app = create_app(predictor, folder, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         limits=Limits(max_text_length=max_text_length, max_texts=max_texts), on_ready=ready,
-                         model_thread=thread)
+        # The model loads in the thread that runs every prediction: one OpenMP team (serve.batcher).
+        app = load_app(folder, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                       limits=Limits(max_text_length=max_text_length, max_texts=max_texts), on_ready=ready,
+                       **predictor_options)
         config = uvicorn.Config(app, lifespan="on", log_level=log_level, access_log=log_level == "info",
                                 timeout_graceful_shutdown=graceful_timeout)
         server = uvicorn.Server(config)
@@ -118,7 +116,6 @@ def run(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_ba
         print(f"tunecard serve: stopped; {stats.requests} requests ({stats.texts} texts) answered in "
               f"{stats.batches} batches", file=sys.stderr, flush=True)
     finally:
-        thread.shutdown(wait=False)  # already shut down by the batcher, unless the model failed to load
         sock.close()
 
 
