@@ -5,7 +5,9 @@ import torch
 from tunecard import environment
 
 
-def _cpu(monkeypatch, *, avx512_bf16: bool, amx: bool, onednn: bool, cap: str | None = None) -> bool:
+def _cpu(monkeypatch, *, avx512_bf16: bool, amx: bool, onednn: bool, cap: str | None = None,
+         machine: str = "x86_64") -> bool:
+    monkeypatch.setattr(environment.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn)
@@ -53,4 +55,12 @@ def test_the_card_and_env_say_which_bf16_the_cpu_has(monkeypatch):
     _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=True)
     assert environment.cpu_bf16_kind().startswith("emulated")
     _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=False)
+    assert environment.cpu_bf16_kind() == "none"
+
+
+def test_on_arm_onednns_answer_is_the_cpus_own_flag(monkeypatch):
+    # torch reads the Arm CPU's bf16 flag itself there (Graviton 3, Apple M2 and later); the x86 flags are absent.
+    assert _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=True, machine="aarch64")
+    assert environment.cpu_bf16_kind() == "native (Arm BF16)"
+    assert not _cpu(monkeypatch, avx512_bf16=False, amx=False, onednn=False, machine="aarch64")
     assert environment.cpu_bf16_kind() == "none"

@@ -24,18 +24,25 @@ def cpu_supports_bf16() -> bool:
     oneDNN's own answer (`torch.ops.mkldnn._is_mkldnn_bf16_supported`) is also yes on any AVX-512 CPU, where it
     emulates bf16 (Skylake to Ice Lake Xeons, common cloud machines): slower than fp32 there, so the CPU's flags
     must say so too. A cap on oneDNN's instruction set (ONEDNN_MAX_CPU_ISA, e.g. AVX2 to act as an older CPU)
-    is honoured: bf16 is native only if the cap leaves its instructions."""
+    is honoured: bf16 is native only if the cap leaves its instructions. Elsewhere than x86 (Arm: Graviton 3 and
+    later, Apple M2 and later) oneDNN's answer is already the CPU's own bf16 flag."""
     try:
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = not _x86() or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     except (AttributeError, RuntimeError):
         return False
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     return native and onednn and cap not in _ONEDNN_ISAS_WITHOUT_BF16
 
 
+def _x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
 def cpu_bf16_kind() -> str:
     """The CPU's bf16, in words, for the card and `tunecard env`: why `precision: auto` chose what it did."""
+    if not _x86():
+        return "native (Arm BF16)" if cpu_supports_bf16() else "none"
     try:
         amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
