@@ -26,33 +26,31 @@ def cpu_supports_bf16() -> bool:
     must say so too. A cap on oneDNN's instruction set (ONEDNN_MAX_CPU_ISA, e.g. AVX2 to act as an older CPU)
     is honoured: bf16 is native only if the cap leaves its instructions. Elsewhere than x86 (Arm: Graviton 3 and
     later, Apple M2 and later) oneDNN's answer is already the CPU's own bf16 flag."""
-    try:
-        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        native = not _x86() or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except (AttributeError, RuntimeError):
-        return False
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
-    return native and onednn and cap not in _ONEDNN_ISAS_WITHOUT_BF16
-
-
-def _x86() -> bool:
-    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+    return _cpu_bf16()[0]
 
 
 def cpu_bf16_kind() -> str:
     """The CPU's bf16, in words, for the card and `tunecard env`: why `precision: auto` chose what it did."""
-    if not _x86():
-        return "native (Arm BF16)" if cpu_supports_bf16() else "none"
+    return _cpu_bf16()[1]
+
+
+def _cpu_bf16() -> tuple[bool, str]:
+    """Whether `precision: auto` may use the CPU's bf16, and the CPU's bf16 in words: the flags read once."""
     try:
-        amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+        amx = x86 and torch.cpu._is_amx_tile_supported()
+        avx512_bf16 = x86 and torch.cpu._is_avx512_bf16_supported()
     except (AttributeError, RuntimeError):
-        return "unknown"
-    if cpu_supports_bf16():
-        return "native (AMX)" if amx else "native (AVX512-BF16)"
+        return False, "unknown"
+    if not x86:
+        return (True, "native (Arm BF16)") if onednn else (False, "none")
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     if amx or avx512_bf16:
-        return "native, but oneDNN is capped below it (ONEDNN_MAX_CPU_ISA)"
-    return "emulated by oneDNN (AVX-512 without bf16): slower than fp32" if onednn else "none"
+        if onednn and cap not in _ONEDNN_ISAS_WITHOUT_BF16:
+            return True, "native (AMX)" if amx else "native (AVX512-BF16)"
+        return False, "native, but oneDNN is capped below it (ONEDNN_MAX_CPU_ISA)"
+    return False, "emulated by oneDNN (AVX-512 without bf16): slower than fp32" if onednn else "none"
 
 
 def training_device() -> torch.device:
