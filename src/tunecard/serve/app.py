@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tunecard.serve.batcher import DynamicBatcher, model_thread
+from tunecard.serve.batcher import DynamicBatcher, new_model_thread
 
 # JSON writes a character in at most 6 bytes (\uXXXX), a surrogate pair in 12: a body that fits the text limits
 # is never longer than this per character, plus room for the keys and separators.
@@ -202,7 +202,7 @@ def create_app(predictor, folder: str | Path, *, max_batch_size: int = 64, max_w
         max_wait_ms: how long a request waits for others to join its batch.
         limits: text length and texts per request.
         on_ready: called once the batcher runs (the server prints its address then).
-        model_thread: the thread that loaded `predictor` (`serve.batcher.model_thread()`), to predict in it too.
+        model_thread: the thread that loaded `predictor` (`serve.batcher.new_model_thread()`), to predict in it too.
     """
     limits = limits or Limits()
     folder = Path(folder)
@@ -276,7 +276,7 @@ def load_app(folder: str | Path, *, max_batch_size: int = 64, max_wait_ms: float
     """
     from tunecard.inference.predictor import load
 
-    thread = model_thread()
+    thread = new_model_thread()
     try:
         predictor = thread.submit(load, folder, **predictor_options).result()
     except BaseException:

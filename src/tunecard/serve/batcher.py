@@ -12,7 +12,7 @@ other runs, which halves the batch for good: at concurrency 32 on the 2-core Xeo
 batches of 16 against 440-455 in batches of 32, docs/serving.md); and a batch waits at most `max_wait_ms` for
 clients that do not come back.
 
-The model thread (`model_thread`) should also be the thread that loaded the model, and no other thread should
+The model thread (`new_model_thread`) should also be the thread that loaded the model, and no other thread should
 run torch: each thread that runs torch's parallel kernels gets its own OpenMP team, and once two teams exist on
 the 2-core Xeon every call is slower, whichever thread makes it (one sentence: 6.8-7.1 ms while one thread had
 ever run the model, 12.6-14.3 ms once a second had, in either of them; docs/serving.md).
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 
-def model_thread() -> ThreadPoolExecutor:
+def new_model_thread() -> ThreadPoolExecutor:
     """The one thread that loads the model and runs every prediction (`DynamicBatcher(model_thread=...)`)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunecard-model")
 
@@ -57,7 +57,7 @@ class DynamicBatcher:
         predict: texts -> one answer per text, in order (`Predictor.predict`); called in one worker thread only.
         max_batch_size: most texts in a batch. A request with more texts than this runs as a batch of its own.
         max_wait_ms: how long the oldest waiting request may wait for others to join its batch.
-        model_thread: the thread (a one-worker executor, `model_thread()`) that loaded the model, to run `predict`
+        model_thread: the thread (a one-worker executor, `new_model_thread()`) that loaded the model, to run `predict`
             in the same one; the batcher shuts it down when it stops. None: a thread of its own.
     """
 
@@ -84,7 +84,7 @@ class DynamicBatcher:
     async def start(self) -> None:
         self._arrived = asyncio.Event()
         if self._executor is None:  # none given, or started again after a stop
-            self._executor = model_thread()
+            self._executor = new_model_thread()
         self._task = asyncio.create_task(self._run(), name="tunecard-batcher")
 
     async def stop(self) -> None:
