@@ -38,6 +38,8 @@ RECHECK_HELP = ("With bf16 weights: predict a text again in fp32 when its two be
                 "less than this far apart, so close calls get fp32's answer (evaluate scores those; NER predict "
                 "skips ties that cannot change the entities). Default 0.15 (evaluate.RECHECK_MARGIN); 0: off, "
                 "bf16's answers as they come (docs/performance.md, Close calls).")
+DECODING_HELP = ("NER: argmax (each word's most likely tag, as transformers.pipeline) or constrained (the most "
+                 "likely valid IOB2 tag sequence). Default: as the run was trained (its decoding key).")
 SPEED_HELP = ("auto: the speed layer's prediction levers (NER texts packed in shared rows, oneDNN's fused bf16 "
               "Linears on CPU), each used only if a check at load finds the model's logits the same that way; "
               "off: plain padded passes.")
@@ -159,6 +161,7 @@ def predict(
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
+    decoding: Optional[str] = typer.Option(None, help=DECODING_HELP),
     document: bool = typer.Option(False, "--document", help="NER: read documents, one sentence per line, blank "
                                   "lines between documents (each --text one document); one JSON line per document, "
                                   "offsets into it. A model trained with context: document sees each sentence with "
@@ -178,7 +181,7 @@ def predict(
     check_encoding(encoding, name)  # before the model loads: a typo costs nothing
     predictor = load(model_dir, batch_size=batch_size, precision=precision, trust_pickle=trust_pickle,
                      backend=backend, onnx_file=onnx_file, quantized=quantized, speed=speed,
-                     recheck_margin=recheck_margin)
+                     recheck_margin=recheck_margin, decoding=decoding)
     if document:
         predictor.check_documents()  # before any input is read
     with ExitStack() as stack:
@@ -226,6 +229,7 @@ def evaluate(
     onnx_file: Optional[Path] = typer.Option(None, help=ONNX_FILE_HELP),
     quantized: bool = typer.Option(False, help=QUANTIZED_HELP),
     recheck_margin: Optional[float] = typer.Option(None, help=RECHECK_HELP),
+    decoding: Optional[str] = typer.Option(None, help=DECODING_HELP),
 ):
     """Score a saved model on any readable labelled file (multi-label: at the thresholds saved with it)."""
     from tunecard.inference.predictor import evaluate_folder
@@ -234,7 +238,7 @@ def evaluate(
                           label_column=label_column, tag_column=tag_column, header=header,
                           overlapping_spans=overlapping_spans, label_separator=label_separator)
     result = evaluate_folder(model_dir, data, options, precision=precision, backend=backend, onnx_file=onnx_file,
-                             quantized=quantized, speed=speed, recheck_margin=recheck_margin)
+                             quantized=quantized, speed=speed, recheck_margin=recheck_margin, decoding=decoding)
     for warning in result["data"].get("warnings", []):
         console.print(f"[yellow]warning[/] {_escape(warning)}", highlight=False)
     if as_json:

@@ -285,6 +285,10 @@ class TrainConfig(BaseModel):
     context_size: int | None = Field(
         None, ge=1, description="with context: document, the most subwords of context on each side of a sentence "
         f"(whole words; within max_length); default {DEFAULT_CONTEXT_SIZE}")
+    decoding: Literal["argmax", "constrained"] = Field(
+        "argmax", description="NER: how tags are chosen from the model's scores, in evaluation and prediction "
+        "alike: argmax, each word's most likely tag (as transformers.pipeline); constrained, the most likely tag "
+        "sequence IOB2 allows (no I-X without a B-X or I-X of its type before it; Viterbi)")
 
     # --- evaluation and selection
     eval_strategy: Literal["epoch", "steps"] = Field(
@@ -479,6 +483,9 @@ class TrainConfig(BaseModel):
         if self.context == "document" and self.task != "token-classification":
             raise ValueError("context: document applies to NER (token-classification) only: remove context, or "
                              "set task: ner")
+        if self.decoding != "argmax" and self.task != "token-classification":
+            raise ValueError(f"decoding: {self.decoding} applies to NER (token-classification) only: remove decoding, "
+                             "or set task: ner")
         if self.context_size is not None and self.context != "document":
             raise ValueError(f"context_size ({self.context_size}) is used only with context: document, and context "
                              f"is {self.context!r}: set context: document, or remove context_size")

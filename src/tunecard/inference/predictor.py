@@ -26,8 +26,10 @@ from tunecard.encoding.encoder import Encoder, document_chunks, split_words, unp
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
 from tunecard.metrics import DEFAULT_THRESHOLD, extract_entities
+from tunecard.metrics.decoding import DECODINGS, TagDecoder
 from tunecard.metrics.multilabel import decide
-from tunecard.training.evaluate import RECHECK_MARGIN, CloseCallFilter, rechecked_batches, threshold_logits
+from tunecard.training.evaluate import (RECHECK_MARGIN, CloseCallFilter, decoded_ids, rechecked_batches,
+                                        threshold_logits)
 
 # Texts encoded at a time by predict and evaluate_folder: features cost about 2 KB per sentence, so encoding a
 # whole 100k-line file at once would hold hundreds of MB; batches are still length-sorted within a chunk.
@@ -83,6 +85,17 @@ def saved_context_size(folder: Path) -> int:
     return int(saved.get("context_size") or DEFAULT_CONTEXT_SIZE)
 
 
+def saved_decoding(folder: Path) -> str:
+    """How the run chose NER tags (train_config.yaml's decoding; argmax where none is saved), so prediction
+    decodes as the evaluations on the card did."""
+    import yaml
+
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return "argmax"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("decoding") or "argmax"
+
+
 def document_lines(document: str) -> list[tuple[int, str]]:
     """The sentences of a document for `Predictor.predict_documents`: its lines (split at \\n, a \\r before it
     dropped), each with the character offset where it starts."""
@@ -113,19 +126,22 @@ class Predictor:
         speed: "auto" (the speed layer's prediction levers: packed passes for NER and oneDNN's fused bf16 Linears
             on CPU, each kept only if the model gives the same logits that way on a probe at load; `speed_plan`
             says what is used and why) or "off".
+        decoding: NER: "argmax" or "constrained" (`metrics.decoding`); None (default): as the run was trained and
+            evaluated (train_config.yaml's `decoding`, argmax where none is saved).
         device: "auto" (CUDA where there is a GPU, else the CPU), or a torch device name.
         recheck_margin: torch backend with bf16 weights (default RECHECK_MARGIN): a text whose prediction is a
             close call in bf16 (for some word, NER, or for the text, classification, the two best logits are less
             than this far apart) is predicted again with the fp32 weights, which are kept for it; 0 turns it off.
             bf16 rounding moves a logit by up to about 0.1 on MiniLM, so only close calls can flip
             (docs/performance.md, "Close calls"). Nothing to do in fp32. `predict` on NER leaves out the close
-            calls that no choice among the near-tied labels would give other entities (`_entities_may_change`).
-            `rechecked` counts the texts (windows, for long NER texts) that the last `predict` ran again.
+            calls that no choice among the near-tied labels would give other entities (`_entities_may_change`;
+            with constrained decoding every close call is rechecked). `rechecked` counts the texts (windows, for long NER texts) that the last `predict` ran again.
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 64, precision: str = "auto", trust_pickle: bool = False,
                  backend: str = "torch", onnx_file: str | Path | None = None, quantized: bool = False,
-                 speed: str = "auto", recheck_margin: float | None = None, device: str = "auto"):
+                 speed: str = "auto", recheck_margin: float | None = None, device: str = "auto",
+                 decoding: str | None = None):
         from tunecard.inference.onnx_runtime import BACKENDS, check_choice, load_onnx_model
 
         SPEEDS = (speed_layer.AUTO, speed_layer.OFF)
@@ -164,6 +180,7 @@ class Predictor:
         self.max_length = min(saved_max_length(self.folder) or limit, limit)
         # NER trained with document context: `predict_documents` feeds each sentence the same context
         self.context_size = saved_context_size(self.folder) if self.is_ner else 0
+        self.decoding, self.decoder = self._decoder(decoding)
         self.encoder = Encoder(self.tokenizer, label2id, self.max_length, context_size=self.context_size)
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
@@ -190,6 +207,20 @@ class Predictor:
         if self.speed_plan.device == "cpu" and speed == "auto":
             speed_layer.prediction_levers(self.speed_plan, self.model, lambda: self._probe_logits(probe),
                                           bf16=self.bf16)
+
+    def _decoder(self, decoding: str | None) -> tuple[str, TagDecoder | None]:
+        """The decoding asked for (or the run's), and its TagDecoder for constrained NER decoding."""
+        decoding = saved_decoding(self.folder) if decoding is None else decoding
+        if decoding not in DECODINGS:
+            raise ModelError("E324", f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.",
+                             path=self.folder, fix="use argmax or constrained.")
+        if decoding == "argmax" or not self.is_ner:
+            return "argmax", None
+        try:
+            return decoding, TagDecoder(self.id2label)
+        except ValueError as error:
+            raise ModelError("E324", f"constrained decoding needs IOB2 labels: {error}.", path=self.folder,
+                             fix="use argmax decoding for this model.") from None
 
     def close(self) -> None:
         """Undo the speed layer's changes to the model (the oneDNN Linears)."""
@@ -291,9 +322,17 @@ class Predictor:
         """(tag, probability) per word; `features`: the words' encoding, if already made."""
         features = self._encode_words(words_per_example) if features is None else features
         out: list[list] = [[None] * len(words) for words in words_per_example]
+        if self.decoder is not None:  # a close call anywhere may move the best valid sequence: recheck them all
+            recheck_filter = None
         for indices, logits, _ in self._passes(features, packed=self.packed, recheck_filter=recheck_filter):
-            best_p, best_id = torch.softmax(logits, dim=-1).max(dim=-1)
-            best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
+            probabilities = torch.softmax(logits.float(), dim=-1)
+            if self.decoder is None:
+                best_p, best_id = probabilities.max(dim=-1)
+                best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
+            else:  # the chosen tag's probability, which may not be the word's best
+                best_id = decoded_ids(self.decoder, logits, [features[i] for i in indices])
+                best_p = [{position: float(probabilities[row, position, label]) for position, label in ids.items()}
+                          for row, ids in enumerate(best_id)]
             for row, feature_index in enumerate(indices):
                 feature = features[feature_index]
                 for position, word in feature.word_positions:
@@ -394,7 +433,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
                     precision: str = "auto", **predictor_options) -> dict:
     """Score a saved model on any readable file (labels must be ones the model knows).
 
-    `predictor_options` go to Predictor (backend, onnx_file, quantized, trust_pickle).
+    `predictor_options` go to Predictor (backend, onnx_file, quantized, trust_pickle, decoding).
     """
     from tunecard.data import stream_corpus
     from tunecard.errors import DataError
@@ -418,7 +457,7 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     if unknown:
         raise DataError("E150", f"{what} {unknown[:10]} are not in the model's label map {sorted(known)}.",
                         path=corpus.path, fix="evaluate on data with the model's label set.")
-    evaluation = Evaluation(predictor.task, predictor.id2label,
+    evaluation = Evaluation(predictor.task, predictor.id2label, decoding=predictor.decoding,
                             thresholds=predictor.thresholds if predictor.is_multi_label else None)
     encode = predictor.encoder.encode_tokens if predictor.is_ner else predictor.encoder.encode_texts
     # one chunk's examples and features at a time: bounded memory; with document context, chunks end where

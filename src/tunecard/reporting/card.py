@@ -259,6 +259,8 @@ def hyperparameters(config: TrainConfig, metrics: dict) -> list[tuple[str, str]]
         items.append(("subword_labels", config.subword_labels))
         if config.context == "document":
             items.append(("context", f"document ({config.context_subwords} subwords per side)"))
+        if config.decoding != "argmax":
+            items.append(("decoding", config.decoding))
     items.append(("best_model_metric", config.metric_for_best_model))
     if config.early_stopping_patience:
         items.append(("early_stopping_patience", str(config.early_stopping_patience)))
@@ -400,6 +402,7 @@ def write_card(folder: Path, config: TrainConfig, history: dict, metrics: dict,
         stopped_by=stop_reason(history),
         search=metrics.get("search"),
         document_context=document_context(metrics),
+        constrained_decoding=task == "token-classification" and config.decoding == "constrained",
         plots=[(PLOT_TITLES.get(name, name), path) for name, path in (plots or {}).items()],
         patience=config.early_stopping_patience,
         fmt=fmt,

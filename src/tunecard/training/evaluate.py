@@ -1,9 +1,11 @@
 """Score a model on encoded examples: loss plus every metric of the scoring layer, streamed batch by batch.
 
-Only argmax ids are kept, never full logits, and each example is scored as soon as its last window is
-predicted, so memory does not grow with the number of examples (tests/test_bounded_memory.py). The loss is the
-plain cross-entropy averaged over every scored position (subwords for NER, examples for classification),
-without label smoothing or class weights, so it is comparable between runs whatever their training loss was.
+Only each word's chosen label id is kept, never full logits (each word's argmax; NER with `decoding:
+constrained`, the best valid IOB2 sequence of each window, `metrics.decoding`), and each example is scored as
+soon as its last window is predicted, so memory does not grow with the number of examples
+(tests/test_bounded_memory.py). The loss is the plain cross-entropy averaged over every scored position (subwords
+for NER, examples for classification), without label smoothing or class weights, so it is comparable between
+runs whatever their training loss was.
 
 Multi-label: each label is decided on its own, its sigmoid probability at or above its threshold (0.5 in the
 evaluations during training; the thresholds tuned on validation afterwards, `tuned_thresholds`); the loss is the
@@ -24,6 +26,7 @@ from tunecard.encoding.batching import PadCollator, forward_batches
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
 from tunecard.metrics import (DEFAULT_THRESHOLD, ClassificationScorer, EntityScorer, MultiLabelScorer, char_entities,
                               decide, tune_thresholds)
+from tunecard.metrics.decoding import TagDecoder
 
 # bf16 evaluation and prediction: close calls (two best logits nearer than this) are predicted again in fp32. On
 # the benchmark's MiniLM with bf16 weights, the largest gap at which a word's best label differed from fp32's was
@@ -47,6 +50,7 @@ def evaluate_features(
     recheck_margin: float = 0.0,
     recheck_model: torch.nn.Module | None = None,
     thresholds: list[float] | None = None,
+    decoding: str = "argmax",
 ) -> dict:
     """Evaluate and return the scorer's full result plus `loss`.
 
@@ -64,11 +68,22 @@ def evaluate_features(
         recheck_margin: features with a close call (`close_calls`) are predicted and scored again in fp32: by
             `recheck_model` (a bf16 model's fp32 weights), or with `bf16` by the same model without autocast.
         thresholds: multi-label: the decision threshold per label id (default 0.5 each).
+        decoding: NER: "argmax" or "constrained" (`metrics.decoding`).
     """
-    evaluation = Evaluation(task, id2label, positive_label, thresholds=thresholds)
+    evaluation = Evaluation(task, id2label, positive_label, thresholds=thresholds, decoding=decoding)
     evaluation.add(model, features, examples, collator=collator, batch_size=batch_size, bf16=bf16, packed=packed,
                    recheck_model=recheck_model or (model if bf16 else None), recheck_margin=recheck_margin)
     return evaluation.result()
+
+
+def decoded_ids(decoder: TagDecoder, logits: torch.Tensor, features: list[Feature]) -> list[dict[int, int]]:
+    """NER, constrained decoding: for each row of `logits` ([rows, positions, labels]), the label id chosen at each
+    position its feature owns (position -> id). A later window of a long sentence (its first word is not the
+    sentence's first) may open with I-X: the entity can start in the window before."""
+    owned = [sorted(feature.word_positions, key=lambda item: item[1]) for feature in features]
+    scores = [logits[row, [position for position, _ in words]] for row, words in enumerate(owned)]
+    paths = decoder.decode(scores, [bool(words) and words[0][1] > 0 for words in owned])
+    return [{position: label for (position, _), label in zip(words, path)} for words, path in zip(owned, paths)]
 
 
 def threshold_logits(thresholds: list[float]) -> torch.Tensor:
@@ -88,11 +103,13 @@ class Evaluation:
         thresholds: multi-label: the decision threshold per label id (default 0.5 each).
         keep_probabilities: multi-label: keep every text's probabilities and gold targets (`probabilities`,
             `targets`, in example order) for threshold tuning, and the order they were scored in (`rescored`).
+        decoding: NER: "argmax" (each word's best tag) or "constrained" (the best valid IOB2 sequence).
     """
 
     def __init__(self, task: str, id2label: dict[int, str], positive_label: str | None = None,
-                 thresholds: list[float] | None = None, keep_probabilities: bool = False):
+                 thresholds: list[float] | None = None, keep_probabilities: bool = False, decoding: str = "argmax"):
         self.is_ner = task == "token-classification"
+        self.decoder = TagDecoder(id2label) if self.is_ner and decoding == "constrained" else None
         self.multi_label = task == MULTI_LABEL
         self.id2label = id2label
         self.labels = labels = [id2label[i] for i in sorted(id2label)]
@@ -153,7 +170,8 @@ class Evaluation:
             if mask.any():
                 self.loss_sum += F.cross_entropy(flat_logits[mask], flat_labels[mask], reduction="sum").item()
                 self.loss_count += int(mask.sum())
-            predicted = logits.argmax(dim=-1).cpu().tolist()
+            predicted = (decoded_ids(self.decoder, logits, [features[i] for i in indices]) if self.decoder
+                         else logits.argmax(dim=-1).cpu().tolist())
             if not self.is_ner:
                 self.scorer.update([examples[features[i].example_index].label for i in indices],
                                    [self.id2label[row] for row in predicted])

@@ -142,6 +142,7 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
         train_sampling=config.train_sampling,
         head_learning_rate=config.head_learning_rate,
         loss=loss,
+        decoding=config.decoding,
     )
 
 
@@ -185,6 +186,7 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
                 id2label=inputs.id2label, collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16,
                 positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
                 thresholds=[thresholds[label]["threshold"] for label in inputs.labels] if thresholds else None,
+                decoding=config.decoding,
             )
         if split in final and thresholds:
             final[split]["thresholds"] = ("tuned on this split (its scores are optimistic)" if split == "validation"

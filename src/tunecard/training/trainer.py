@@ -22,7 +22,7 @@ class TunecardTrainer(Trainer):
 
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, speed, train_sampling: str = "random",
-                 head_learning_rate: float | None = None, loss=None,
+                 head_learning_rate: float | None = None, loss=None, decoding: str = "argmax",
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.loss = loss  # training/loss.py's TrainingLoss (class weights, multi-label smoothing), or None
@@ -39,6 +39,7 @@ class TunecardTrainer(Trainer):
         self.pad_collator = collator
         self.eval_bf16 = bf16
         self.positive_label = positive_label
+        self.decoding = decoding  # NER: how the evaluations choose tags (metrics/decoding.py)
         self._evaluated_step: int | None = None  # the step whose evaluation ran before its checkpoint
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
@@ -182,6 +183,7 @@ class TunecardTrainer(Trainer):
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
             collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
             positive_label=self.positive_label, packed=self.speed.eval_packed, recheck_margin=RECHECK_MARGIN,
+            decoding=self.decoding,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
         self.recorder.details = details
