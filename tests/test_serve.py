@@ -187,6 +187,7 @@ def test_metadata_of_a_plain_model_folder(ner_server):
     info = _get(f"{ner_server.url}/metadata").json()
     assert info["task"] == "token-classification" and info["labels"] == NER_LABELS
     assert info["entity_types"] == ["LOC", "ORG", "PER"] and info["headline"] is None  # no metrics.json here
+    assert info["decoding"] == "argmax"  # no train_config.yaml: each word's best tag, as pipeline
     assert info["batching"] == {"max_batch_size": 16, "max_wait_ms": 20.0}
     assert info["limits"]["max_text_length"] == 400 and info["limits"]["max_texts"] == 8
 

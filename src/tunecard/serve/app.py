@@ -163,6 +163,7 @@ def metadata(predictor, folder: Path) -> dict:
     }
     if predictor.is_ner:
         info["entity_types"] = sorted({label[2:] for label in labels if label != "O"})
+        info["decoding"] = predictor.decoding  # argmax, or constrained (the best valid IOB2 sequence)
     if predictor.is_multi_label:  # the decision threshold of each label (config.json, tuned on validation)
         info["thresholds"] = dict(zip(labels, predictor.thresholds))
     return info
