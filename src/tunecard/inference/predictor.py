@@ -135,7 +135,8 @@ class Predictor:
             bf16 rounding moves a logit by up to about 0.1 on MiniLM, so only close calls can flip
             (docs/performance.md, "Close calls"). Nothing to do in fp32. `predict` on NER leaves out the close
             calls that no choice among the near-tied labels would give other entities (`_entities_may_change`;
-            with constrained decoding every close call is rechecked). `rechecked` counts the texts (windows, for long NER texts) that the last `predict` ran again.
+            with constrained decoding every close call is rechecked). `rechecked` counts the texts (windows, for
+            long NER texts) that the last `predict` ran again.
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 64, precision: str = "auto", trust_pickle: bool = False,
@@ -325,7 +326,7 @@ class Predictor:
         if self.decoder is not None:  # a close call anywhere may move the best valid sequence: recheck them all
             recheck_filter = None
         for indices, logits, _ in self._passes(features, packed=self.packed, recheck_filter=recheck_filter):
-            probabilities = torch.softmax(logits.float(), dim=-1)
+            probabilities = torch.softmax(logits, dim=-1)
             if self.decoder is None:
                 best_p, best_id = probabilities.max(dim=-1)
                 best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word

@@ -15,10 +15,6 @@ from __future__ import annotations
 import torch
 
 DECODINGS = ("argmax", "constrained")
-DECODING_WORDS = {
-    "argmax": "each word's most likely tag (as transformers.pipeline)",
-    "constrained": "the most likely valid IOB2 tag sequence (Viterbi over the words' tag probabilities)",
-}
 
 
 def iob2_rules(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
