@@ -19,8 +19,9 @@ from tunecard.cli import app
 from tunecard.config import build_config
 from tunecard.data import read_corpus
 from tunecard.errors import ConfigError, ModelError
-from tunecard.metrics import score_entities
+from tunecard.metrics import EntityScorer, score_entities
 from tunecard.metrics.decoding import TagDecoder, iob2_rules
+from tunecard.metrics.entities import breaks_iob2
 from tunecard.training.evaluate import decoded_ids
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -78,6 +79,16 @@ def test_a_sentence_decodes_the_same_alone_and_in_a_batch(sentences, seed):
     decoder = TagDecoder(ID2LABEL)
     together = decoder.decode(scores, continues)
     assert together == [decoder.decode([s], [c])[0] for s, c in zip(scores, continues)]
+
+
+@given(st.lists(st.sampled_from(LABELS), max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_the_scorer_counts_the_sequences_constrained_decoding_forbids(tags):
+    """`breaks_iob2` (the scorer's `invalid_sentences`, the doctor's D106) is exactly the decoder's rule."""
+    assert breaks_iob2(tags) == (not _valid(tags))
+    scorer = EntityScorer()
+    scorer.update(["O"] * len(tags), tags)
+    assert scorer.result()["invalid_sentences"] == int(not _valid(tags))
 
 
 def test_the_rules_are_iob2s_and_other_schemes_are_refused():

@@ -156,6 +156,25 @@ def test_ner_predicting_one_type():
     assert only(findings, "D104").severity == WARNING
 
 
+def _with_invalid(invalid: int, sentences: int = 1000) -> dict:
+    metrics = ner_metrics()
+    metrics["validation"].update(invalid_sentences=invalid, sentences=sentences)
+    return metrics
+
+
+def test_ner_predictions_breaking_iob2_point_to_constrained_decoding():
+    """D106: 2% of the sentences with a stray I-X (as strong CoNLL-2003 models have) is info, 8% a warning; under
+    1%, or a run that already decodes constrained, says nothing."""
+    found = only(diagnose_run(history(ner_rows()), _with_invalid(20), NER_CONFIG), "D106")
+    assert found.severity == INFO and "validation: 20 of 1000 sentences (2.0%)" in found.evidence
+    assert "decoding: constrained" in found.remedy
+    assert only(diagnose_run(history(ner_rows()), _with_invalid(80), NER_CONFIG), "D106").severity == WARNING
+    assert "D106" not in codes(diagnose_run(history(ner_rows()), _with_invalid(5), NER_CONFIG))
+    constrained = {**NER_CONFIG, "decoding": "constrained"}
+    assert "D106" not in codes(diagnose_run(history(ner_rows()), _with_invalid(80), constrained))
+    assert "D106" not in codes(diagnose_run(history(ner_rows()), ner_metrics(), NER_CONFIG))  # older runs: no count
+
+
 def test_near_baseline_is_a_warning():
     metrics = metrics_cls(f1=0.5150, accuracy=0.5150, baseline_f1=0.5100, baseline_accuracy=0.5100)
     assert only(diagnose_run(history(healthy_rows()), metrics, CONFIG), "D202").severity == WARNING

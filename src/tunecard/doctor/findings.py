@@ -40,6 +40,7 @@ CODES: dict[str, Code] = {
     "D103": Code("metric-frozen", "collapse", ERROR),
     "D104": Code("one-entity-type", "collapse", WARNING),
     "D105": Code("labels-never-predicted", "collapse", WARNING),
+    "D106": Code("invalid-tag-sequences", "collapse", INFO),
     "D201": Code("below-baseline", "baseline", ERROR),
     "D202": Code("near-baseline", "baseline", WARNING),
     "D203": Code("chance-level", "baseline", ERROR),

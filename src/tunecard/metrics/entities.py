@@ -270,6 +270,17 @@ def _weighted_mean(values: list[float], weights: list[int]) -> float:
     return sum(v * w for v, w in zip(values, weights)) / total if total else 0.0
 
 
+def breaks_iob2(tags: Sequence[str]) -> bool:
+    """Whether a tag sequence is invalid IOB2: an I-X first, or after O or after a tag of another type (the
+    sequences scoring repairs by the conlleval rule and `decoding: constrained` never predicts)."""
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            return True
+        previous = tag
+    return False
+
+
 class EntityScorer:
     """Streaming entity-level scorer: feed one sentence at a time, read the metrics at the end.
 
@@ -293,6 +304,7 @@ class EntityScorer:
         self.sentences = 0
         self.tokens = 0
         self.correct_tokens = 0
+        self.invalid_sentences = 0  # predicted tags that break IOB2 (`breaks_iob2`)
 
     def update(self, gold_tags: Sequence[str], pred_tags: Sequence[str]) -> None:
         """Add one sentence.
@@ -351,6 +363,7 @@ class EntityScorer:
                 self._spurious[type_] += 1
 
         self.sentences += 1
+        self.invalid_sentences += breaks_iob2(pred_tags)
         self.tokens += len(gold_tags)
         self.correct_tokens += sum(g == p for g, p in zip(gold_tags, pred_tags))
 
@@ -363,7 +376,8 @@ class EntityScorer:
             ``weighted_recall``, ``weighted_f1`` (weights: gold support), ``per_label`` {type: {precision,
             recall, f1, support, predicted, correct}}, ``confusion`` {gold type: {predicted type or
             "(missed)": n}}, ``spurious`` {predicted type: n}, ``gold_entities``, ``predicted_entities``,
-            ``correct_entities``, ``sentences``, ``tokens``, ``mode``, ``scheme``. Types are the union of
+            ``correct_entities``, ``sentences``, ``tokens``, ``mode``, ``scheme``, ``invalid_sentences``
+            (sentences whose predicted tags break IOB2: an I-X first or after O or another type). Types are the union of
             gold and predicted types, sorted, as in seqeval; undefined ratios are 0.0.
         """
         types = sorted(set(self._gold) | set(self._predicted))
@@ -409,6 +423,7 @@ class EntityScorer:
             "tokens": self.tokens,
             "mode": self.mode,
             "scheme": self.scheme,
+            "invalid_sentences": self.invalid_sentences,
         }
 
 

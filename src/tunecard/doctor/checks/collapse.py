@@ -10,6 +10,9 @@ from .common import (
     COLLAPSE_MAX_CLASSES,
     COLLAPSE_TOLERANCE,
     FROZEN_MIN_EVALS,
+    INVALID_TAGS_INFO,
+    INVALID_TAGS_MIN,
+    INVALID_TAGS_WARNING,
     LOSS_MOVED,
     MLC,
     NER,
@@ -206,6 +209,34 @@ def check_run_collapse(task: str | None, metrics: dict, history: dict, lr=None) 
             "tag column).", splits=list(results)))
     found += check_unpredicted_labels(never, lr)
     return found
+
+
+def check_invalid_sequences(task: str | None, metrics: dict, decoding: str | None) -> list[Finding]:
+    """D106 (runs, NER): the saved model's predicted tags break IOB2 in a share of the sentences (`invalid_sentences`
+    of the validation / test results). Scoring reads each stray I-X as an entity of its own; decoding the best valid
+    sequence instead (`decoding: constrained`) removes them. Info from INVALID_TAGS_INFO of the sentences, warning
+    from INVALID_TAGS_WARNING; nothing for a run that already decodes that way."""
+    if task != NER or decoding == "constrained":
+        return []
+    parts, worst = [], 0.0
+    for split in ("validation", "test"):
+        result = metrics.get(split)
+        if not isinstance(result, dict):
+            continue
+        invalid, sentences = _num(result.get("invalid_sentences")), _num(result.get("sentences"))
+        if invalid is None or not sentences or invalid < INVALID_TAGS_MIN or invalid / sentences < INVALID_TAGS_INFO:
+            continue
+        worst = max(worst, invalid / sentences)
+        parts.append(f"{split}: {fmt_int(invalid)} of {fmt_int(sentences)} sentences ({invalid / sentences:.1%})")
+    if not parts:
+        return []
+    return [finding(
+        "D106", "Predicted tags break the IOB2 scheme",
+        "; ".join(parts) + " have an I-X tag first, after O or after another type (each word's best tag taken on "
+        "its own); scoring reads each as an entity of its own.",
+        "Decode the most likely valid tag sequence: decoding: constrained when training, or --decoding constrained "
+        "with tunecard evaluate / predict on this run (CoNLL-2003 dev: 0.4-0.5 points of F1; docs/training.md).",
+        severity=WARNING if worst >= INVALID_TAGS_WARNING else INFO, splits=[p.split(":")[0] for p in parts])]
 
 
 def check_unpredicted_labels(per_split: dict[str, dict], lr=None) -> list[Finding]:

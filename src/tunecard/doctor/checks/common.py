@@ -60,6 +60,9 @@ IMBALANCE_RATIO = 10  # most / least frequent training label
 RARE_LABEL_MIN = 10  # training examples (classes) or entities (NER types) below this are rare
 TRUNCATED_WARNING = 0.05  # share of classification texts truncated
 REPAIRED_WARNING = 0.05  # repaired tag sequences per example
+INVALID_TAGS_INFO = 0.01  # NER, argmax decoding: predicted tag sequences breaking IOB2, share of sentences (D106)
+INVALID_TAGS_WARNING = 0.05  # ... a warning from this share (strong CoNLL-2003 models: about 2%)
+INVALID_TAGS_MIN = 3  # and at least this many sentences
 LEAKAGE_WARNING = 0.01  # share of evaluation examples also in training
 LEAKAGE_ERROR = 0.10
 

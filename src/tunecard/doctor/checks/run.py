@@ -6,7 +6,7 @@ from ...training.history import stop_reason
 from ..cardparse import METRIC_BASES
 from ..findings import Finding, sort_findings
 from .baseline import check_baselines, check_chance
-from .collapse import check_frozen, check_run_collapse
+from .collapse import check_frozen, check_invalid_sequences, check_run_collapse
 from .common import CLS, KNOWN_TASKS, MLC, Eval, _finite, _num, _where, guarded, title
 from .data import check_perfect, check_run_data
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
@@ -98,6 +98,7 @@ def run_report_parts(history: dict, metrics: dict, config) -> tuple[list[Finding
 
     return guarded([
         ("collapse", lambda: check_run_collapse(task, metrics, history, lr)),
+        ("tag sequences", lambda: check_invalid_sequences(task, metrics, _config_get(config, "decoding"))),
         ("frozen metric", lambda: check_frozen(evals, lr=lr)),
         ("baseline", baselines),
         ("chance level", chance),
