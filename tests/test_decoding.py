@@ -171,6 +171,10 @@ def test_a_model_that_is_not_iob2_refuses_constrained_decoding(tiny_bert_cased, 
     assert error.value.code == "E324" and "IOB2" in str(error.value)
     with pytest.raises(ModelError, match="argmax or constrained"):
         Predictor(folder, precision="fp32", decoding="viterbi")
+    classifier = saved_classifier(tiny_bert_cased, tmp_path / "classifier", False, ["neg", "pos"])
+    with pytest.raises(ModelError, match="chooses NER tags"):
+        Predictor(classifier, precision="fp32", decoding="constrained")
+    assert Predictor(classifier, precision="fp32", decoding="argmax").decoding == "argmax"
 
 
 def test_a_run_trained_with_constrained_decoding_scores_predicts_and_says_so(no_dropout_bert, tmp_path):

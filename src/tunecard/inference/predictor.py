@@ -215,8 +215,11 @@ class Predictor:
         if decoding not in DECODINGS:
             raise ModelError("E324", f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.",
                              path=self.folder, fix="use argmax or constrained.")
-        if decoding == "argmax" or not self.is_ner:
+        if decoding == "argmax":
             return "argmax", None
+        if not self.is_ner:
+            raise ModelError("E324", f"decoding {decoding} chooses NER tags; this folder holds a {self.task} model.",
+                             path=self.folder, fix="leave out --decoding.")
         try:
             return decoding, TagDecoder(self.id2label)
         except ValueError as error:
