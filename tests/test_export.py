@@ -227,3 +227,15 @@ def test_a_graph_that_deviates_from_torch_is_not_written(retrained, ner_folder, 
         export_onnx(retrained, output=target, quantize="int8")
     assert error.value.code == "E322" and "nothing was written" in str(error.value)
     assert list(target.parent.iterdir()) == []
+
+
+def test_constrained_decoding_is_the_same_on_both_backends(ner_folder, ner_export):
+    """`decoding: constrained` works on the ONNX backend's logits as on torch's, windows of a long text included."""
+    by_torch = Predictor(ner_folder, precision="fp32", batch_size=4, decoding="constrained")
+    by_onnx = Predictor(ner_folder, backend="onnx", batch_size=4, decoding="constrained")
+    words = [[w for w, _, _ in words_with_offsets(by_torch.tokenizer, text)] for text in TEXTS]
+    tags = [[tag for tag, _ in sentence] for sentence in by_torch.predict_words(words)]
+    assert [[tag for tag, _ in sentence] for sentence in by_onnx.predict_words(words)] == tags
+    argmax = [[tag for tag, _ in sentence] for sentence in Predictor(ner_folder, precision="fp32",
+                                                                     batch_size=4).predict_words(words)]
+    assert argmax != tags  # the wide head's best tags break IOB2 somewhere: decoding changed something
