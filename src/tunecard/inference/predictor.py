@@ -59,41 +59,25 @@ def task_of(folder: Path) -> str:
                      path=folder, fix="train it with `tunecard train` first.")
 
 
-def saved_max_length(folder: Path) -> int | None:
-    """The max_length the run trained with (train_config.yaml), so prediction windows match training."""
+def saved_settings(folder: Path) -> dict:
+    """The run's train_config.yaml as saved ({} for a folder without one), read once at load: prediction windows,
+    document context and decoding follow the training run."""
     import yaml
-
-    path = folder / CONFIG_FILE
-    if path.is_file():
-        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("max_length")
-    return None
-
-
-def saved_context_size(folder: Path) -> int:
-    """Subwords of document context per side the run trained with (train_config.yaml's context and context_size),
-    0 for none, so prediction and evaluation feed the model what training fed it."""
-    import yaml
-
-    from tunecard.config import DEFAULT_CONTEXT_SIZE
 
     path = folder / CONFIG_FILE
     if not path.is_file():
-        return 0
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def saved_context_size(saved: dict) -> int:
+    """Subwords of document context per side the run trained with (`saved_settings`' context and context_size),
+    0 for none, so prediction and evaluation feed the model what training fed it."""
+    from tunecard.config import DEFAULT_CONTEXT_SIZE
+
     if saved.get("context") != "document":
         return 0
     return int(saved.get("context_size") or DEFAULT_CONTEXT_SIZE)
-
-
-def saved_decoding(folder: Path) -> str:
-    """How the run chose NER tags (train_config.yaml's decoding; argmax where none is saved), so prediction
-    decodes as the evaluations on the card did."""
-    import yaml
-
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        return "argmax"
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("decoding") or "argmax"
 
 
 def document_lines(document: str) -> list[tuple[int, str]]:
@@ -178,10 +162,11 @@ class Predictor:
         # multi-label: the thresholds as logits, for the close calls of each pass (fixed once loaded)
         self.decision_logits = threshold_logits(self.thresholds) if self.is_multi_label else None
         limit = environment.model_max_length(self.tokenizer, self.model)
-        self.max_length = min(saved_max_length(self.folder) or limit, limit)
+        run = saved_settings(self.folder)
+        self.max_length = min(run.get("max_length") or limit, limit)  # the windows training used
         # NER trained with document context: `predict_documents` feeds each sentence the same context
-        self.context_size = saved_context_size(self.folder) if self.is_ner else 0
-        self.decoding, self.decoder = self._decoder(decoding)
+        self.context_size = saved_context_size(run) if self.is_ner else 0
+        self.decoding, self.decoder = self._decoder((run.get("decoding") or "argmax") if decoding is None else decoding)
         self.encoder = Encoder(self.tokenizer, label2id, self.max_length, context_size=self.context_size)
         self.collator = PadCollator(self.tokenizer.pad_token_id, SORTED_PAD_TO_MULTIPLE_OF)
         self.batch_size = batch_size
@@ -209,9 +194,8 @@ class Predictor:
             speed_layer.prediction_levers(self.speed_plan, self.model, lambda: self._probe_logits(probe),
                                           bf16=self.bf16)
 
-    def _decoder(self, decoding: str | None) -> tuple[str, TagDecoder | None]:
+    def _decoder(self, decoding: str) -> tuple[str, TagDecoder | None]:
         """The decoding asked for (or the run's), and its TagDecoder for constrained NER decoding."""
-        decoding = saved_decoding(self.folder) if decoding is None else decoding
         if decoding not in DECODINGS:
             raise ModelError("E324", f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}.",
                              path=self.folder, fix="use argmax or constrained.")
@@ -326,8 +310,6 @@ class Predictor:
         """(tag, probability) per word; `features`: the words' encoding, if already made."""
         features = self._encode_words(words_per_example) if features is None else features
         out: list[list] = [[None] * len(words) for words in words_per_example]
-        if self.decoder is not None:  # a close call anywhere may move the best valid sequence: recheck them all
-            recheck_filter = None
         for indices, logits, _ in self._passes(features, packed=self.packed, recheck_filter=recheck_filter):
             probabilities = torch.softmax(logits, dim=-1)
             if self.decoder is None:
@@ -335,7 +317,8 @@ class Predictor:
                 best_p, best_id = best_p.tolist(), best_id.tolist()  # one conversion, not one per word
             else:  # the chosen tag's probability, which may not be the word's best
                 best_id = decoded_ids(self.decoder, logits, [features[i] for i in indices])
-                best_p = [{position: float(probabilities[row, position, label]) for position, label in ids.items()}
+                best_p = probabilities.tolist()
+                best_p = [{position: best_p[row][position][label] for position, label in ids.items()}
                           for row, ids in enumerate(best_id)]
             for row, feature_index in enumerate(indices):
                 feature = features[feature_index]
@@ -343,12 +326,16 @@ class Predictor:
                     out[feature.example_index][word] = (self.id2label[best_id[row][position]], best_p[row][position])
         return out
 
-    def _entities_may_change(self, words_per_example: list[list[str]]) -> CloseCallFilter:
+    def _entities_may_change(self, words_per_example: list[list[str]]) -> CloseCallFilter | None:
         """For `predict`: a sentence with a close call is predicted again only if some choice among each word's
         near-tied labels (within the margin of its best) gives other entities than its best labels do. B-LOC
         against I-LOC after a word outside any LOC, say, starts the same entity either way (16% of the close
         calls on the 1000 CoNLL-2003 dev sentences). The window of a long sentence is always predicted again: the
-        tags beside its edges are in another window."""
+        tags beside its edges are in another window. With constrained decoding, None: a close call anywhere in a
+        sentence may move its best valid sequence, so every close call is predicted again."""
+        if self.decoder is not None:
+            return None
+
         def may_change(feature, logits: torch.Tensor, margin: float) -> bool:
             if len(feature.word_positions) != len(words_per_example[feature.example_index]):
                 return True
