@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import torch
 
+from tunecard.metrics.entities import breaks_iob2
+
 DECODINGS = ("argmax", "constrained")
 
 
 def iob2_rules(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, transition): 0 where a tag may open a sentence / follow another tag, -inf where IOB2 forbids it.
+    """(first, transition): 0 where a tag may open a sentence / follow another tag, -inf where IOB2 forbids it:
+    the sequences `entities.breaks_iob2` calls invalid, the ones the scorer counts in `invalid_sentences`.
 
     `labels[i]` is label id i. Raises ValueError for a label that is neither O nor B-X / I-X."""
-    n = len(labels)
-    first = torch.zeros(n)
-    transition = torch.zeros(n, n)  # [previous, next]
-    for j, label in enumerate(labels):
+    for label in labels:
         if label != "O" and label[:2] not in ("B-", "I-"):
             raise ValueError(f"label {label!r} is not IOB2 (O, B-X or I-X)")
-        if label.startswith("I-"):
-            first[j] = float("-inf")
-            for i, previous in enumerate(labels):
-                if previous[2:] != label[2:] or previous == "O":
-                    transition[i, j] = float("-inf")
+    forbidden = float("-inf")
+    first = torch.tensor([forbidden if breaks_iob2([label]) else 0.0 for label in labels])
+    # what may follow B-X may follow I-X: the pair is judged after the B- of the previous tag's type
+    opened = ["O" if label == "O" else "B-" + label[2:] for label in labels]
+    transition = torch.tensor([[forbidden if breaks_iob2([previous, label]) else 0.0 for label in labels]
+                               for previous in opened])  # [previous, next]
     return first, transition
 
 
@@ -56,9 +57,10 @@ class TagDecoder:
             return decoded
         steps = max(lengths[i] for i in rows)
         n = self.transition.shape[0]
-        logp = torch.zeros(len(rows), steps, n)
+        logits = torch.zeros(len(rows), steps, n)  # padding past a sentence's end is never read (`live` below)
         for k, i in enumerate(rows):
-            logp[k, :lengths[i]] = torch.log_softmax(scores[i].float().cpu(), dim=-1)
+            logits[k, :lengths[i]] = scores[i].float().cpu()
+        logp = torch.log_softmax(logits, dim=-1)
         length = torch.tensor([lengths[i] for i in rows])
         free = torch.tensor([bool(continues and continues[i]) for i in rows])
         best = logp[:, 0] + torch.where(free[:, None], torch.zeros(n), self.first)
