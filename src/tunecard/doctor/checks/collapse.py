@@ -218,7 +218,7 @@ def check_invalid_sequences(task: str | None, metrics: dict, decoding: str | Non
     from INVALID_TAGS_WARNING; nothing for a run that already decodes that way."""
     if task != NER or decoding == "constrained":
         return []
-    parts, worst = [], 0.0
+    parts, splits, worst = [], [], 0.0
     for split in ("validation", "test"):
         result = metrics.get(split)
         if not isinstance(result, dict):
@@ -227,6 +227,7 @@ def check_invalid_sequences(task: str | None, metrics: dict, decoding: str | Non
         if invalid is None or not sentences or invalid < INVALID_TAGS_MIN or invalid / sentences < INVALID_TAGS_INFO:
             continue
         worst = max(worst, invalid / sentences)
+        splits.append(split)
         parts.append(f"{split}: {fmt_int(invalid)} of {fmt_int(sentences)} sentences ({invalid / sentences:.1%})")
     if not parts:
         return []
@@ -236,7 +237,7 @@ def check_invalid_sequences(task: str | None, metrics: dict, decoding: str | Non
         "its own); scoring reads each as an entity of its own.",
         "Decode the most likely valid tag sequence: decoding: constrained when training, or --decoding constrained "
         "with tunecard evaluate / predict on this run (CoNLL-2003 dev: 0.4-0.5 points of F1; docs/training.md).",
-        severity=WARNING if worst >= INVALID_TAGS_WARNING else INFO, splits=[p.split(":")[0] for p in parts])]
+        severity=WARNING if worst >= INVALID_TAGS_WARNING else INFO, splits=splits)]
 
 
 def check_unpredicted_labels(per_split: dict[str, dict], lr=None) -> list[Finding]:
