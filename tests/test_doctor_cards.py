@@ -368,3 +368,40 @@ def test_a_card_tagged_with_any_multi_label_spelling_of_the_task_table_is_multi_
 def test_a_pipeline_tag_that_is_no_string_does_not_break_the_task_reading():
     text = "---\npipeline_tag: [text-classification, multilabel]\ntags:\n- multilabel\n---\n# model\n"
     assert parse_card(text).task == MULTI_LABEL_TASK  # the list is no name; the tag still is
+
+
+# --- score columns under a prefix (Keras callback cards, multi-task heads) ---------------------------------------
+
+
+def test_keras_metric_callback_scores_are_the_evaluation_scores():
+    """A Keras card names the KerasMetricCallback's scores 'Train F1' ... although they are computed on the
+    evaluation set (there is a Validation Loss and no Validation F1): P = R = F1 = 0 at every epoch is no entity."""
+    report = card("keras_callback_no_entities.md")
+    finding = only(report, "D102")
+    assert finding.severity == ERROR and "every evaluation" in finding.title
+    assert "collapse and chance-level" not in " ".join(report.not_run)
+
+
+def test_keras_validation_columns_are_the_scores_and_training_ones_are_not():
+    text = (CARDS / "keras_validation_accuracy.md").read_text(encoding="utf-8")
+    parsed = parse_card(text)
+    assert [row["accuracy"].value for row in parsed.table.rows] == [0.8847, 0.8979, 0.9012]
+    assert parsed.headline["accuracy"].value == 0.9012
+    assert parsed.task != "token-classification"  # 'Train Accuracy' is no entity type called 'train'
+    report = card("keras_validation_accuracy.md")
+    assert not codes(report, ERROR, WARNING), [f.to_dict() for f in report.findings]
+    # the same card with the validation accuracy stuck while the training accuracy climbs: frozen predictions
+    stuck = text.replace("| 0.8847 ", "| 0.6402 ").replace("| 0.8979 ", "| 0.6402 ").replace("| 0.9012 ", "| 0.6402 ")
+    stuck = stuck.replace("Validation Accuracy: 0.9012", "Validation Accuracy: 0.6402")
+    report = diagnose_card(stuck, installed=TRAINER_VERSIONS)
+    assert "D103" in codes(report, ERROR, WARNING), [f.to_dict() for f in report.findings]
+
+
+def test_multitask_prefixed_classifier_scores_show_its_collapse():
+    """'Cls Accuracy', 'Cls F1' ... of a joint LM + classifier model are the classifier's scores, not an entity
+    type 'cls': weighted recall = accuracy, precision = accuracy², F1 = 2a²/(1+a) at every row is one class."""
+    report = card("multitask_prefixed_collapse.md")
+    finding = only(report, "D101")
+    assert finding.severity == ERROR and "every evaluation" in finding.title
+    parsed = parse_card((CARDS / "multitask_prefixed_collapse.md").read_text(encoding="utf-8"))
+    assert parsed.task is None and parsed.headline["f1"].value == 0.4647

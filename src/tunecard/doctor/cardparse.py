@@ -138,9 +138,17 @@ def norm_key(name: str) -> str:
     return "_".join(parts)
 
 
+TRAINING_PREFIXES = ("train", "training")
+
+
 def metric_base(key: str) -> str | None:
-    """'loc_f1' -> 'f1', 'overall_precision' -> 'precision', 'loc_number' -> None."""
+    """'loc_f1' -> 'f1', 'overall_precision' -> 'precision', 'loc_number' -> None.
+
+    A score of the training set ('train_accuracy' beside 'validation_accuracy' in a Keras card) is no evaluation
+    score: None."""
     parts = key.split("_")
+    if len(parts) > 1 and parts[0] in TRAINING_PREFIXES:
+        return None
     for base in METRIC_BASES:
         if base in parts:
             return base
@@ -363,8 +371,73 @@ def parse_card(text: str) -> ParsedCard:
             step(card, lines, offset)
         except Exception as error:  # a parser bug must not stop the doctor; say what could not be read
             card.unparsed.append(f"{step.__name__.removeprefix('_read_')}: could not be read ({type(error).__name__}: {error})")
+    try:
+        _unprefix_scores(card)
+    except Exception as error:
+        card.unparsed.append(f"score columns: could not be read ({type(error).__name__}: {error})")
     card.task = _infer_task(card)
     return card
+
+
+def _rename(card: ParsedCard, renames: dict[str, str]) -> None:
+    if not renames:
+        return
+    if card.table:
+        card.table.keys = [renames.get(k, k) for k in card.table.keys]
+        card.table.rows = [{renames.get(k, k): c for k, c in row.items()} for row in card.table.rows]
+    card.headline = {renames.get(k, k): c for k, c in card.headline.items()}
+    card.headline_names = {renames.get(k, k): n for k, n in card.headline_names.items()}
+
+
+def _unprefix_scores(card: ParsedCard) -> None:
+    """Score columns whose name carries a prefix that is not an entity type, read under their plain name.
+
+    - 'Validation Accuracy' (a Keras card, beside 'Train Accuracy') is the accuracy.
+    - A Keras card's 'Train F1' with a 'Validation Loss' and no 'Validation F1' is the KerasMetricCallback's score,
+      computed on the evaluation set (Keras names every callback metric as a training one): the F1.
+    - A multi-task model's 'Cls Accuracy', 'Cls F1' ... (one prefix whose group has an accuracy, which seqeval's
+      per-type columns never have, and no plain score column): the classifier's scores.
+    Nothing is renamed onto a column that exists already."""
+    keys = list(dict.fromkeys((card.table.keys if card.table else []) + list(card.headline)))
+    taken = set(keys)
+    renames: dict[str, str] = {}
+
+    def rename(old: str, new: str) -> None:
+        if new and new not in taken and old not in renames:
+            renames[old] = new
+            taken.add(new)
+
+    for key in keys:
+        if key.startswith("validation_") and key != "validation_loss":
+            rename(key, key[len("validation_"):])
+    columns = [c.strip() for c in (card.table.columns if card.table else [])]
+    keras = (any(re.fullmatch(r"train\s+loss", c, re.I) for c in columns)
+             or "generated_from_keras_callback" in [str(t) for t in (card.meta.get("tags") or [])
+                                                    if isinstance(card.meta.get("tags"), list)])
+    if keras and "validation_loss" in keys:
+        for key in keys:
+            parts = key.split("_")
+            if len(parts) > 1 and parts[0] in TRAINING_PREFIXES and key != "training_loss":
+                rest = "_".join(parts[1:])
+                if f"validation_{rest}" not in keys and "loss" not in parts:
+                    rename(key, rest)
+    _rename(card, renames)
+    keys = [renames.get(k, k) for k in keys]
+    if main_metric_keys(keys):
+        return
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        prefix = entity_of(key)
+        if prefix:
+            groups.setdefault(prefix, []).append(key)
+    task_groups = [p for p, ks in groups.items() if any(metric_base(k) == "accuracy" for k in ks)]
+    if len(task_groups) == 1:
+        prefix = task_groups[0]
+        taken = set(keys)
+        renames = {}
+        for key in groups[prefix]:
+            rename(key, key[len(prefix) + 1:])
+        _rename(card, renames)
 
 
 def _read_meta(card: ParsedCard, yaml_text: str | None) -> None:
