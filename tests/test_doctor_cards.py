@@ -405,3 +405,15 @@ def test_multitask_prefixed_classifier_scores_show_its_collapse():
     assert finding.severity == ERROR and "every evaluation" in finding.title
     parsed = parse_card((CARDS / "multitask_prefixed_collapse.md").read_text(encoding="utf-8"))
     assert parsed.task is None and parsed.headline["f1"].value == 0.4647
+
+
+def test_untagged_card_with_f1_below_the_harmonic_mean_is_an_averaged_classifier_not_a_warning():
+    """A card naming no task whose F1 is below 2PR/(P+R) at every row: most such cards are classifiers reporting
+    macro or weighted averages, which are at most the harmonic mean; F1 above it stays a warning."""
+    report = card("untagged_macro_scores.md")
+    finding = only(report, "D505")
+    assert finding.severity == INFO and "names no task" in finding.remedy
+    assert not codes(report, ERROR, WARNING), [f.to_dict() for f in report.findings]
+    text = (CARDS / "untagged_macro_scores.md").read_text(encoding="utf-8").replace("| 0.6517 |", "| 0.7517 |")
+    finding = only(diagnose_card(text, installed=TRAINER_VERSIONS), "D505")
+    assert finding.severity == WARNING and "row 2" in finding.evidence
