@@ -417,3 +417,19 @@ def test_untagged_card_with_f1_below_the_harmonic_mean_is_an_averaged_classifier
     text = (CARDS / "untagged_macro_scores.md").read_text(encoding="utf-8").replace("| 0.6517 |", "| 0.7517 |")
     finding = only(diagnose_card(text, installed=TRAINER_VERSIONS), "D505")
     assert finding.severity == WARNING and "row 2" in finding.evidence
+
+
+def test_the_2021_model_index_layout_is_read():
+    """`model_index:` with one `metric:` per result (the Trainer of transformers 4.9-4.10): its value is compared with
+    the headline (here the epoch-2 value against a headline of epoch 3); `model-index: {name: ...}` alone is no
+    unreadable header."""
+    report = card("old_model_index.md")
+    assert report.unparsed == []
+    assert "D509" in codes(report, WARNING), [f.to_dict() for f in report.findings]
+    text = (CARDS / "old_model_index.md").read_text(encoding="utf-8")
+    parsed = parse_card(text)
+    assert parsed.model_index[0]["metrics"]["matthews_correlation"].value == 0.5617
+    assert parsed.task == "text-classification"
+    header_end = text.index("---", 3)
+    bare = "---\nlicense: mit\nmodel-index:\n  name: distilroberta-cola-2021\n" + text[header_end:]
+    assert not diagnose_card(bare, installed=TRAINER_VERSIONS).unparsed

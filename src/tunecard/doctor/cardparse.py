@@ -460,12 +460,18 @@ def _read_meta(card: ParsedCard, yaml_text: str | None) -> None:
     if isinstance(tags, str):
         tags = [tags]
     card.is_tunecard = "tunecard" in [str(t) for t in tags] if isinstance(tags, list) else False
-    index = meta.get("model-index")
+    # the Trainer of 2021 (transformers 4.9-4.10) wrote `model_index:`, one `metric:` mapping per result, and
+    # `model-index: {name: ...}` without results
+    index = meta.get("model-index", meta.get("model_index"))
     if index is None:
         return
+    if isinstance(index, dict):
+        index = [index]
     try:
         for model in index:
             for result in model.get("results") or []:
+                if "metrics" not in result and isinstance(result.get("metric"), dict):
+                    result = {**result, "metrics": [result["metric"]]}
                 task = (result.get("task") or {}).get("type")
                 dataset = result.get("dataset") or {}
                 metrics, ambiguous = {}, set()
