@@ -433,3 +433,16 @@ def test_the_2021_model_index_layout_is_read():
     header_end = text.index("---", 3)
     bare = "---\nlicense: mit\nmodel-index:\n  name: distilroberta-cola-2021\n" + text[header_end:]
     assert not diagnose_card(bare, installed=TRAINER_VERSIONS).unparsed
+
+
+def test_evaluate_results_printed_as_dicts_are_read_as_numbers():
+    """compute_metrics returning `evaluate`'s dicts as they are prints 'F1: {'f1': 0.76}' in every cell: the one
+    number named as its column is the value, so the one-class rows are seen."""
+    report = card("evaluate_dict_cells.md")
+    finding = only(report, "D101")
+    assert finding.severity == ERROR and "every evaluation" in finding.title
+    parsed = parse_card((CARDS / "evaluate_dict_cells.md").read_text(encoding="utf-8"))
+    assert parsed.headline["recall"].value == 1.0 and parsed.table.rows[0]["accuracy"].value == 0.6213
+    # a one-item dict named otherwise is still a per-entity item
+    other = parse_card("It achieves the following results on the evaluation set:\n- Loc: {'f1': 0.91}\n")
+    assert other.headline["loc_f1"].value == 0.91

@@ -124,6 +124,18 @@ def cell_from_python(value) -> Cell:
     return parse_value(str(value))
 
 
+def unwrap_named(cell: Cell, key: str) -> Cell:
+    """`evaluate`'s compute() result printed as is: 'F1: {'f1': 0.8669}' is the number (one item named as its
+    column); a dict of several items or another name ('Loc: {'f1': 0.9}') is left to the caller."""
+    if cell.kind != "dict" or len(cell.mapping) != 1:
+        return cell
+    ((name, value),) = cell.mapping.items()
+    if norm_key(name) != key or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return cell
+    inner = cell_from_python(value)
+    return Cell(cell.raw, inner.kind, inner.value, inner.decimals)
+
+
 def norm_key(name: str) -> str:
     """'Validation Loss' -> 'validation_loss', 'Overall F1' -> 'overall_f1', 'eval_f1' -> 'f1'."""
     s = re.sub(r"[*`]", "", str(name)).strip()
@@ -527,8 +539,8 @@ def _read_headline(card: ParsedCard, lines: list[str], offset: int) -> None:
             bad.append(match.group(1).strip())
             continue
         name, value = item
-        cell = parse_value(value)
         key = norm_key(name)
+        cell = unwrap_named(parse_value(value), key)
         if key == "validation_loss":
             key = "loss"
         if cell.kind == "dict":
@@ -643,7 +655,7 @@ def _read_results(card: ParsedCard, lines: list[str], offset: int) -> None:
                     results.marked = n
                 cells[key] = Cell(raw, "text")
                 continue
-            cell = parse_value(raw)
+            cell = unwrap_named(parse_value(raw), key)
             if cell.kind == "dict":
                 for sub, value in cell.mapping.items():
                     sub_key = norm_key(f"{column} {sub}")
