@@ -98,7 +98,7 @@ _OPENERS = {"conll": open_conll, "jsonl": open_token_jsonl, "spans": open_span_j
 def _open(path: str | Path, options: ReadOptions | None, task: str | None, stream: bool) -> Corpus | CorpusStream:
     options = options or ReadOptions()
     task = normalize_task(task) if task is not None else None
-    fmt = normalize_format(options.format) if options.format else detect_format(path, options)
+    fmt = normalize_format(options.format) if options.format else detect_format(path, options, task)
     expected = FORMAT_TASKS[fmt]
     family = TEXT_TASK if task == MULTI_LABEL_TASK else task  # multi-label data is in text classification formats
     if family is not None and expected is not None and expected != family:
@@ -145,13 +145,16 @@ def normalize_task(task: str) -> str:
                         "(multi-label).") from None
 
 
-def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
+def detect_format(path: str | Path, options: ReadOptions | None = None, task: str | None = None) -> str:
     """Detect the format of ``path`` from its extension, then its content.
 
     Args:
         path: a file, a ``save_to_disk`` folder, or a hub name.
         options: ``encoding`` (for reading the content), ``tag_column``, and ``text_column`` / ``label_column``
             (JSON keys that make a file text-classification JSONL) are used.
+        task: the task the caller expects, if known: with NER, a file of one word and its columns per line is
+            CoNLL even when its tags are not valid tags, so the CoNLL reader names the line and the bad tag
+            (instead of E115 for a format of the other task).
 
     Raises:
         DataError: E107 missing file, E108 undetectable format, and the file errors E101-E103.
@@ -177,7 +180,8 @@ def detect_format(path: str | Path, options: ReadOptions | None = None) -> str:
     first = next((line.lstrip() for line in text_file.iter_lines() if line.strip()), "")
     if suffix in _JSON_SUFFIXES or first[:1] in ("{", "["):
         return _sniff_json(text_file, options)
-    return _sniff_text(text_file, suffix, options.tag_column)
+    token_task = task is not None and normalize_task(task) == TOKEN_TASK
+    return _sniff_text(text_file, suffix, options.tag_column, token_task)
 
 
 def _sniff_json(text_file, options: ReadOptions) -> str:
@@ -196,8 +200,9 @@ def _sniff_json(text_file, options: ReadOptions) -> str:
     raise DataError("E103", "empty split: no JSON records", path=text_file.path, fix="point to the right file.")
 
 
-def _sniff_text(text_file, suffix: str, tag_column: int | None) -> str:
-    """CoNLL if most lines end in a tag; TSV if most lines have a tab; label-text if first fields repeat."""
+def _sniff_text(text_file, suffix: str, tag_column: int | None, token_task: bool = False) -> str:
+    """CoNLL if most lines end in a tag (for a NER task: if most lines are one word and the same number of
+    columns); TSV if most lines have a tab; label-text if first fields repeat."""
     sample = list(islice((line for line in text_file.iter_lines()
                           if line.strip() and not line.strip().startswith(DOCSTART)), _SNIFF_LINES))
     fields = [line.rstrip().split("\t") if "\t" in line.strip() else line.split() for line in sample]
@@ -206,6 +211,8 @@ def _sniff_text(text_file, suffix: str, tag_column: int | None) -> str:
                    and _is_tag(cells[column]))
     if tag_like >= 0.8 * len(sample):
         return "conll"
+    if token_task and sample and _word_columns(fields) >= 0.8 * len(sample):
+        return "conll"  # CoNLL-shaped with tags that are not tags (b-per, B_PER, 1): the reader says which and where
     if suffix in (".tsv", ".tab") or sum("\t" in line for line in sample) >= 0.8 * len(sample):
         return "tsv"
     first_fields = [cells[0] for cells in fields if len(cells) >= 2]
@@ -213,6 +220,15 @@ def _sniff_text(text_file, suffix: str, tag_column: int | None) -> str:
         return "label-text"
     raise DataError("E108", "cannot detect the format: not CoNLL columns, TSV, or 'label text' lines",
                     path=text_file.path, fix=_FORMAT_FIX)
+
+
+def _word_columns(fields: list[list[str]]) -> int:
+    """How many lines have the most common number of columns (two or more) and a first column of one word."""
+    counts: dict[int, int] = {}
+    for cells in fields:
+        if len(cells) >= 2 and len(cells[0].split()) == 1:
+            counts[len(cells)] = counts.get(len(cells), 0) + 1
+    return max(counts.values(), default=0)
 
 
 def _is_tag(value: str) -> bool:

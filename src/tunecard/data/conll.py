@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tunecard.data.example import TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TokenExample
 from tunecard.data.schemes import (REPAIR_RULE_SHORT, SchemeDetector, check_prefix, normalize_scheme, parse_tag,
-                                   to_iob2)
+                                   tag_shape_hint, to_iob2)
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
@@ -246,10 +246,11 @@ class TagCheck:
             try:
                 parse_tag(tag)
             except DataError:
+                hint = tag_shape_hint(tag) if isinstance(tag, str) else None
                 raise DataError("E105", f"{preview(tag)}{where} is not a tag (expected O, or B-/I-/E-/S-/M-/L-/U- and "
-                                "a type)", path=self.path, line=line, fix="check the tag column (--tag-column) and "
-                                "that every token line has a tag; integer tag ids need their names (use a datasets "
-                                "folder).") from None
+                                "a type)", path=self.path, line=line, fix=f"{hint}." if hint else "check the tag column "
+                                "(--tag-column) and that every token line has a tag; integer tag ids need their "
+                                "names (use a datasets folder).") from None
         if self.options.scheme:
             scheme = normalize_scheme(self.options.scheme)
         else:

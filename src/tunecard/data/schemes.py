@@ -16,6 +16,7 @@ single rule :data:`REPAIR_RULE`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -104,6 +105,31 @@ def parse_tag(tag: object, *, path: str | None = None, line: int | None = None) 
     if parsed is not None:
         return parsed
     raise DataError("E105", f"{_shown(tag)} is not a tag (unknown prefix or empty type)", path=path, line=line, fix=_TAG_FIX)
+
+
+def tag_shape_hint(tag: str) -> str | None:
+    """What is wrong with a string that is almost a tag, as a sentence for an error's fix; None when nothing fits.
+
+    ``b-per`` (prefix in lower case), ``B_PER`` / ``B:PER`` / ``B.PER`` (another separator), ``PER-B`` (prefix
+    last), ``o`` / ``0`` for outside, an integer id. The tag is never rewritten: only the message says how.
+    """
+    tag = tag.strip()
+    if tag in ("o", "0") and tag != OUTSIDE:
+        hint = f"'{OUTSIDE}' (capital letter O) is the outside tag, not {tag!r}"
+        return hint + ("; if the column holds integer tag ids, they need their names" if tag == "0" else "")
+    if tag.lstrip("-").isdigit():
+        return ("integer tag ids need their names (write B-PER, O, ...; or use a datasets folder with a ClassLabel), "
+                "unless the tag is in another column (--tag-column)")
+    match = re.fullmatch(r"([A-Za-z])[-_:.](.+)", tag)
+    if match and match.group(1).upper() in _ALL_PREFIXES and _split_tag(tag) is None:
+        prefix, label = match.groups()
+        return (f"tags are written prefix, '-', type with an upper-case prefix: {prefix.upper()}-{label} "
+                f"for {tag!r}")
+    match = re.fullmatch(r"(.+)[-_]([A-Za-z])", tag)
+    if match and match.group(2).upper() in _ALL_PREFIXES:
+        label, prefix = match.groups()
+        return f"the prefix comes first: {prefix.upper()}-{label} for {tag!r}"
+    return None
 
 
 @lru_cache(maxsize=8192)  # corpora use few distinct tags; this keeps long files fast

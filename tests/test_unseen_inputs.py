@@ -1,0 +1,49 @@
+"""Inputs a new user brings that the other reader tests did not hold: each case failed (a misleading error, or a
+wrong read) before its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunecard.data import read_corpus
+from tunecard.errors import DataError
+
+
+def write(tmp_path, name: str, content: str | bytes):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+def error_of(path, task=None) -> DataError:
+    with pytest.raises(DataError) as caught:
+        read_corpus(path, task=task)
+    assert caught.value.path == str(path) and caught.value.fix
+    return caught.value
+
+
+# ------------------------------------------------------------------ CoNLL-shaped files whose tags are not tags
+
+
+@pytest.mark.parametrize("name", ["train.txt", "train.tsv", "train.conll"])
+@pytest.mark.parametrize("tags, bad, line, hint", [
+    (["b-loc", "i-loc", "O"], "b-loc", 1, "B-loc for 'b-loc'"),
+    (["B_LOC", "I_LOC", "O"], "B_LOC", 1, "B-LOC for 'B_LOC'"),
+    (["LOC-B", "LOC-I", "O"], "LOC-B", 1, "the prefix comes first: B-LOC"),
+    (["B-LOC", "I-LOC", "o"], "o", 3, "'O' (capital letter O) is the outside tag"),
+    (["3", "4", "0"], "3", 1, "integer tag ids need their names"),
+])
+def test_a_ner_file_with_tags_that_are_not_tags_names_the_line_and_the_fix(tmp_path, name, tags, bad, line, hint):
+    # Before: a .txt/.tsv file was detected as label-text or TSV and a NER task got E115 ("format label-text holds
+    # text-classification data"), naming neither the line nor the tag.
+    words = ["New", "York", "today"]
+    path = write(tmp_path, name, "".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "\n")
+    error = error_of(path, task="ner")
+    assert error.code == "E105" and error.line == line and repr(bad) in str(error)
+    assert hint in error.fix
+
+
+def test_a_classification_file_given_for_ner_is_still_the_task_error(tmp_path):
+    path = write(tmp_path, "train.tsv", "a great movie\tpositive\nboring and long\tnegative\n")
+    assert error_of(path, task="ner").code == "E115"
+    assert read_corpus(path).task == "text-classification"  # without a task, detection is unchanged
