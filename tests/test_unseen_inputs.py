@@ -47,3 +47,37 @@ def test_a_classification_file_given_for_ner_is_still_the_task_error(tmp_path):
     path = write(tmp_path, "train.tsv", "a great movie\tpositive\nboring and long\tnegative\n")
     assert error_of(path, task="ner").code == "E115"
     assert read_corpus(path).task == "text-classification"  # without a task, detection is unchanged
+
+
+# ------------------------------------------------------------------ span JSONL as annotation tools export it
+
+
+@pytest.mark.parametrize("records", [
+    # doccano's sequence-labelling export: spans as [start, end, label] under "label"; a text without any first
+    ['{"id": 1, "text": "nothing here", "label": []}',
+     '{"id": 2, "text": "John lives in Paris", "label": [[0, 4, "PER"], [14, 19, "LOC"]]}'],
+    # doccano 1.6+: "entities" with start_offset / end_offset
+    ['{"id": 1, "text": "nothing here", "entities": [], "relations": []}',
+     '{"id": 2, "text": "John lives in Paris", "entities": [{"id": 1, "label": "PER", "start_offset": 0, '
+     '"end_offset": 4}, {"id": 2, "label": "LOC", "start_offset": 14, "end_offset": 19}], "relations": []}'],
+    # spaCy-style "entities" of [start, end, label]
+    ['{"text": "nothing here", "entities": []}',
+     '{"text": "John lives in Paris", "entities": [[0, 4, "PER"], [14, 19, "LOC"]]}'],
+])
+def test_span_files_under_the_keys_annotation_tools_write_are_read_as_spans(tmp_path, records):
+    # Before: detected as classification JSONL: E104 ("label [0, 4, 'PER'] ... is not a class name"), E114 (no
+    # label key), or for a NER task E115.
+    path = write(tmp_path, "train.jsonl", "\n".join(records) + "\n")
+    for task in (None, "ner"):
+        corpus = read_corpus(path, task=task)
+        assert corpus.format == "spans" and [ex.line for ex in corpus.examples] == [1, 2]
+        assert corpus.examples[0].tags == ["O", "O"]
+        assert corpus.examples[1].tags == ["B-PER", "O", "O", "B-LOC"]
+        assert corpus.examples[1].spans == [(0, 4, "PER"), (14, 19, "LOC")]
+    assert error_of(path, task="text-classification").code == "E115"
+
+
+def test_label_lists_of_names_stay_multi_label(tmp_path):
+    path = write(tmp_path, "train.jsonl", '{"text": "a", "label": []}\n{"text": "b", "label": ["x", "y"]}\n')
+    corpus = read_corpus(path)
+    assert corpus.format == "text-jsonl" and [ex.labels for ex in corpus.examples] == [[], ["x", "y"]]

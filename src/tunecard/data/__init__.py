@@ -16,7 +16,7 @@ from tunecard.data.conll import DOCSTART, open_conll
 from tunecard.data.example import (MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus, CorpusStream, ReadOptions,
                                    TextExample, TokenExample, as_multi_label)
 from tunecard.data.hf import is_saved_dataset, read_hf
-from tunecard.data.jsonl import iter_json_records, open_span_jsonl, open_token_jsonl
+from tunecard.data.jsonl import is_span, iter_json_records, open_span_jsonl, open_token_jsonl, span_key
 from tunecard.data.schemes import parse_tag
 from tunecard.data.textfile import preview, read_text_file
 from tunecard.errors import DataError
@@ -186,11 +186,22 @@ def detect_format(path: str | Path, options: ReadOptions | None = None, task: st
 
 def _sniff_json(text_file, options: ReadOptions) -> str:
     named = {key for key in (options.text_column, options.label_column) if isinstance(key, str)}  # --text-column
-    for _, record in iter_json_records(text_file):
+    records = iter_json_records(text_file)
+    for _, record in records:
         if "spans" in record:
             return "spans"
         if "tokens" in record:
             return "jsonl"
+        listed = _listed_spans(record)
+        if listed:
+            return "spans"
+        if listed == []:  # {"text": ..., "entities": []}: the next records say whether the lists hold spans
+            for _, later in islice(records, _SNIFF_LINES):
+                listed = _listed_spans(later)
+                if listed:
+                    return "spans"
+                if listed is None:
+                    break
         if "text" in record or "sentence" in record or "label" in record or named & set(record):
             return "text-jsonl"
         raise DataError("E108", f"cannot tell the JSON format from the keys {preview(sorted(record), 200)}",
@@ -198,6 +209,16 @@ def _sniff_json(text_file, options: ReadOptions) -> str:
                         fix='use "tokens"+"tags" (NER), "text"+"spans" (NER) or "text"+"label" (other keys: name them '
                         'with --text-column and --label-column), or ' + _FORMAT_FIX)
     raise DataError("E103", "empty split: no JSON records", path=text_file.path, fix="point to the right file.")
+
+
+def _listed_spans(record: dict) -> list | None:
+    """A record's spans under another key than ``spans``: ``{"text": ..., "entities": [...]}``, or doccano's
+    ``{"text": ..., "label": [[0, 4, "PER"]]}``; None when the record has no such list."""
+    if "text" not in record:
+        return None
+    key = span_key(record)
+    return record[key] if key in ("entities", "label") and isinstance(record[key], list) and all(
+        is_span(item) for item in record[key]) else None
 
 
 def _sniff_text(text_file, suffix: str, tag_column: int | None, token_task: bool = False) -> str:

@@ -30,6 +30,7 @@ from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
 TAG_KEYS = ("tags", "ner_tags")
+SPAN_KEYS = ("spans", "entities", "label")  # "entities" (spaCy-style); "label": doccano's sequence-labelling export
 DOCUMENT_KEYS = ("doc_id", "document_id")  # a record's document (NER with context: document)
 OVERLAPPING_SPANS = ("error", "longest", "first")
 MAX_DEPTH = 100  # JSON nesting levels read; data records have a handful
@@ -409,7 +410,8 @@ def _span_examples(text_file: TextFile, policy: str, split: bool, counts: _SpanC
         if not isinstance(text, str):
             raise DataError("E111", "missing or non-string 'text'", path=path, line=line,
                             fix='write {"text": "...", "spans": [{"start": 0, "end": 4, "label": "PER"}]}.')
-        spans = _checked_spans(record.get("spans", []), text, path, line)
+        key = span_key(record)
+        spans = _checked_spans(record.get(key, []) if key else [], text, path, line, key or "spans")
         pairs = _overlapping_pairs(spans)
         if pairs:
             counts.overlapping_pairs += len(pairs)
@@ -436,15 +438,37 @@ def _span_examples(text_file: TextFile, policy: str, split: bool, counts: _SpanC
                            spans=spans, doc_id=documents.of(record, line))
 
 
-def _checked_spans(raw_spans: object, text: str, path: str, line: int) -> list[tuple[int, int, str]]:
+def is_span(item: object) -> bool:
+    """A span as a record lists it: ``{"start": 0, "end": 4, ...}`` (or doccano's ``start_offset``/``end_offset``)
+    or ``[0, 4, "PER"]``."""
+    if isinstance(item, dict):
+        return ("start" in item or "start_offset" in item) and ("end" in item or "end_offset" in item)
+    return (isinstance(item, list) and len(item) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                for v in item[:2]))
+
+
+def span_key(record: dict) -> str | None:
+    """The key of a record's spans: ``spans``, else ``entities``, else a ``label`` list of spans (doccano)."""
+    for key in SPAN_KEYS:
+        value = record.get(key)
+        if key != "label" and key in record:
+            return key
+        if key == "label" and isinstance(value, list) and all(is_span(item) for item in value):
+            return key
+    return None
+
+
+def _checked_spans(raw_spans: object, text: str, path: str, line: int,
+                   key: str = "spans") -> list[tuple[int, int, str]]:
     """Validate spans (dicts or ``[start, end, label]`` lists), in the order listed."""
     if not isinstance(raw_spans, list):
-        raise DataError("E111", "'spans' must be a list", path=path, line=line,
+        raise DataError("E111", f"{key!r} must be a list", path=path, line=line,
                         fix='write "spans": [{"start": 0, "end": 4, "label": "PER"}].')
     spans = []
     for raw in raw_spans:
         if isinstance(raw, dict):
-            start, end, label = raw.get("start"), raw.get("end"), raw.get("label")
+            start, end, label = (raw.get("start", raw.get("start_offset")), raw.get("end", raw.get("end_offset")),
+                                 raw.get("label"))
         elif isinstance(raw, list) and len(raw) == 3:
             start, end, label = raw
         else:
