@@ -446,3 +446,20 @@ def test_evaluate_results_printed_as_dicts_are_read_as_numbers():
     # a one-item dict named otherwise is still a per-entity item
     other = parse_card("It achieves the following results on the evaluation set:\n- Loc: {'f1': 0.91}\n")
     assert other.headline["loc_f1"].value == 0.91
+
+
+def test_ner_card_entity_counts_give_a_tiny_evaluation_set_away():
+    """seqeval's per-type Number columns count the gold entities: 7 is a tiny evaluation set (D608), and an overall
+    F1 repeating over three evaluations is then its coarse granularity (D103 info), not frozen predictions."""
+    text = (CARDS / "tiny_entity_counts_ner.md").read_text(encoding="utf-8")
+    report = card("tiny_entity_counts_ner.md")
+    tiny = only(report, "D608")
+    assert tiny.severity == WARNING and "7 gold entities" in tiny.evidence and tiny.data["entities"] == 7
+    assert only(report, "D103").severity == INFO
+    assert only(report, "D102").severity == INFO  # the first two evaluations, recovered from
+    # the same scores over 700 entities: no tiny set, and the F1 that never moves is a warning again
+    many = text.replace("| 3           |", "| 300         |").replace("| 4           |", "| 400         |")
+    many = many.replace("Date Number: 3", "Date Number: 300").replace("Name Number: 4", "Name Number: 400")
+    report = diagnose_card(many, installed=TRAINER_VERSIONS)
+    assert "D608" not in codes(report) and only(report, "D103").severity == WARNING
+

@@ -21,7 +21,7 @@ from .card import (
 )
 from .collapse import check_card_collapse, check_frozen, collapsed_rows, row_collapse
 from .common import CHANCE_F1, COLLAPSE_TOLERANCE, REG, Eval, _finite, guarded
-from .data import card_eval_size, card_train_bound, check_card_data, check_card_eval_size, check_perfect
+from .data import card_eval_size, card_tiny_entities, card_train_bound, check_card_data, check_card_eval_size, check_perfect
 from .divergence import EVALUATION, TRAINING, check_learning_rate, check_loss_trend, check_not_finite
 from .environment import check_versions, installed_versions
 from .training import check_best_not_last_card, check_not_converged, check_overfitting
@@ -121,7 +121,7 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         return cell.value if cell is not None and cell.kind in ("number", "nan", "inf") else None
 
     bound = card_train_bound(card, evals)  # the training set's size bound, once: three checks read it
-    tiny = card_eval_size(card, bound)
+    tiny = card_eval_size(card, bound) or card_tiny_entities(card, task)
 
     def collapse():
         numbers, tol, nan = values()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..cardparse import ParsedCard
+from ..cardparse import ParsedCard, entity_of
 from tunecard.data.stats import leakage_counts
 from tunecard.data.stats import normal_text as _normal_text  # noqa: F401 (re-exported by checks)
 
@@ -192,10 +192,42 @@ def card_eval_size(card: ParsedCard, bound: tuple[Eval, int, float] | None) -> t
     return eval_size_from_values([row.get("accuracy") for row in card.table.rows], one_value_limit=limit)
 
 
+def card_entity_total(card: ParsedCard) -> tuple[int, list[str]] | None:
+    """The gold entities of a NER card's evaluation set: the sum of seqeval's per-type `Number` columns (the last
+    row's, else the headline's). Returns (total, ['Dob 2', ...]) or None when the card prints no counts."""
+    sources = ([card.table.rows[-1]] if card.table and card.table.rows else []) + [card.headline]
+    for cells in sources:
+        counts = {k[: -len("_number")]: c.value for k, c in cells.items()
+                  if k.endswith("_number") and entity_of(k) and c is not None and c.kind == "number" and c.value >= 0}
+        if counts:
+            total = int(round(sum(counts.values())))
+            return total, [f"{name.replace('_', ' ').title()} {int(v)}" for name, v in counts.items()]
+    return None
+
+
+def card_tiny_entities(card: ParsedCard, task: str | None) -> tuple[int, list[str]] | None:
+    """:func:`card_entity_total` when it is under TINY_EVAL gold entities (NER cards and cards naming no task)."""
+    if task not in (NER, None):
+        return None
+    found = card_entity_total(card)
+    return found if found and found[0] < TINY_EVAL else None
+
+
 def check_card_eval_size(card: ParsedCard, task: str | None,
                           bound: tuple[Eval, int, float] | None = None) -> list[Finding]:
-    """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away.
-    ``bound``: :func:`card_train_bound`'s answer for this card."""
+    """D608 on a card: the accuracy values of the headline and the Training results give the evaluation set away;
+    on a NER card, seqeval's per-type `Number` columns count its gold entities. ``bound``:
+    :func:`card_train_bound`'s answer for this card."""
+    entities = card_tiny_entities(card, task)
+    if entities:
+        total, parts = entities
+        return [finding(
+            "D608", "A very small evaluation set",
+            f"{total} gold entities in the evaluation set ({', '.join(parts[:8])}"
+            f"{', …' if len(parts) > 8 else ''}), under {TINY_EVAL}: one entity found or missed moves recall by "
+            f"{1 / max(total, 1):.0%}, and scores repeat between evaluations for lack of finer values.",
+            "Scores this small are noisy: evaluate on a few hundred entities or more, or report a confidence interval.",
+            splits=[f"{total} gold entities"], entities=total)]
     if task not in (CLS, None) or not card.table:
         return []
     found = card_eval_size(card, bound)
