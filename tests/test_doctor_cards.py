@@ -463,3 +463,15 @@ def test_ner_card_entity_counts_give_a_tiny_evaluation_set_away():
     report = diagnose_card(many, installed=TRAINER_VERSIONS)
     assert "D608" not in codes(report) and only(report, "D103").severity == WARNING
 
+
+def test_token_accuracy_frozen_while_no_entity_is_predicted_is_left_to_the_collapse_finding():
+    """Three first evaluations with no entity predicted have the same token accuracy (the share of O tags): that is
+    D102's finding (info: the model recovered), not a frozen-metric warning."""
+    text = (CARDS / "tiny_entity_counts_ner.md").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith("| 1.8102"))
+    extra = lines[first].replace("| 1.8102        | 1.0   | 20   | 0.9013 ", "| 1.9500        | 0.5   | 10   | 0.9800 ")
+    report = diagnose_card("".join(lines[:first] + [extra] + lines[first:]), installed=TRAINER_VERSIONS)
+    assert only(report, "D102").severity == INFO
+    assert all("0.8412" not in f.evidence for f in report.findings if f.code == "D103")
+    assert "D103" not in codes(report, ERROR, WARNING)
