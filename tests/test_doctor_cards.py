@@ -475,3 +475,14 @@ def test_token_accuracy_frozen_while_no_entity_is_predicted_is_left_to_the_colla
     assert only(report, "D102").severity == INFO
     assert all("0.8412" not in f.evidence for f in report.findings if f.code == "D103")
     assert "D103" not in codes(report, ERROR, WARNING)
+
+
+def test_a_jumping_last_logged_training_loss_with_steady_evaluations_is_no_divergence():
+    """The card's Training Loss is one logging window's mean: 0.41, 0.53, 0.05, 1.02 at batch 4 went down to a
+    tenth of its start in between, and the F1 holds at its best: noise (D302 info), not a model unlearning. The same
+    losses with the F1 falling at the end stay the error."""
+    finding = only(card("noisy_logged_training_loss.md"), "D302")
+    assert finding.severity == INFO and "0.0518" in finding.evidence and "0.6822" in finding.evidence
+    text = (CARDS / "noisy_logged_training_loss.md").read_text(encoding="utf-8")
+    worse = text.replace("| 0.9105          | 0.6822 |", "| 0.9105          | 0.5904 |").replace("F1: 0.6822", "F1: 0.5904")
+    assert only(diagnose_card(worse, installed=TRAINER_VERSIONS), "D302").severity == ERROR

@@ -215,7 +215,7 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
                                                 for f in found_so_far) else check_perfect(evals, values()[0], task)),
         run("baseline", baselines),
         run("not finite", not_finite),
-        run("loss trend", lambda: check_loss_trend(evals, card=True, lr=lr)),
+        run("loss trend", lambda: check_loss_trend(evals, card=True, lr=lr, main=main)),
         run("learning rate", hyper),
         run("overfitting", lambda: [] if broken() else check_overfitting(evals, main, state["published"])),
         run("best not last", lambda: check_best_not_last_card(

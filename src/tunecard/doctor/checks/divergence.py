@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ..findings import Finding, finding
+from ..findings import INFO, Finding, finding
 from .common import (
+    BEST_GAP,
     LOSS_RISE_TOLERANCE,
     LR_HIGH,
     SMALL_BATCH,
@@ -95,15 +96,30 @@ def _logged(evals: list[Eval]) -> list[Eval]:
     return out
 
 
-def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None, card: bool = False, lr=None
-                     ) -> list[Finding]:
+def _held(evals: list[Eval], main: str | None) -> tuple[float, float] | None:
+    """(last, best) of the main score when the last evaluation is within BEST_GAP of the best: the model did not
+    degrade. None without a score to follow (the loss is none: it rises with overfitting too)."""
+    if not main or main == "loss":
+        return None
+    values = [e.scores.get(main, e.metrics.get(main)) for e in evals]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if len(values) < 2 or values[-1] < max(values) - BEST_GAP:
+        return None
+    return values[-1], max(values)
+
+
+def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None, card: bool = False, lr=None,
+                     main: str | None = None) -> list[Finding]:
     """D302 (training loss ends above its first value) or D303 (rising over the last evaluations).
 
     From a run's optimizer steps when there are any (the mean of the last STEP_TAIL_SHARE against the first). From
     rows, a trend is needed: a card's Training Loss is the last logged value, noisy, so one high value proves
     nothing. D302: at least 3 logged values, the last and the mean of the second half both above the first (half)
     by LOSS_RISE_TOLERANCE, and two thirds of the changes rises. D303: the last TRAIN_RISE_MIN_EVALS changes (one
-    more on a card) all rises, by TRAIN_RISE_MIN_RELATIVE in all."""
+    more on a card) all rises, by TRAIN_RISE_MIN_RELATIVE in all. On a card, D302 is info when the logged loss fell
+    to under half its start in between (the model fitted the data) and the main score ``main`` at the last
+    evaluation is within BEST_GAP of its best: a last logged value that jumps while the evaluations hold is the
+    noise of one logging window, not a model unlearning."""
     remedy_diverged = ("The model is unlearning: use warmup and gradient clipping, check that the data is shuffled. "
                        + (lr_advice(lr, high_only=True) or ("Lower the learning rate 2-10x." if lr is None else
                                                             f"Even at {lr:g}, try 2x lower."))).strip()
@@ -132,6 +148,16 @@ def check_loss_trend(evals: list[Eval], steps: list[dict] | None = None, card: b
     trend = (sum(late) / len(late) > sum(early) / len(early) * (1 + LOSS_RISE_TOLERANCE)
              and rising * 3 >= 2 * len(changes)) if card else True
     if last.training_loss > first.training_loss * (1 + LOSS_RISE_TOLERANCE) and trend:
+        held = _held(evals, main) if card else None
+        if held and min(values) < first.training_loss / 2:
+            return [finding(
+                "D302", "The logged training loss jumps, but the evaluations hold",
+                f"training loss {_series(values)} ({first.where} to {last.where}), down to {fmt(min(values))} in "
+                f"between, while {main.replace('_', ' ')} is {fmt(held[0])} at the last evaluation (best "
+                f"{fmt(held[1])}): the card prints the last logged value, one logging window's mean, not a trend.",
+                "Nothing points to divergence; to see the trend, log every epoch (logging_strategy='epoch') or log "
+                "more often (smaller logging_steps).",
+                severity=INFO, first=first.training_loss, last=last.training_loss, source="rows", noise=True)]
         return [finding(
             "D302", "The training loss ended above where it started",
             f"training loss {_series(values)} ({first.where} to {last.where})"
