@@ -486,3 +486,17 @@ def test_a_jumping_last_logged_training_loss_with_steady_evaluations_is_no_diver
     text = (CARDS / "noisy_logged_training_loss.md").read_text(encoding="utf-8")
     worse = text.replace("| 0.9105          | 0.6822 |", "| 0.9105          | 0.5904 |").replace("F1: 0.6822", "F1: 0.5904")
     assert only(diagnose_card(worse, installed=TRAINER_VERSIONS), "D302").severity == ERROR
+
+
+def test_best_not_last_by_one_example_of_a_tiny_evaluation_set_is_noise():
+    """Accuracy 0.8333 then 0.7917 are 20 and 19 of 24 (D608): the 'best' epoch is one example ahead, within one
+    standard error of an accuracy on 24 examples, so D402 is info. The same gap on a large set stays a warning."""
+    report = card("tiny_eval_best_not_last.md")
+    assert only(report, "D608").data["examples"] == 24
+    best = only(report, "D402")
+    assert best.severity == INFO and "standard error" in best.evidence
+    text = (CARDS / "tiny_eval_best_not_last.md").read_text(encoding="utf-8")
+    large = (text.replace("| 0.6667   |", "| 0.6671   |").replace("| 0.8333   |", "| 0.8342   |")
+             .replace("| 0.7917   |", "| 0.7903   |").replace("Accuracy: 0.7917", "Accuracy: 0.7903"))
+    report = diagnose_card(large, installed=TRAINER_VERSIONS)
+    assert "D608" not in codes(report) and only(report, "D402").severity == WARNING

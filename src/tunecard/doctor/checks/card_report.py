@@ -220,7 +220,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
         run("overfitting", lambda: [] if broken() else check_overfitting(evals, main, state["published"])),
         run("best not last", lambda: check_best_not_last_card(
             evals, main, state["published"], collapsed_rows(task, evals),
-            traced=not card.headline or state["published"] is not None)),  # a headline in no row: unknown
+            traced=not card.headline or state["published"] is not None,  # a headline in no row: unknown
+            eval_size=tiny[0] if tiny else None)),
         run("not converged", lambda: check_not_converged(evals, main)),
         run("no log", lambda: check_nolog(card, evals)),
         run("copied values", lambda: check_copied(card)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..findings import INFO, Finding, finding
 from .common import (
     BEST_GAP,
@@ -128,14 +130,17 @@ def check_best_not_last_run(evals: list[Eval], best: dict | None, main: str) -> 
 
 
 def check_best_not_last_card(evals: list[Eval], main: str, published: int | None,
-                             exclude: set[int] | None = None, traced: bool = True) -> list[Finding]:
+                             exclude: set[int] | None = None, traced: bool = True,
+                             eval_size: int | None = None) -> list[Finding]:
     """D402 (cards): the best evaluation is not the one published.
 
     One-class evaluations (``exclude``) are never the best: a collapsed model can have the best F1. Warning when
     the published row is the last (or any row that is no best checkpoint) and the best beats it by BEST_GAP, and
     either the last is the worst evaluation after the best or the gap is BEST_GAP_NOISE times the usual change
     between evaluations (a best that is one lucky evaluation is noise); info otherwise, and when the headline
-    matches no row (``traced`` False: what was published is not known, D502 says so)."""
+    matches no row (``traced`` False: what was published is not known, D502 says so), and when the evaluation set
+    is tiny (``eval_size``: D608's n) and the gap is within one standard error of a score on n examples,
+    sqrt(p(1-p)/n): one or two examples of a few dozen."""
     exclude = exclude or set()
     scored = [(i, _score(e, main)) for i, e in enumerate(evals) if i not in exclude]
     scored = [(i, v) for i, v in scored if v is not None]
@@ -157,15 +162,22 @@ def check_best_not_last_card(evals: list[Eval], main: str, published: int | None
     worst_after = bool(after) and (t_value >= max(after) if lower else t_value <= min(after))
     noise = typical_change([v for _, v in scored])
     is_best = target in best_rows(evals, exclude)
+    p = (b_value + t_value) / 2
+    within_error = (bool(eval_size) and not lower and 0 < p < 1
+                    and gap <= math.sqrt(p * (1 - p) / eval_size) + 1e-9)
     evidence = (f"{title(main)} {fmt(b_value)} at {best.where}, {fmt(t_value)} at "
                 + ("the published " if published is not None else "the last ") + f"evaluation ({chosen.where})"
                 + (f"; evaluations differ by {fmt(noise)} from one to the next" if noise else "") + ".")
     data = {"best": best.where, "best_value": b_value, "last": chosen.where, "last_value": t_value,
             "epoch": best.epoch, "metric": main}
-    if is_best and target != len(evals) - 1 or not traced or not (worst_after or gap >= BEST_GAP_NOISE * noise):
+    if (is_best and target != len(evals) - 1 or not traced or within_error
+            or not (worst_after or gap >= BEST_GAP_NOISE * noise)):
+        why = (f" The difference is within one standard error of a score on about {eval_size} evaluation examples "
+               f"({math.sqrt(p * (1 - p) / eval_size):.3f}, D608): noise." if within_error else
+               " The difference is within the evaluations' ups and downs." if not is_best else "")
         return [finding(
             "D402", f"The best {title(main)} was at {best.where}, not in the published results",
-            evidence + (" The difference is within the evaluations' ups and downs." if not is_best else ""),
+            evidence + why,
             f"Training past {best.where} bought nothing: train for {fmt_epoch(best.epoch)} epochs or use early stopping "
             "(EarlyStoppingCallback, early_stopping_patience: 2).", severity=INFO, **data)]
     return [finding(
