@@ -80,6 +80,14 @@ def tag_parts(tag: object) -> tuple[str, str | None]:
     raise Rejected(f"not a tag: {tag!r}")
 
 
+def _is_tag(value: str) -> bool:
+    try:
+        tag_parts(value)
+    except Rejected:
+        return False
+    return True
+
+
 def iob2_from_iob2_file(tags: list[str]) -> list[str]:
     """IOB2 tags read with scheme IOB2: other prefixes are errors; an I-X that does not continue X begins it."""
     out, previous = [], None
@@ -102,7 +110,12 @@ def conll(lines: list[str], options: dict) -> list[tuple]:
     kinds = []
     for line in lines:
         fields = line.split()
-        kinds.append("blank" if not fields else "docstart" if fields[0] == "-DOCSTART-" else "token")
+        kind = "blank" if not fields else "docstart" if fields[0] == "-DOCSTART-" else "token"
+        # "# id 1 domain=en" before a sentence: a comment unless it ends in a tag ("#<TAB>O" is a token)
+        if (kind == "token" and (not kinds or kinds[-1] != "token") and re.match("#([ \t]|$)", line)
+                and not _is_tag(fields[-1])):
+            kind = "comment"
+        kinds.append(kind)
     token_lines = [line for line, kind in zip(lines, kinds) if kind == "token"]
     if not token_lines:
         raise Rejected("no token lines")
@@ -133,6 +146,8 @@ def conll(lines: list[str], options: dict) -> list[tuple]:
             tags.clear()
 
     for number, (line, kind) in enumerate(zip(lines, kinds), start=1):
+        if kind == "comment":
+            continue
         if kind == "token":
             row = cells(line)
             token = row[0].strip(" ") if tabs else row[0]

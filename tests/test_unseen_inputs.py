@@ -81,3 +81,25 @@ def test_label_lists_of_names_stay_multi_label(tmp_path):
     path = write(tmp_path, "train.jsonl", '{"text": "a", "label": []}\n{"text": "b", "label": ["x", "y"]}\n')
     corpus = read_corpus(path)
     assert corpus.format == "text-jsonl" and [ex.labels for ex in corpus.examples] == [[], ["x", "y"]]
+
+
+# ------------------------------------------------------------------ comment lines before sentences
+
+
+@pytest.mark.parametrize("name, sep", [("en_train.conll", " "), ("train.txt", " "), ("train.tsv", "\t")])
+def test_comment_lines_before_sentences_are_skipped_and_counted(tmp_path, name, sep):
+    # MultiCoNER writes "# id <uuid> domain=en" before each sentence; before, the comment was read as a token
+    # line (E105 "'domain=en' is not a tag"), or the file as "label text" lines.
+    lines = ["# id f5fa5d2c domain=en", "the", "new", "york", "", "# id 9b1c domain=en", "bob", "#", ""]
+    tags = [None, "O", "B-CW", "I-CW", None, None, "B-PER", "O", None]
+    content = "\n".join(f"{w}{sep}_{sep}_{sep}{t}" if t else w for w, t in zip(lines, tags)) + "\n"
+    corpus = read_corpus(write(tmp_path, name, content))
+    assert corpus.format == "conll"
+    assert [(ex.tokens, ex.tags, ex.line) for ex in corpus.examples] == [
+        (["the", "new", "york"], ["O", "B-CW", "I-CW"], 2), (["bob", "#"], ["B-PER", "O"], 7)]
+    assert any("2 comment line(s)" in w and "line 1" in w for w in corpus.warnings)
+
+
+def test_a_hash_line_inside_a_sentence_is_still_a_token_line(tmp_path):
+    path = write(tmp_path, "train.conll", "the O\n# x y\nend O\n")
+    assert error_of(path).code == "E104"  # not skipped silently: only a line before a sentence is a comment

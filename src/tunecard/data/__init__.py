@@ -12,7 +12,7 @@ from pathlib import Path
 from itertools import islice
 
 from tunecard.data.classification import open_delimited, open_label_text, open_text_jsonl
-from tunecard.data.conll import DOCSTART, open_conll
+from tunecard.data.conll import DOCSTART, is_comment_line, open_conll
 from tunecard.data.example import (MULTI_LABEL_TASK, TEXT_TASK, TOKEN_TASK, Corpus, CorpusStream, ReadOptions,
                                    TextExample, TokenExample, as_multi_label)
 from tunecard.data.hf import is_saved_dataset, read_hf
@@ -224,8 +224,8 @@ def _listed_spans(record: dict) -> list | None:
 def _sniff_text(text_file, suffix: str, tag_column: int | None, token_task: bool = False) -> str:
     """CoNLL if most lines end in a tag (for a NER task: if most lines are one word and the same number of
     columns); TSV if most lines have a tab; label-text if first fields repeat."""
-    sample = list(islice((line for line in text_file.iter_lines()
-                          if line.strip() and not line.strip().startswith(DOCSTART)), _SNIFF_LINES))
+    sample = list(islice((line for line in text_file.iter_lines() if line.strip()
+                          and not line.strip().startswith(DOCSTART) and not is_comment_line(line)), _SNIFF_LINES))
     fields = [line.rstrip().split("\t") if "\t" in line.strip() else line.split() for line in sample]
     column = tag_column if tag_column is not None else -1
     tag_like = sum(1 for cells in fields if len(cells) >= 2 and -len(cells) <= column < len(cells)

@@ -49,6 +49,8 @@ class _Layout:
     tag_column: int
     has_docstart: bool
     first_is_docstart: bool
+    comments: int = 0  # comment lines before sentences (# id ..., # sent_id = 1), skipped
+    first_comment: int | None = None
 
 
 def open_conll(text_file: TextFile, options: ReadOptions | None = None) -> CorpusStream:
@@ -72,6 +74,9 @@ def open_conll(text_file: TextFile, options: ReadOptions | None = None) -> Corpu
         warnings.append(f"{text_file.path}: {spaced.count} token(s) had spaces before or after them (first at line "
                         f"{spaced.first_line}); they were removed (columns are tab-separated, so only the tabs "
                         "separate).")
+    if layout.comments:
+        warnings.append(f"{text_file.path}: {layout.comments} comment line(s) before sentences (starting with '# ', "
+                        f"first at line {layout.first_comment}) were skipped.")
     warnings.extend(check.warnings())
 
     def examples_of(stream: CorpusStream) -> Iterator[TokenExample]:
@@ -100,6 +105,31 @@ def _line_kind(line: str) -> str:
     return "token"
 
 
+def _kinds(text_file: TextFile) -> Iterator[tuple[int, str, str]]:
+    """``(line number, line, kind)``; kind is ``blank``, ``docstart``, ``token`` or ``comment``: a line before a
+    sentence's first token (MultiCoNER's ``# id 5f2c domain=en``, CoNLL-U's ``# sent_id = 1``) that starts with
+    ``#`` and a space or tab and does not end in a tag. A ``#`` token (``#  O``) ends in its tag, so it is a token."""
+    at_start = True
+    for number, line in enumerate(text_file.iter_lines(), start=1):
+        kind = _line_kind(line)
+        if kind == "token" and at_start and is_comment_line(line):
+            kind = "comment"
+        at_start = kind != "token"
+        yield number, line, kind
+
+
+def is_comment_line(line: str) -> bool:
+    """Starts with ``#`` and a space or tab, and does not end in a tag (a comment if it is before a sentence)."""
+    if not (line.startswith("#") and (len(line) == 1 or line[1] in " \t")):
+        return False
+    last = line.split()[-1]
+    try:
+        parse_tag(last)
+    except DataError:
+        return True
+    return False
+
+
 def _split(line: str, tab_separated: bool) -> list[str]:
     if tab_separated:
         return line.rstrip(" \t").split("\t")  # tokens keep their spaces; trailing blanks are noise
@@ -111,9 +141,13 @@ def _layout(text_file: TextFile, options: ReadOptions) -> _Layout:
     all_tabs = True
     has_docstart = False
     first_kind = None
-    for line in text_file.iter_lines():
-        kind = _line_kind(line)
-        if kind == "blank":
+    comments = 0
+    first_comment = None
+    for number, line, kind in _kinds(text_file):
+        if kind == "comment":
+            comments += 1
+            first_comment = first_comment or number
+        if kind in ("blank", "comment"):
             continue
         first_kind = first_kind or kind
         if kind == "docstart":
@@ -122,8 +156,8 @@ def _layout(text_file: TextFile, options: ReadOptions) -> _Layout:
             all_tabs = False
     counts: Counter[int] = Counter()
     first_line: dict[int, int] = {}
-    for number, line in enumerate(text_file.iter_lines(), start=1):
-        if _line_kind(line) == "token":
+    for number, line, kind in _kinds(text_file):
+        if kind == "token":
             n = len(_split(line, all_tabs))
             counts[n] += 1
             first_line.setdefault(n, number)
@@ -150,7 +184,8 @@ def _layout(text_file: TextFile, options: ReadOptions) -> _Layout:
             "a space unless columns are tab-separated; separate sentences with an empty line.",
         )
     return _Layout(tab_separated=all_tabs, tag_column=_tag_column(path, options.tag_column, expected),
-                   has_docstart=has_docstart, first_is_docstart=first_kind == "docstart")
+                   has_docstart=has_docstart, first_is_docstart=first_kind == "docstart", comments=comments,
+                   first_comment=first_comment)
 
 
 def _raw_examples(text_file: TextFile, layout: _Layout, spaced: _Spaced) -> Iterator[TokenExample]:
@@ -161,8 +196,9 @@ def _raw_examples(text_file: TextFile, layout: _Layout, spaced: _Spaced) -> Iter
     start_line = 0
     # Sentences before a first -DOCSTART- form document 0 too, so the ids count from 0 either way.
     first_doc = 1 if layout.first_is_docstart else 0
-    for number, line in enumerate(text_file.iter_lines(), start=1):
-        kind = _line_kind(line)
+    for number, line, kind in _kinds(text_file):
+        if kind == "comment":
+            continue
         if kind == "token":
             row = _split(line, layout.tab_separated)
             if not tokens:
