@@ -135,6 +135,14 @@ def conll(lines: list[str], options: dict) -> list[tuple]:
     tag_column = expected - 1 if tag_column is None else tag_column % expected
     if not 1 <= tag_column < expected:
         raise Rejected("tag column")
+    # Column 0 numbering each sentence's tokens 1, 2, 3, ... (3+ columns): the words are in column 1.
+    numbered, position = True, 0
+    for line, kind in zip(lines, kinds):
+        position = position + 1 if kind == "token" else 0
+        numbered = numbered and (kind != "token" or cells(line)[0].strip() == str(position))
+    word = 1 if numbered and expected >= 3 else 0
+    if tag_column <= word:
+        raise Rejected("tag column")
     examples, tokens, tags, start, docs = [], [], [], 0, 0
     has_doc = "docstart" in kinds
     first_doc = next(kind for kind in kinds if kind != "blank") == "docstart"
@@ -150,7 +158,7 @@ def conll(lines: list[str], options: dict) -> list[tuple]:
             continue
         if kind == "token":
             row = cells(line)
-            token = row[0].strip(" ") if tabs else row[0]
+            token = row[word].strip(" ") if tabs else row[word]
             if not token:
                 raise Rejected("empty token")
             if not tokens:

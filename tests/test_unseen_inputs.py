@@ -103,3 +103,28 @@ def test_comment_lines_before_sentences_are_skipped_and_counted(tmp_path, name, 
 def test_a_hash_line_inside_a_sentence_is_still_a_token_line(tmp_path):
     path = write(tmp_path, "train.conll", "the O\n# x y\nend O\n")
     assert error_of(path).code == "E104"  # not skipped silently: only a line before a sentence is a comment
+
+
+# ------------------------------------------------------------------ a column that numbers the tokens
+
+
+def test_a_token_number_column_is_not_read_as_the_words(tmp_path):
+    # GermEval 2014 (and CoNLL-U) number each sentence's tokens in column 0: before, the words read were
+    # "1", "2", "3", ... with no error and no warning.
+    content = ("# http://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n"
+               "1\tAufgrund\tO\tO\n2\tseiner\tO\tO\n3\tKorfmann\tB-PER\tO\n\n"
+               "# http://de.wikipedia.org/wiki/Berlin [2009-10-17]\n1\tBerlin\tB-LOC\tO\n2\t2\tO\tO\n")
+    path = write(tmp_path, "germeval.tsv", content)
+    corpus = read_corpus(path)
+    assert [ex.tokens for ex in corpus.examples] == [["Aufgrund", "seiner", "Korfmann"], ["Berlin", "2"]]
+    assert any("column 0 numbers the tokens" in w and "from column 3" in w for w in corpus.warnings)
+    from tunecard.data import ReadOptions
+    outer = read_corpus(path, ReadOptions(tag_column=2))
+    assert [ex.tags for ex in outer.examples] == [["O", "O", "B-PER"], ["B-LOC", "O"]]
+
+
+def test_numbers_that_do_not_count_each_sentence_are_words(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.conll", "1 CD O\n2 CD O\n\n5 CD O\n"))
+    assert [ex.tokens for ex in corpus.examples] == [["1", "2"], ["5"]]
+    two_columns = read_corpus(write(tmp_path, "two.conll", "1 O\n2 O\n"))  # a number column needs a word beside it
+    assert two_columns.examples[0].tokens == ["1", "2"]

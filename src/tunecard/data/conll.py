@@ -1,7 +1,8 @@
 """CoNLL-style column files: one token per line, blank lines between sentences, ``-DOCSTART-`` lines
 between documents.
 
-The word is the first column, the tag the last (or ``ReadOptions.tag_column``); any number of columns is
+The word is the first column (the second when the first numbers each sentence's tokens 1, 2, 3, ..., as
+GermEval 2014 and CoNLL-U write), the tag the last (or ``ReadOptions.tag_column``); any number of columns is
 allowed (CoNLL-2003 ``word POS chunk tag``, WNUT ``token<TAB>tag``, character-level Chinese ``char tag``).
 When every token line contains a tab, columns are split on single tabs, so tokens may contain spaces (spaces
 before or after a token are removed, and counted in a warning); otherwise on runs of spaces and tabs, where a
@@ -51,6 +52,7 @@ class _Layout:
     first_is_docstart: bool
     comments: int = 0  # comment lines before sentences (# id ..., # sent_id = 1), skipped
     first_comment: int | None = None
+    token_column: int = 0  # 1 when column 0 numbers the tokens of each sentence (GermEval 2014, CoNLL-U)
 
 
 def open_conll(text_file: TextFile, options: ReadOptions | None = None) -> CorpusStream:
@@ -74,6 +76,10 @@ def open_conll(text_file: TextFile, options: ReadOptions | None = None) -> Corpu
         warnings.append(f"{text_file.path}: {spaced.count} token(s) had spaces before or after them (first at line "
                         f"{spaced.first_line}); they were removed (columns are tab-separated, so only the tabs "
                         "separate).")
+    if layout.token_column:
+        warnings.append(f"{text_file.path}: column 0 numbers the tokens of each sentence (1, 2, 3, ...); the words "
+                        f"were read from column 1, the tags from column {layout.tag_column}"
+                        + (" (the last; --tag-column chooses another)." if options.tag_column is None else "."))
     if layout.comments:
         warnings.append(f"{text_file.path}: {layout.comments} comment line(s) before sentences (starting with '# ', "
                         f"first at line {layout.first_comment}) were skipped.")
@@ -156,11 +162,18 @@ def _layout(text_file: TextFile, options: ReadOptions) -> _Layout:
             all_tabs = False
     counts: Counter[int] = Counter()
     first_line: dict[int, int] = {}
+    position = 0  # the token's number in its sentence, 1-based
+    numbered = True  # column 0 is 1, 2, 3, ... in every sentence
     for number, line, kind in _kinds(text_file):
         if kind == "token":
-            n = len(_split(line, all_tabs))
+            cells = _split(line, all_tabs)
+            n = len(cells)
             counts[n] += 1
             first_line.setdefault(n, number)
+            position += 1
+            numbered = numbered and cells[0].strip() == str(position)
+        else:
+            position = 0
     path = text_file.path
     if not counts:
         raise DataError("E103", "empty split: the file holds no token lines (only blank or -DOCSTART- lines)",
@@ -183,9 +196,10 @@ def _layout(text_file: TextFile, options: ReadOptions) -> _Layout:
             fix="give every token line the same columns (token first, tag last); a token cannot contain "
             "a space unless columns are tab-separated; separate sentences with an empty line.",
         )
-    return _Layout(tab_separated=all_tabs, tag_column=_tag_column(path, options.tag_column, expected),
+    token_column = 1 if numbered and expected >= 3 else 0
+    return _Layout(tab_separated=all_tabs, tag_column=_tag_column(path, options.tag_column, expected, token_column),
                    has_docstart=has_docstart, first_is_docstart=first_kind == "docstart", comments=comments,
-                   first_comment=first_comment)
+                   first_comment=first_comment, token_column=token_column)
 
 
 def _raw_examples(text_file: TextFile, layout: _Layout, spaced: _Spaced) -> Iterator[TokenExample]:
@@ -203,14 +217,15 @@ def _raw_examples(text_file: TextFile, layout: _Layout, spaced: _Spaced) -> Iter
             row = _split(line, layout.tab_separated)
             if not tokens:
                 start_line = number
-            token = row[0]
+            token = row[layout.token_column]
             if layout.tab_separated:
                 token = token.strip(" ")
-                if len(token) != len(row[0]):
+                if len(token) != len(row[layout.token_column]):
                     spaced.count += 1
                     spaced.first_line = spaced.first_line or number
             if token == "":
-                what = "empty token in column 0" if row[0] == "" else "the token in column 0 is only spaces"
+                what = (f"empty token in column {layout.token_column}" if row[layout.token_column] == "" else
+                        f"the token in column {layout.token_column} is only spaces")
                 raise DataError("E104", what, path=text_file.path, line=number,
                                 fix="remove the stray tab or spaces at the start of the line.")
             tokens.append(token)
@@ -227,13 +242,15 @@ def _raw_examples(text_file: TextFile, layout: _Layout, spaced: _Spaced) -> Iter
                            doc_id=docs_seen - first_doc if layout.has_docstart else None)
 
 
-def _tag_column(path: str, requested: int | None, n_columns: int) -> int:
+def _tag_column(path: str, requested: int | None, n_columns: int, token_column: int = 0) -> int:
     if requested is None:
         return n_columns - 1
     column = requested + n_columns if requested < 0 else requested
-    if not 1 <= column < n_columns:
+    if not token_column < column < n_columns:
+        numbers = "column 0 numbers the tokens, column 1 is the token" if token_column else "column 0 is the token"
         raise DataError("E104", f"tag column {requested} does not exist: token lines have {n_columns} columns "
-                        "(column 0 is the token)", path=path, fix=f"pass --tag-column between 1 and {n_columns - 1}.")
+                        f"({numbers})", path=path, fix=f"pass --tag-column between {token_column + 1} and "
+                        f"{n_columns - 1}.")
     return column
 
 
