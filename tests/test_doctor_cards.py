@@ -500,3 +500,15 @@ def test_best_not_last_by_one_example_of_a_tiny_evaluation_set_is_noise():
              .replace("| 0.7917   |", "| 0.7903   |").replace("Accuracy: 0.7917", "Accuracy: 0.7903"))
     report = diagnose_card(large, installed=TRAINER_VERSIONS)
     assert "D608" not in codes(report) and only(report, "D402").severity == WARNING
+
+
+def test_a_speech_recognition_loss_is_not_held_against_the_accuracy():
+    """A wav2vec2 card with a WER column: its validation loss is the CTC loss over transcripts, so accuracy 1.0 with a
+    loss of 0.81-1.09 proves no broken metric (D510 does not run, and says why). Without the WER column it would."""
+    report = card("speech_ctc_with_class_scores.md")
+    assert "D510" not in codes(report)
+    assert any("speech recognition" in reason for reason in report.not_run)
+    text = (CARDS / "speech_ctc_with_class_scores.md").read_text(encoding="utf-8")
+    plain = "\n".join(line.rsplit("|", 2)[0] + "|" if line.startswith("|") else line for line in text.splitlines())
+    plain = plain.replace("- Wer: 0.9314\n", "")
+    assert "D510" in codes(diagnose_card(plain, installed=TRAINER_VERSIONS), ERROR)

@@ -209,7 +209,8 @@ def card_report(card: ParsedCard, installed: dict | None = None) -> tuple[list[F
                                                   one_class=collapsed_rows(task, evals),
                                                   published=state["published"]) if classification else []),
         run("chance level", chance),
-        run("loss against scores", lambda: check_loss_consistency(evals, values()[0], head_loss(), task)),
+        run("loss against scores", lambda: [] if speech_loss(card) else
+            check_loss_consistency(evals, values()[0], head_loss(), task)),
         # perfect scores the loss proves broken (D510) are said there, with the rows: not twice
         run("perfect scores", lambda: [] if any(f.code == "D510" and f.data.get("kind") == "perfect"
                                                 for f in found_so_far) else check_perfect(evals, values()[0], task)),
@@ -242,9 +243,22 @@ def card_findings(card: ParsedCard, installed: dict | None = None) -> tuple[list
     return findings, problems
 
 
+SPEECH_KEYS = ("wer", "cer")
+
+
+def speech_loss(card: ParsedCard) -> bool:
+    """A speech recognition model's card (a WER / CER column or item): its loss is the CTC or decoder loss over the
+    transcript, not a cross-entropy over the classes its accuracy counts, so the loss says nothing of it (D510)."""
+    keys = set(card.headline) | set(card.table.keys if card.table else [])
+    return any(k in SPEECH_KEYS for k in keys)
+
+
 def card_not_run(card: ParsedCard, evals: list[Eval], task: str | None) -> list[str]:
     """The checks that had nothing to read on this card, and why."""
     out = []
+    if speech_loss(card):
+        out.append("loss against the scores (D510): a speech recognition loss (WER / CER printed), not the "
+                   "classifier's cross-entropy")
     if not evals:
         out.append("over training (frozen metrics, divergence, overfitting, best and last evaluation, convergence, "
                    "identical rows): no Training results table")
