@@ -512,3 +512,12 @@ def test_a_speech_recognition_loss_is_not_held_against_the_accuracy():
     plain = "\n".join(line.rsplit("|", 2)[0] + "|" if line.startswith("|") else line for line in text.splitlines())
     plain = plain.replace("- Wer: 0.9314\n", "")
     assert "D510" in codes(diagnose_card(plain, installed=TRAINER_VERSIONS), ERROR)
+
+
+def test_the_accuracy_of_a_one_class_row_is_a_class_share_not_a_tiny_set():
+    """Accuracy 0.1667 with macro F1 0.0476 = 2a/((1+a)6) at every row: six balanced classes, one predicted for
+    everything (D103 / D203 errors). 0.1667 = 1/6 is the class's share, not 1 of 6 examples: no D608 when the
+    training set is large (9600 steps of 8)."""
+    report = card("balanced_multiclass_one_class.md")
+    assert {"D103", "D203"} <= codes(report, ERROR)
+    assert "D608" not in codes(report)

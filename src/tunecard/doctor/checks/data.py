@@ -189,7 +189,21 @@ def card_eval_size(card: ParsedCard, bound: tuple[Eval, int, float] | None) -> t
     if not card.table:
         return None
     limit = TINY_EVAL_ONE_VALUE_SMALL_TRAIN if bound and bound[2] < TINY_TRAIN else TINY_EVAL_ONE_VALUE
-    return eval_size_from_values([row.get("accuracy") for row in card.table.rows], one_value_limit=limit)
+    tiny_train = bool(bound and bound[2] < TINY_TRAIN)
+    # under a tiny training set a tiny evaluation split is likely, and a one-class row's share still tells it
+    return eval_size_from_values([row.get("accuracy") for row in card.table.rows
+                                  if tiny_train or not _class_share_row(row)], one_value_limit=limit)
+
+
+def _class_share_row(row: dict) -> bool:
+    """A row whose accuracy is one class's share, not a count of a small set: its F1 is a one-class model's,
+    2a/(1+a) (binary) or 2a/((1+a)K) (macro over K classes) for a whole K. 0.1667 with F1 0.0476 is the largest of
+    six balanced classes predicted for everything, whatever the size of the set."""
+    a, f = row.get("accuracy"), row.get("f1")
+    if a is None or f is None or a.kind != "number" or f.kind != "number" or not 0 < a.value < 1 or f.value <= 0:
+        return False
+    k = round(2 * a.value / ((1 + a.value) * f.value))
+    return 1 <= k <= 20 and abs(2 * a.value / ((1 + a.value) * k) - f.value) <= 1e-3
 
 
 def card_entity_total(card: ParsedCard) -> tuple[int, list[str]] | None:
