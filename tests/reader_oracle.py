@@ -113,7 +113,8 @@ def conll(lines: list[str], options: dict) -> list[tuple]:
         kind = "blank" if not fields else "docstart" if fields[0] == "-DOCSTART-" else "token"
         # "# id 1 domain=en" before a sentence: a comment unless it ends in a tag ("#<TAB>O" is a token)
         if (kind == "token" and (not kinds or kinds[-1] != "token") and re.match("#([ \t]|$)", line)
-                and not _is_tag(fields[-1])):
+                and not _is_tag(fields[-1])
+                and not _is_tag(line.rstrip(" \t").split("\t")[-1].strip())):
             kind = "comment"
         kinds.append(kind)
     token_lines = [line for line, kind in zip(lines, kinds) if kind == "token"]

@@ -128,3 +128,8 @@ def test_numbers_that_do_not_count_each_sentence_are_words(tmp_path):
     assert [ex.tokens for ex in corpus.examples] == [["1", "2"], ["5"]]
     two_columns = read_corpus(write(tmp_path, "two.conll", "1 O\n2 O\n"))  # a number column needs a word beside it
     assert two_columns.examples[0].tokens == ["1", "2"]
+
+
+def test_a_hash_token_whose_tag_has_a_space_is_a_token(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.tsv", "#\tB-job title\n\n# id 2\tdomain=en\nx\tO\n"))
+    assert [ex.tokens for ex in corpus.examples] == [["#"], ["x"]]

@@ -125,15 +125,17 @@ def _kinds(text_file: TextFile) -> Iterator[tuple[int, str, str]]:
 
 
 def is_comment_line(line: str) -> bool:
-    """Starts with ``#`` and a space or tab, and does not end in a tag (a comment if it is before a sentence)."""
+    """Starts with ``#`` and a space or tab, and does not end in a tag, whether its columns are split on tabs
+    (``#<TAB>B-job title``) or on spaces (a comment if it is before a sentence)."""
     if not (line.startswith("#") and (len(line) == 1 or line[1] in " \t")):
         return False
-    last = line.split()[-1]
-    try:
-        parse_tag(last)
-    except DataError:
-        return True
-    return False
+    for last in {line.rstrip(" \t").split("\t")[-1].strip(), line.split()[-1]}:
+        try:
+            parse_tag(last)
+        except DataError:
+            continue
+        return False
+    return True
 
 
 def _split(line: str, tab_separated: bool) -> list[str]:
