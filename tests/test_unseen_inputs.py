@@ -130,6 +130,56 @@ def test_numbers_that_do_not_count_each_sentence_are_words(tmp_path):
     assert two_columns.examples[0].tokens == ["1", "2"]
 
 
+# ------------------------------------------------------------------ compressed files and archives
+
+
+def _xlsx_bytes() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, make, said", [
+    ("train.csv.gz", lambda: __import__("gzip").compress(b"text,label\ngreat,1\nbad,0\n"), "gzip-compressed"),
+    ("train.csv", lambda: __import__("gzip").compress(b"text,label\ngreat,1\nbad,0\n"), "gzip-compressed"),
+    ("train.xlsx", _xlsx_bytes, "zip archive"),
+    ("train.conll.bz2", lambda: __import__("bz2").compress(b"EU B-ORG\n"), "bzip2-compressed"),
+    ("train.parquet", lambda: b"PAR1\x15\x04\x15\x00rest of a parquet file", "Parquet"),
+])
+@pytest.mark.parametrize("encoding", [None, "latin-1"])
+def test_a_compressed_file_or_archive_is_named_as_such_in_any_encoding(tmp_path, name, make, said, encoding):
+    # Before: E102 "binary file: NUL byte ... if it is UTF-16 text, pass --encoding utf-16", or E101 suggesting
+    # --encoding latin-1, which then decoded the compressed bytes as text.
+    from tunecard.data import ReadOptions
+
+    path = write(tmp_path, name, make())
+    with pytest.raises(DataError) as caught:
+        read_corpus(path, ReadOptions(encoding=encoding))
+    assert caught.value.code == "E102" and said in str(caught.value) and caught.value.line == 1
+    assert "utf-16" not in caught.value.fix and "latin-1" not in caught.value.fix
+
+
+def test_predict_input_that_is_gzip_is_named_as_such():
+    import gzip
+    import io
+
+    from tunecard.data.lines import line_groups
+
+    data = io.BytesIO(gzip.compress("Angela Merkel visited Paris.\n".encode()))
+    with pytest.raises(DataError) as caught:
+        list(line_groups(data.read1, "<stdin>", "latin-1"))  # latin-1 would decode any bytes into garbage lines
+    assert caught.value.code == "E102" and "gzip" in str(caught.value)
+
+
+def test_text_that_starts_like_a_magic_number_is_text(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.conll", "PAR1 B-X\nBZh O\n"))
+    assert corpus.examples[0].tokens == ["PAR1", "BZh"]
+
+
 def test_a_hash_token_whose_tag_has_a_space_is_a_token(tmp_path):
     corpus = read_corpus(write(tmp_path, "train.tsv", "#\tB-job title\n\n# id 2\tdomain=en\nx\tO\n"))
     assert [ex.tokens for ex in corpus.examples] == [["#"], ["x"]]

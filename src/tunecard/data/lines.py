@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Iterator
 
+from tunecard.data.textfile import container_error
 from tunecard.errors import DataError
 
 READ_SIZE = 1 << 16  # bytes asked of one read: a pipe gives at most what is in it, a file this much
@@ -39,7 +40,8 @@ def line_groups(read: Callable[[int], bytes], name: str, encoding: str | None = 
         max_lines: most lines per group.
 
     Raises:
-        DataError: E101 for an unknown encoding, or a byte the encoding cannot decode (line and byte named).
+        DataError: E101 for an unknown encoding, or a byte the encoding cannot decode (line and byte named); E102
+            for a compressed file or an archive (gzip, zip/xlsx, Parquet, ...), in any encoding.
     """
     codec = check_encoding(encoding, name)
     decoding = "utf-8-sig" if codec == "utf-8" else codec
@@ -49,6 +51,10 @@ def line_groups(read: Callable[[int], bytes], name: str, encoding: str | None = 
     offset = 0  # bytes read before this read
     while True:
         data = read(READ_SIZE)
+        if offset == 0 and data:
+            container = container_error(data[:16], name)
+            if container is not None:
+                raise container
         state = decoder.getstate()  # (bytes kept from the last read, flags)
         error = None
         try:

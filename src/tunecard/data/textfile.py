@@ -79,6 +79,37 @@ def _split_lines(text: str) -> list[str]:
     return lines
 
 
+# Files that are not text but hold it, by their first bytes: (magic, what it is, the fix). None of these byte
+# sequences starts a text file (control characters, or bytes that are not UTF-8), PAR1 excepted: it is followed
+# by a binary byte in a Parquet file, checked below.
+_CONTAINERS = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip FILE)"),
+    (b"PK\x03\x04", "a zip archive (an .xlsx, .ods or .docx file is one)",
+     "unzip it, or export the sheet as CSV (File > Save as > CSV UTF-8)"),
+    (b"PK\x05\x06", "an empty zip archive", "point to the text file"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz FILE)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd FILE)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first (7z x FILE)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (.xls, .doc)", "export the sheet as CSV (UTF-8)"),
+    (b"PAR1", "a Parquet file", "export it as JSON Lines or CSV (pandas: read_parquet(FILE).to_json(OUT, "
+     "orient='records', lines=True)), or save it with datasets (save_to_disk) and pass that folder"),
+)
+
+
+def container_error(head: bytes, name: str | Path) -> DataError | None:
+    """E102 when the first bytes of an input say it is compressed or an archive (gzip, zip/xlsx, Parquet, ...),
+    whatever encoding was asked for (latin-1 would decode any bytes); None for anything else."""
+    for magic, what, fix in _CONTAINERS:
+        if head.startswith(magic):
+            if magic == b"BZh" and not (head[3:4].isdigit() and head[4:10] == b"1AY&SY"):
+                continue
+            if magic == b"PAR1" and (len(head) < 5 or head[4] >= 0x20 or head[4] in b"\t\n\r"):
+                continue
+            return DataError("E102", f"not a text data file: it is {what}", path=name, line=1, fix=f"{fix}.")
+    return None
+
+
 def read_text_file(path: str | Path, encoding: str | None = None, stream: bool = False) -> TextFile:
     """Read and decode ``path``, raising a :class:`DataError` that says how to fix any problem.
 
@@ -94,6 +125,10 @@ def read_text_file(path: str | Path, encoding: str | None = None, stream: bool =
     if not path.is_file():
         raise DataError("E107", "file not found", path=path,
                         fix="check the path (it is relative to the current folder).")
+    with open(path, "rb") as handle:
+        container = container_error(handle.read(16), path)
+    if container is not None:
+        raise container
     if stream and _line_safe(encoding):
         try:
             return _scan(path, encoding)
