@@ -183,3 +183,21 @@ def test_text_that_starts_like_a_magic_number_is_text(tmp_path):
 def test_a_hash_token_whose_tag_has_a_space_is_a_token(tmp_path):
     corpus = read_corpus(write(tmp_path, "train.tsv", "#\tB-job title\n\n# id 2\tdomain=en\nx\tO\n"))
     assert [ex.tokens for ex in corpus.examples] == [["#"], ["x"]]
+
+
+# ------------------------------------------------------------------ semicolon-separated CSV (Excel in many locales)
+
+
+def test_a_semicolon_separated_csv_file_is_read_with_a_warning(tmp_path):
+    # Before: E104 "rows have a single column", with no way to name the separator.
+    content = 'text;score;label\n"great movie; really";4,5;positive\nbad film, sadly;1,0;negative\nok;3;positive\n'
+    corpus = read_corpus(write(tmp_path, "train.csv", content))
+    assert [(ex.text, ex.label, ex.line) for ex in corpus.examples] == [
+        ("great movie; really", "positive", 2), ("bad film, sadly", "negative", 3), ("ok", "positive", 4)]
+    assert any("semicolon-separated" in w for w in corpus.warnings)
+
+
+def test_a_comma_separated_file_with_semicolons_in_its_texts_stays_comma_separated(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.csv", "text,label\nfine; good,pos\nbad; awful,neg\n"))
+    assert [(ex.text, ex.label) for ex in corpus.examples] == [("fine; good", "pos"), ("bad; awful", "neg")]
+    assert not any("semicolon" in w for w in corpus.warnings)

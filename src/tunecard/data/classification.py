@@ -3,7 +3,8 @@
 Labels are kept as strings, whether the file holds names (``positive``) or integer ids (``1``).
 
 * CSV is read with the ``csv`` module, so quoted fields may hold commas and newlines; an example's line is
-  the line where its row starts.
+  the line where its row starts. A file whose rows split on ``;`` (not on ``,``) into the same two or more
+  columns is read as semicolon-separated, as Excel writes CSV where the decimal mark is a comma.
 * TSV is split on tabs with no quoting (as GLUE and most corpora write it): a ``"`` is ordinary text.
 * ``label-text``: ``LABEL text...`` per line, the label being the first space/tab-separated field (SST-2,
   TREC).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from tunecard.data.example import TEXT_TASK, Corpus, CorpusStream, ReadOptions, TextExample, as_multi_label
@@ -82,7 +84,31 @@ def read_tsv(path: str | Path, options: ReadOptions | None = None) -> Corpus:
     return open_delimited(read_text_file(path, options.encoding), options, "tsv").materialize()
 
 
-def _rows(text_file: TextFile, fmt: str) -> Iterator[tuple[int, list[str]]]:
+_SHAPE_ROWS = 200  # rows looked at to tell a semicolon-separated CSV file
+
+
+def csv_delimiter(text_file: TextFile) -> str:
+    """``,``, or ``;`` when the first rows all split on ``;`` into the same number (two or more) of columns and
+    on ``,`` into one column or into differing numbers (Excel's CSV where the decimal mark is a comma)."""
+    def shape(delimiter: str) -> Counter[int]:
+        counts: Counter[int] = Counter()
+        reader = csv.reader((line + "\n" for line in islice(text_file.iter_lines(), _SHAPE_ROWS)), delimiter=delimiter)
+        try:
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    counts[len(cells)] += 1
+        except csv.Error:  # a quote cut by the sample's end, or a stray one: the rows before it tell
+            pass
+        return counts
+
+    semicolon = shape(";")
+    if len(semicolon) != 1 or min(semicolon) < 2:
+        return ","
+    comma = shape(",")
+    return "," if len(comma) == 1 and min(comma) >= 2 else ";"
+
+
+def _rows(text_file: TextFile, fmt: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """(line where the row starts, cells) for every row with some text.
 
     TSV lines are split on tabs. CSV is read strictly: a quote opened and never closed, text right after a
@@ -95,7 +121,7 @@ def _rows(text_file: TextFile, fmt: str) -> Iterator[tuple[int, list[str]]]:
             if any(cell.strip() for cell in cells):
                 yield number, cells
         return
-    reader = csv.reader((line + "\n" for line in text_file.iter_lines()), strict=True)
+    reader = csv.reader((line + "\n" for line in text_file.iter_lines()), strict=True, delimiter=delimiter)
     previous_end = 0
     while True:
         limit = csv.field_size_limit(_FIELD_LIMIT)  # a long text is data: the default limit is 128 KiB per field
@@ -143,7 +169,7 @@ class _Column:
 class _Survey:
     """One pass over the rows: column counts, the first row, and per-column facts for the guesses."""
 
-    def __init__(self, text_file: TextFile, fmt: str) -> None:
+    def __init__(self, text_file: TextFile, fmt: str, delimiter: str = ",") -> None:
         self.path = text_file.path
         self.counts: Counter[int] = Counter()
         self.first_line: dict[int, int] = {}
@@ -151,7 +177,7 @@ class _Survey:
         self.rows = 0
         self.ends = {"first": _Column(), "last": _Column()}  # the first and last columns, rows after the first
         self.recurs: list[int | None] = []  # per cell of the first row: a later line where its column has it
-        for line, cells in _rows(text_file, fmt):
+        for line, cells in _rows(text_file, fmt, delimiter):
             self.rows += 1
             self.counts[len(cells)] += 1
             self.first_line.setdefault(len(cells), line)
@@ -208,13 +234,17 @@ class _Survey:
 def open_delimited(text_file: TextFile, options: ReadOptions | None, fmt: str) -> CorpusStream:
     """Check a CSV or TSV file whole and return its examples as a :class:`CorpusStream`."""
     options = options or ReadOptions()
-    survey = _Survey(text_file, fmt)
+    delimiter = csv_delimiter(text_file) if fmt == "csv" else "\t"
+    survey = _Survey(text_file, fmt, delimiter)
     n_columns = survey.check_column_counts()
     warnings = list(text_file.warnings)
+    if delimiter == ";":
+        warnings.append(f"{text_file.path}: read as semicolon-separated: its rows split on ';' into {n_columns} "
+                        "columns, not on ','.")
     label, text, pair, header = _choose_columns(text_file.path, survey, n_columns, options, warnings)
 
     def examples() -> Iterator[TextExample]:
-        rows = _rows(text_file, fmt)
+        rows = _rows(text_file, fmt, delimiter)
         if header:
             next(rows)
         for line, cells in rows:
