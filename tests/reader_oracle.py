@@ -351,9 +351,9 @@ def spans_file(lines: list[str], options: dict) -> list[tuple]:
 # ---------------------------------------------------------------------------------------------- classification
 
 
-def _csv_rows(lines: list[str]) -> list[tuple[int, list[str]]]:
+def _csv_rows(lines: list[str], sep: str = ",") -> list[tuple[int, list[str]]]:
     """A CSV parser: a field that starts with a quote is quoted ("" inside is a quote) and must end with a quote
-    followed by a comma or the end of the line; a quote inside an unquoted field is a character; a CR inside an
+    followed by the separator (a comma) or the end of the line; a quote inside an unquoted field is a character; a CR inside an
     unquoted field is an error unless it ends the line; NUL is an error."""
     text = "".join(line + "\n" for line in lines)
     if "\x00" in text:
@@ -378,7 +378,7 @@ def _csv_rows(lines: list[str]) -> list[tuple[int, list[str]]]:
                     quoted = False
                     i += 1
                     following = text[i:i + 1]
-                    if following not in (",", "\n", "\r"):
+                    if following not in (sep, "\n", "\r"):
                         raise Rejected("text after a closing quote")
                     continue
                 if char == "\n":
@@ -391,7 +391,7 @@ def _csv_rows(lines: list[str]) -> list[tuple[int, list[str]]]:
                 i += 1
                 continue
             at_start = False
-            if char == ",":
+            if char == sep:
                 cells.append("".join(cell))
                 cell, at_start = [], True
                 i += 1
@@ -417,6 +417,15 @@ def delimited(lines: list[str], options: dict, fmt: str) -> list[tuple]:
         rows = _csv_rows(lines)
     else:
         rows = [(n, line.split("\t")) for n, line in enumerate(lines, start=1)]
+        # CSV-quoted on tabs (pandas): a one-line quoted field with "" inside, and the whole file reads so
+        if any(re.fullmatch(r'"([^"]|"")*""([^"]|"")*"', cell) for _, cells in rows for cell in cells):
+            try:
+                quoted = [(n, cells) for n, cells in _csv_rows(lines, "\t") if any(c.strip() for c in cells)]
+            except Rejected:
+                quoted = []
+            widths = {len(cells) for _, cells in quoted}
+            if len(widths) == 1 and min(widths) >= 2:
+                rows = quoted
     rows = [(n, cells) for n, cells in rows if any(c.strip() for c in cells)]
     if not rows:
         raise Rejected("no rows")

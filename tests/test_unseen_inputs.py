@@ -201,3 +201,27 @@ def test_a_comma_separated_file_with_semicolons_in_its_texts_stays_comma_separat
     corpus = read_corpus(write(tmp_path, "train.csv", "text,label\nfine; good,pos\nbad; awful,neg\n"))
     assert [(ex.text, ex.label) for ex in corpus.examples] == [("fine; good", "pos"), ("bad; awful", "neg")]
     assert not any("semicolon" in w for w in corpus.warnings)
+
+
+# ------------------------------------------------------------------ TSV written by pandas (CSV quoting on tabs)
+
+
+def test_a_tsv_file_written_by_pandas_is_read_with_its_quoting(tmp_path):
+    # pandas' to_csv(sep="\t") quotes a field holding a quote, a tab or a line break. Before: the text kept the
+    # quotes ('"he said ""hi"" there"'), and a quoted line break was E104 "malformed row".
+    content = ('text\tlabel\n"he said ""hi"" there"\ta\n"two\nlines here"\tb\nplain\ta\n"tab\tinside"\tb\n')
+    corpus = read_corpus(write(tmp_path, "train.tsv", content))
+    assert [(ex.text, ex.label, ex.line) for ex in corpus.examples] == [
+        ('he said "hi" there', "a", 2), ("two\nlines here", "b", 3), ("plain", "a", 5), ("tab\tinside", "b", 6)]
+    assert any("CSV quoting on tabs" in w for w in corpus.warnings)
+
+
+@pytest.mark.parametrize("content", [
+    'text\tlabel\n"Hello," she said\tpos\nplain\tneg\n"quoted"\tpos\n',  # quotes that are text (GLUE style)
+    'text\tlabel\n"open quote\tpos\nclosed later"\tneg\n',  # an open quote alone is no evidence: lines stay rows
+])
+def test_a_tsv_file_whose_quotes_are_text_keeps_them(tmp_path, content):
+    corpus = read_corpus(write(tmp_path, "train.tsv", content))
+    expected = [line.split("\t")[0] for line in content.splitlines()[1:]]
+    assert [ex.text for ex in corpus.examples] == expected
+    assert not any("quoting" in w for w in corpus.warnings)

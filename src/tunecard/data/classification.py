@@ -5,7 +5,9 @@ Labels are kept as strings, whether the file holds names (``positive``) or integ
 * CSV is read with the ``csv`` module, so quoted fields may hold commas and newlines; an example's line is
   the line where its row starts. A file whose rows split on ``;`` (not on ``,``) into the same two or more
   columns is read as semicolon-separated, as Excel writes CSV where the decimal mark is a comma.
-* TSV is split on tabs with no quoting (as GLUE and most corpora write it): a ``"`` is ordinary text.
+* TSV is split on tabs with no quoting (as GLUE and most corpora write it): a ``"`` is ordinary text; unless the
+  file is CSV-quoted with tabs (as pandas' ``to_csv(sep="\\t")`` writes): a quoted field holds a doubled quote
+  (``""``), a tab or a line break, and the whole file reads strictly as such, in the same columns.
 * ``label-text``: ``LABEL text...`` per line, the label being the first space/tab-separated field (SST-2,
   TREC).
 * ``text-jsonl``: ``{"text": ..., "label": ...}`` (also ``sentence``; pairs with ``text_pair``/``sentence2``).
@@ -24,6 +26,7 @@ other one (with three columns: the two others, in order, are text and text pair)
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
@@ -106,6 +109,30 @@ def csv_delimiter(text_file: TextFile) -> str:
         return ","
     comma = shape(",")
     return "," if len(comma) == 1 and min(comma) >= 2 else ";"
+
+
+_DOUBLED_QUOTE_CELL = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')  # "...""..." : a quoted field holding a quote
+
+
+def tsv_quoted(text_file: TextFile) -> bool:
+    """True when a TSV file is CSV-quoted (pandas' ``to_csv(sep="\\t")``): a field on one line is in quotes with a
+    doubled quote inside (``"say ""hi"" now"``), and the whole file reads strictly with quoting into the same
+    columns. A GLUE-style file, whose ``"`` are text, fails one of these. (A quote left open on a line is no
+    evidence: in a GLUE-style file it could join lines up to the next stray quote.)"""
+    evidence = False
+    for line in text_file.iter_lines():
+        if '""' in line and any(_DOUBLED_QUOTE_CELL.fullmatch(cell) for cell in line.split("\t")):
+            evidence = True
+            break
+    if not evidence:
+        return False
+    widths = set()
+    try:
+        for _, cells in _rows(text_file, "csv", "\t"):
+            widths.add(len(cells))
+    except DataError:
+        return False
+    return len(widths) == 1 and min(widths) >= 2
 
 
 def _rows(text_file: TextFile, fmt: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
@@ -235,16 +262,21 @@ def open_delimited(text_file: TextFile, options: ReadOptions | None, fmt: str) -
     """Check a CSV or TSV file whole and return its examples as a :class:`CorpusStream`."""
     options = options or ReadOptions()
     delimiter = csv_delimiter(text_file) if fmt == "csv" else "\t"
-    survey = _Survey(text_file, fmt, delimiter)
+    quoted_tsv = fmt == "tsv" and tsv_quoted(text_file)
+    fmt_read = "csv" if quoted_tsv else fmt  # a CSV-quoted TSV file is read by the CSV reader, on tabs
+    survey = _Survey(text_file, fmt_read, delimiter)
     n_columns = survey.check_column_counts()
     warnings = list(text_file.warnings)
+    if quoted_tsv:
+        warnings.append(f"{text_file.path}: read with CSV quoting on tabs (as pandas' to_csv(sep='\\t') writes it): "
+                        "a field in quotes may hold tabs and line breaks, and \"\" is a quote.")
     if delimiter == ";":
         warnings.append(f"{text_file.path}: read as semicolon-separated: its rows split on ';' into {n_columns} "
                         "columns, not on ','.")
     label, text, pair, header = _choose_columns(text_file.path, survey, n_columns, options, warnings)
 
     def examples() -> Iterator[TextExample]:
-        rows = _rows(text_file, fmt, delimiter)
+        rows = _rows(text_file, fmt_read, delimiter)
         if header:
             next(rows)
         for line, cells in rows:
