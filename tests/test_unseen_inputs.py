@@ -225,3 +225,24 @@ def test_a_tsv_file_whose_quotes_are_text_keeps_them(tmp_path, content):
     expected = [line.split("\t")[0] for line in content.splitlines()[1:]]
     assert [ex.text for ex in corpus.examples] == expected
     assert not any("quoting" in w for w in corpus.warnings)
+
+
+# ------------------------------------------------------------------ labels that differ only in spelling
+
+
+@pytest.mark.parametrize("name, content, shown", [
+    ("train.csv", "text,label\na,Positive\nb,positive\nc,1\nd,1.0\ne,neg\n", ["'1' / '1.0'", "'Positive' / 'positive'"]),
+    ("train.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n', ["'1' / '1.0'"]),
+    ("train.conll", "John B-PER\nParis B-loc\n\nMary B-per\nRome B-LOC\n", ["'LOC' / 'loc'", "'PER' / 'per'"]),
+    ("spans.jsonl", '{"text": "Ann Bo", "spans": [[0, 3, "PER"], [4, 6, "Per"]]}\n', ["'PER' / 'Per'"]),
+])
+def test_labels_that_differ_only_in_spelling_are_kept_apart_with_a_warning(tmp_path, name, content, shown):
+    # Before: read as separate classes without a word (a pandas float column gives 1.0 beside 1).
+    corpus = read_corpus(write(tmp_path, name, content))
+    warning = next(w for w in corpus.warnings if "differ only in case" in w)
+    assert all(group in warning for group in shown)
+
+
+def test_distinct_labels_get_no_spelling_warning(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.csv", "text,label\na,1\nb,10\nc,pos\nd,post\n"))
+    assert not any("differ only" in w for w in corpus.warnings)
