@@ -246,3 +246,26 @@ def test_labels_that_differ_only_in_spelling_are_kept_apart_with_a_warning(tmp_p
 def test_distinct_labels_get_no_spelling_warning(tmp_path):
     corpus = read_corpus(write(tmp_path, "train.csv", "text,label\na,1\nb,10\nc,pos\nd,post\n"))
     assert not any("differ only" in w for w in corpus.warnings)
+
+
+# ------------------------------------------------------------------ a headerless file with an id column
+
+
+@pytest.mark.parametrize("order", ["id first", "id last"])
+def test_an_id_column_is_not_taken_for_the_labels(tmp_path, order):
+    # Before: a headerless id,label,text file was read with the ids as labels (a class per row), the label as the
+    # text and the text as a text pair, without a word.
+    rows = [(str(1000 + i), "pos" if i % 2 else "neg", f"text number {i} is here") for i in range(24)]
+    lines = [f"{i},{label},{text}" if order == "id first" else f"{text},{label},{i}" for i, label, text in rows]
+    path = write(tmp_path, "train.csv", "\n".join(lines) + "\n")
+    error = error_of(path)
+    assert error.code == "E114" and "different value in each of its 24 rows" in str(error)
+    assert "--label-column" in error.fix
+    from tunecard.data import ReadOptions
+    named = read_corpus(path, ReadOptions(label_column=1, text_column=2 if order == "id first" else 0))
+    assert [ex.label for ex in named.examples[:2]] == ["neg", "pos"] and named.examples[0].text_pair is None
+
+
+def test_a_small_file_whose_labels_are_all_different_still_reads(tmp_path):
+    corpus = read_corpus(write(tmp_path, "train.csv", "great film,pos\nawful,neg\nso so,meh\n"))
+    assert [ex.label for ex in corpus.examples] == ["pos", "neg", "meh"]

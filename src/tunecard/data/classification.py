@@ -253,6 +253,22 @@ class _Survey:
 
         return min((n_columns - 1, 0), key=score)
 
+    def check_guessed_label(self, label: int, n_columns: int, with_first: bool) -> None:
+        """E114 when the column guessed to hold the labels has a different value in every one of 20 or more rows:
+        an id column (``1001,pos,great film``) or a text, not labels; reading it as labels would make a class of
+        each row."""
+        stats = self.ends["first" if label == 0 else "last"]
+        rows, distinct = stats.rows, len(stats.values)
+        if with_first:
+            rows += 1
+            distinct += hash(self.first[1][label].strip()) not in stats.values
+        if 20 <= rows < _Column.CAP and distinct == rows:
+            raise DataError("E114", f"cannot tell which column holds the labels: column {label}, the likelier of the "
+                            f"{'first and last' if n_columns > 2 else 'two'} columns, has a different value in each "
+                            f"of its {rows} rows (an id or a text, not labels)", path=self.path,
+                            fix="name the columns: --label-column N and --text-column M (0-based; in a config "
+                            "label_column and text_column), or give the file a header row such as id,label,text.")
+
     def label_unseen(self, label: int) -> bool:
         """True when the first row's label cell is a value no other row has, in a column whose values repeat."""
         stats = self.ends["first" if label == 0 else "last"]
@@ -318,6 +334,7 @@ def _choose_columns(
         pair = pair if pair is not None or options.text_pair_column is not None else _find_name(names, PAIR_NAMES)
     if label is None:
         label = survey.guessed_label_column(n_columns, with_first=not header)
+        survey.check_guessed_label(label, n_columns, with_first=not header)
     remaining = [i for i in range(n_columns) if i not in (label, pair)]
     if text is None:
         if len(remaining) == 1:
