@@ -84,6 +84,25 @@ def test_a_lever_that_computes_something_else_in_training_falls_back_and_says_so
     assert "fell back to plain padded training" in (result.output / "README.md").read_text()
 
 
+def test_a_lever_the_model_cannot_take_in_training_falls_back_instead_of_failing(no_dropout_bert, tmp_path,
+                                                                                 monkeypatch):
+    """A training step that raises with the levers (a model whose own code edits a fused projection's output in a
+    way autograd refuses, say) is a failed check: the run trains with plain padded batches and says why."""
+    from tunecard.speed import fused_qkv
+
+    def refuses(self, x):
+        raise RuntimeError("Output 0 of SplitWithSizes is a view and is being modified inplace.\nmore")
+
+    monkeypatch.setattr(fused_qkv.FusedProjection, "forward", refuses)
+    result = train(build_config(None, _values(no_dropout_bert, tmp_path / "run")), progress=False)
+    record = result.metrics["speed"]
+    assert record["fallback"] == ("the training-mode check found a training step fails with the levers "
+                                  "(RuntimeError: Output 0 of SplitWithSizes is a view and is being modified inplace.)")
+    assert record["batches"] == "padded" and not any(lever["used"] for lever in record["levers"].values())
+    assert len(result.history["steps"]) == 3
+    assert "fell back to plain padded training" in (result.output / "README.md").read_text()
+
+
 def test_the_check_compares_within_its_tolerance(no_dropout_bert, tmp_path):
     config = build_config(None, _values(no_dropout_bert, tmp_path / "run"))
     tokenizer, model, features = _loaded(no_dropout_bert, config)

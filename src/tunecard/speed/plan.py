@@ -209,8 +209,9 @@ def _plan_flattening(plan: SpeedPlan, model, features, padded, *, classify: bool
 def training_levers(plan: SpeedPlan, model: torch.nn.Module, features: list, padded_collator, *, console=None,
                     loss=None):
     """Apply `plan`'s levers to `model` for the block, after checking a few training batches' loss and gradients
-    against the model without them (`check.py`); on a difference beyond tolerance the block runs with none
-    (plain padded batches), `plan.fallback` says why and `console` shows it. Everything is undone afterwards.
+    against the model without them (`check.py`); on a difference beyond tolerance, or a step that fails with them
+    (the model's own code modifies a lever's output in place, say), the block runs with none (plain padded
+    batches), `plan.fallback` says why and `console` shows it. Everything is undone afterwards.
     `loss(logits, labels)`: the loss the run trains on when it is not the model's own (class weights): the check
     compares that one."""
     numeric = [name for name in ("packing", "fast_dropout", "fuse_qkv", "sparse_embedding") if plan.uses(name)]
@@ -222,8 +223,13 @@ def training_levers(plan: SpeedPlan, model: torch.nn.Module, features: list, pad
         _apply_training(plan, model)
         if reference is not None:
             collator = plan.train_collator or padded_collator
-            difference = check.compare(reference, check.step_values(model, [collator(items) for items in batches],
-                                                                    loss))
+            try:
+                difference = check.compare(reference, check.step_values(
+                    model, [collator(items) for items in batches], loss))
+            except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # a lever this model's code cannot take
+                model.zero_grad(set_to_none=True)
+                difference = f"a training step fails with the levers ({type(exc).__name__}: " \
+                             f"{str(exc).splitlines()[0][:160]})"
             if difference is not None:
                 _undo(plan)
                 _fall_back(plan, f"the training-mode check found {difference}")
