@@ -96,3 +96,28 @@ def test_training_records_it_and_saves_plain_modules(tiny_bert_cased, tmp_path, 
     assert result.metrics["speed"]["levers"]["fuse_qkv"]["used"] is fuse
     model = load_model(str(result.output), "token-classification")
     assert not any(isinstance(module, FusedProjection) for module in model.modules())
+
+
+class _InPlaceSelfAttention(nn.Module):
+    """An attention that edits its projections in place, as Longformer's does (`query_vectors /= sqrt(d)`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.query, self.key, self.value = (nn.Linear(8, 8) for _ in range(3))
+
+    def forward(self, x):
+        query, key, value = self.query(x), self.key(x), self.value(x)
+        query /= 2.0
+        return (torch.softmax(query @ key.transpose(-1, -2), dim=-1) @ value).square().sum()
+
+
+def test_a_projection_the_model_modifies_in_place_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = _InPlaceSelfAttention().train()
+    fused = copy.deepcopy(plain)
+    assert fuse_qkv(fused) == 1
+    x = torch.randn(2, 5, 8)
+    plain(x).backward()
+    fused(x).backward()
+    for (name, expected), found in zip(plain.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(found.grad, expected.grad, rtol=1e-5, atol=1e-6, msg=name)

@@ -48,7 +48,13 @@ class FusedProjection(nn.Linear):
         bias = None if self.bias is None else torch.cat([part.bias for part in shared.parts])
         fused = F.linear(x, weights, bias)
         shared.input = x
-        shared.outputs = fused.split([part.out_features for part in shared.parts], dim=-1)
+        # narrow, not split: a view of a single-view op can be modified in place (Longformer divides its queries
+        # in place; split's views refuse that), and autograd then gives the base's gradient as without the edit
+        starts = [0]
+        for part in shared.parts[:-1]:
+            starts.append(starts[-1] + part.out_features)
+        shared.outputs = tuple(fused.narrow(-1, start, part.out_features)
+                               for start, part in zip(starts, shared.parts))
         return shared.outputs[0]
 
 
