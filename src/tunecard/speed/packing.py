@@ -45,10 +45,9 @@ import torch
 
 from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, is_multi_hot, round_up
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
+from tunecard.environment import position_offset
 from tunecard.speed.attention import SLOTS, free_places, tunecard_attention
 
-# Model types whose position ids start after the padding index (RoBERTa's learned positions).
-POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
 PARITY_TOLERANCE = 1e-3  # max |logit difference| in fp32; observed differences are ~1e-6
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
 PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
@@ -59,13 +58,6 @@ HOOK = "_tunecard_first_tokens"  # the model attribute holding read_first_tokens
 # on 3000 CoNLL-2003 sentences the process's peak RSS fell from 1366 to 1173 MB at the same speed
 # (docs/performance.md).
 FLAT_LENGTH_MULTIPLE = 32
-
-
-def position_offset(model) -> int:
-    config = model.config
-    if config.model_type in POSITIONS_AFTER_PADDING:
-        return (config.pad_token_id or 0) + 1
-    return 0
 
 
 def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
