@@ -3,6 +3,9 @@ what the code must find out from the model itself, not from a list of model type
 
 - MPNet counts positions after its padding index, as RoBERTa does: the packed rows' position ids start there
   (read from its position embedding), and it packs.
+- ConvBERT's convolution mixes neighbouring positions: two texts in one row change each other, so the packing check
+  refuses it for NER and text classification, even where a freshly initialised head's small logits shrink the
+  difference below an absolute bound.
 """
 
 from __future__ import annotations
@@ -61,3 +64,11 @@ def test_positions_after_the_padding_index_are_read_from_the_model(held_out):
     rows, _ = collator.pack([feature.model_inputs() for feature in features[:2]])
     length = len(features[0])
     assert rows["position_ids"][0, :length].tolist() == list(range(2, 2 + length))
+
+
+@pytest.mark.parametrize("task", ["ner", "text"])
+def test_a_model_that_mixes_neighbouring_positions_does_not_pack(held_out, task):
+    tokenizer, model, features = _features(held_out("convbert"), task)
+    _, layout, _ = packing.choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
+                                           tokenizer.pad_token_id, padding_free=True, classify=task == "text")
+    assert layout == packing.REFUSED
