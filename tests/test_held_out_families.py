@@ -6,19 +6,29 @@ what the code must find out from the model itself, not from a list of model type
 - ConvBERT's convolution mixes neighbouring positions: two texts in one row change each other, so the packing check
   refuses it for NER and text classification, even where a freshly initialised head's small logits shrink the
   difference below an absolute bound.
+- ConvBERT and Funnel compute over padding (the convolution; Funnel's pooling and relative positions): the
+  predictor runs each text alone, unpadded, so `predict` gives what pipeline gives for that text.
+- Longformer divides its query projection in place: the fused projections allow that, and `speed: auto` trains
+  it to `speed: off`'s losses.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
+import torch
 from conftest import WNUT_SAMPLE
 from families import build_family
+from test_families import LOSS_TOLERANCE, RAW_TEXTS
 
 from tunecard import environment
 from tunecard.encoding.batching import PadCollator
 from tunecard.encoding.encoder import Encoder
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.speed import packing
+
+NER_LABELS = {0: "O", 1: "B-X", 2: "I-X"}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +82,56 @@ def test_a_model_that_mixes_neighbouring_positions_does_not_pack(held_out, task)
     _, layout, _ = packing.choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                            tokenizer.pad_token_id, padding_free=True, classify=task == "text")
     assert layout == packing.REFUSED
+
+
+def _token_classifier(held_out, family: str, tmp_path):
+    """A saved token classifier of the family (its random head), as a fine-tuned folder would hold it."""
+    from transformers import AutoModelForTokenClassification
+
+    folder = held_out(family)
+    torch.manual_seed(1)
+    model = AutoModelForTokenClassification.from_pretrained(folder, id2label=NER_LABELS,
+                                                            label2id={v: k for k, v in NER_LABELS.items()})
+    model.save_pretrained(tmp_path / family)
+    load_tokenizer(str(folder)).save_pretrained(tmp_path / family)
+    return tmp_path / family
+
+
+@pytest.mark.parametrize("family", ["convbert", "funnel", "bert"])
+def test_a_model_that_computes_over_padding_predicts_each_text_alone(held_out, family, tmp_path):
+    from transformers import pipeline
+
+    from tunecard.inference.predictor import Predictor
+
+    folder = _token_classifier(held_out, family, tmp_path)
+    predictor = Predictor(folder, precision="fp32")
+    assert predictor.one_text_per_pass is (family != "bert")  # BERT masks padding out: batches as usual
+    features, words = predictor.encoder.encode_raw_texts(RAW_TEXTS)
+    tags = predictor._tag_words([[w for w, _, _ in ws] for ws in words], None, features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_token = pipeline("token-classification", model=str(folder), device="cpu", aggregation_strategy="none",
+                            ignore_labels=[])
+    for feature, text, text_tags in zip(features, RAW_TEXTS, tags):
+        labels = {token["index"]: token["entity"] for token in by_token(text)}
+        assert [text_tags[word][0] for _, word in feature.word_positions] == [
+            labels[position] for position, _ in feature.word_positions], text
+
+
+@pytest.mark.slow
+def test_longformer_trains_with_the_speed_layer_to_the_same_losses(held_out, tmp_path):
+    from tunecard.config import build_config
+    from tunecard.pipeline import train
+
+    runs = {}
+    for speed in ("auto", "off"):
+        values = dict(task="ner", model=str(held_out("longformer")), train=str(WNUT_SAMPLE / "train.conll"),
+                      validation=str(WNUT_SAMPLE / "dev.conll"), output=str(tmp_path / speed), num_epochs=1,
+                      max_train_examples=48, max_eval_examples=16, train_batch_size=16, learning_rate=1e-3,
+                      precision="fp32", save_strategy="no", speed=speed)
+        runs[speed] = train(build_config(None, values), progress=False)
+    record = runs["auto"].metrics["speed"]
+    assert record["fallback"] is None and record["levers"]["fuse_qkv"]["used"]
+    losses = {speed: [step["loss"] for step in run.history["steps"]] for speed, run in runs.items()}
+    assert len(losses["auto"]) == 3
+    assert losses["auto"] == pytest.approx(losses["off"], abs=LOSS_TOLERANCE)

@@ -130,6 +130,35 @@ def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]
     return batches
 
 
+# padding_changes_outputs: the most a text's logits may move when it is padded in a batch, as a share of its largest
+# |logit| where that is below 1 (fp32; a model whose padding is masked differs by ~1e-7, kernels' other blocking).
+PADDING_TOLERANCE = 1e-3
+
+
+def padding_changes_outputs(model, features: list[Feature], collator: PadCollator) -> bool:
+    """Whether the model gives a text other logits in a padded batch than alone (unpadded), on `features`.
+
+    Most encoders mask padding out, so a text's logits do not depend on the texts beside it. Some compute over the
+    padding: a convolution across positions (ConvBERT), pooling or relative positions from the padded length
+    (Funnel). Such a model's prediction must not depend on which texts share a batch, and pipeline runs one text
+    at a time: the predictor then does too.
+    """
+    if len(features) < 2:
+        return False
+    alone = {}
+    for index, feature in enumerate(features):
+        for _, logits, _ in forward_batches(model, [feature], collator, 1, with_labels=False):
+            alone[index] = logits[0]
+    for indices, logits, _ in forward_batches(model, features, collator, len(features), with_labels=False):
+        for row, index in enumerate(indices):
+            expected = alone[index]
+            found = logits[row][: expected.shape[0]] if expected.dim() == 2 else logits[row]
+            scale = min(1.0, expected.abs().max().item())
+            if (found - expected).abs().max().item() > PADDING_TOLERANCE * scale:
+                return True
+    return False
+
+
 @torch.inference_mode()
 def forward_batches(
     model: torch.nn.Module,

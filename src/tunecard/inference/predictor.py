@@ -21,7 +21,8 @@ from tunecard import environment
 from tunecard import speed as speed_layer
 from tunecard.config import CONFIG_FILE
 from tunecard.data.example import TextExample, TokenExample
-from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches
+from tunecard.encoding.batching import (SORTED_PAD_TO_MULTIPLE_OF, PadCollator, forward_batches,
+                                        padding_changes_outputs)
 from tunecard.encoding.encoder import Encoder, document_chunks, split_words, unpadded_backend
 from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.errors import ModelError
@@ -178,6 +179,11 @@ class Predictor:
         self.speed_plan = speed_layer.plan_prediction(speed, self.model, probe, self.tokenizer.pad_token_id,
                                                       is_ner=self.is_ner, backend=backend)
         self.packed = self.speed_plan.eval_packed  # packed (padding-free if it can) NER passes, or None
+        # A model that computes over padding (ConvBERT's convolution, Funnel's pooling) gives a text other logits
+        # beside longer ones: each text then runs alone, unpadded, as pipeline runs it.
+        self.one_text_per_pass = padding_changes_outputs(self.model, probe, self.collator)
+        if self.one_text_per_pass:
+            self.batch_size, self.packed = 1, None
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
         # forward passes below run without autocast. Rechecking keeps the fp32 model beside the bf16 copy.
         if not self.bf16:  # in fp32 every call is already fp32's
@@ -455,7 +461,8 @@ def evaluate_folder(folder: str | Path, data: str | Path, options=None, batch_si
     # documents end
     chunks = document_chunks(corpus, CHUNK_SIZE) if predictor.encoder.context_size else corpus.chunks(CHUNK_SIZE)
     for chunk in chunks:
-        evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator, batch_size=batch_size,
+        evaluation.add(predictor.model, encode(chunk), chunk, collator=predictor.collator,
+                       batch_size=predictor.batch_size,
                        packed=predictor.packed, recheck_model=predictor.fp32_model,
                        recheck_margin=predictor.recheck_margin)
     result = evaluation.result()
