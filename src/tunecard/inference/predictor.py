@@ -180,8 +180,11 @@ class Predictor:
                                                       is_ner=self.is_ner, backend=backend)
         self.packed = self.speed_plan.eval_packed  # packed (padding-free if it can) NER passes, or None
         # A model that computes over padding (ConvBERT's convolution, Funnel's pooling) gives a text other logits
-        # beside longer ones: each text then runs alone, unpadded, as pipeline runs it.
-        self.one_text_per_pass = padding_changes_outputs(self.model, probe, self.collator)
+        # beside longer ones: each text then runs alone, unpadded, as pipeline runs it. That is the architecture's
+        # property, asked of the fp32 torch weights: an int8 ONNX graph's activation scales are taken per batch, so
+        # its logits always move a little with the texts beside them.
+        self.one_text_per_pass = padding_changes_outputs(self._architecture_probe_model(trust_pickle), probe,
+                                                         self.collator)
         if self.one_text_per_pass:
             self.batch_size, self.packed = 1, None
         # bf16: the weights are cast once here, not by autocast in every batch (docs/performance.md), so the
@@ -199,6 +202,16 @@ class Predictor:
         if self.speed_plan.device == "cpu" and speed == "auto":
             speed_layer.prediction_levers(self.speed_plan, self.model, lambda: self._probe_logits(probe),
                                           bf16=self.bf16)
+
+    def _architecture_probe_model(self, trust_pickle: bool):
+        """The model to ask whether padding changes outputs: the torch model in use, or with the ONNX backend the
+        folder's torch weights (the ONNX graph itself where the folder holds none)."""
+        if self.backend == "torch":
+            return self.model
+        try:
+            return load_model(str(self.folder), self.task, None, trust_pickle=trust_pickle).eval()
+        except ModelError:
+            return self.model
 
     def _decoder(self, decoding: str) -> tuple[str, TagDecoder | None]:
         """The decoding asked for (or the run's), and its TagDecoder for constrained NER decoding."""
