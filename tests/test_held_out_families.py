@@ -135,3 +135,26 @@ def test_longformer_trains_with_the_speed_layer_to_the_same_losses(held_out, tmp
     losses = {speed: [step["loss"] for step in run.history["steps"]] for speed, run in runs.items()}
     assert len(losses["auto"]) == 3
     assert losses["auto"] == pytest.approx(losses["off"], abs=LOSS_TOLERANCE)
+
+
+@pytest.mark.parametrize("family", ["funnel", "bert"])
+def test_a_run_evaluates_a_model_that_computes_over_padding_as_tunecard_evaluate_does(held_out, family, tmp_path):
+    """The card's scores are `tunecard evaluate`'s: a Funnel run's evaluations pass each text alone (padded
+    batches moved its logits, so the loss differed); BERT masks padding out and keeps its batches."""
+    from tunecard.config import build_config
+    from tunecard.inference.predictor import evaluate_folder
+    from tunecard.pipeline import train
+
+    folder = held_out(family) if family != "bert" else build_family("bert", tmp_path / "bert")
+    values = dict(task="ner", model=str(folder), train=str(WNUT_SAMPLE / "train.conll"),
+                  validation=str(WNUT_SAMPLE / "dev.conll"), output=str(tmp_path / "run"), num_epochs=1,
+                  max_train_examples=32, train_batch_size=16, learning_rate=1e-3, precision="fp32",
+                  save_strategy="no")
+    result = train(build_config(None, values), progress=False)
+    alone = family != "bert"
+    assert result.metrics["training"]["evaluation_batches"].startswith("one text" if alone else "length-sorted")
+    evaluated = evaluate_folder(result.output, WNUT_SAMPLE / "dev.conll", precision="fp32")
+    recorded = result.metrics["validation"]
+    # fp32 both ways, each text alone both ways: only the order of summing the loss over texts may differ
+    assert evaluated["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
+    assert evaluated["f1"] == pytest.approx(recorded["f1"], abs=1e-12)

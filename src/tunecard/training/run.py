@@ -17,7 +17,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from tunecard import environment, speed
 from tunecard.config import TrainConfig
 from tunecard.data.example import Corpus
-from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator
+from tunecard.encoding.batching import SORTED_PAD_TO_MULTIPLE_OF, PadCollator, padding_changes_outputs
 from tunecard.encoding.encoder import Encoder
 from tunecard.encoding.models import load_model, load_tokenizer, note_unknown_words
 from tunecard.training import distributed
@@ -65,6 +65,14 @@ class Loaded:
     max_length: int
     datasets: dict
     encoding_stats: dict
+    # the model's outputs change with padding (ConvBERT, Funnel): every evaluation runs one text at a time, as
+    # `tunecard evaluate`, `predict` and pipeline do, so the card's scores are theirs
+    one_text_per_pass: bool = False
+
+    @property
+    def eval_batch_size(self) -> int | None:
+        """1 where each text must run alone, else None (the config's eval_batch_size)."""
+        return 1 if self.one_text_per_pass else None
 
 
 @dataclass
@@ -105,7 +113,19 @@ def load(config: TrainConfig, inputs: Inputs, trust_pickle: bool = False, consol
         encoding_stats[split]["unknown_to_tokenizer"], warning = note_unknown_words(tokenizer, corpus)
         if warning and console is not None:  # a wrong tokenizer or vocabulary, usually
             console.print(f"[yellow]warning[/] {escape(f'{split} ({corpus.path}): {warning}')}", highlight=False)
-    return Loaded(tokenizer, model, max_length, datasets, encoding_stats)
+    was_training = model.training
+    one_text = padding_changes_outputs(model, _padding_probe(datasets), PadCollator(tokenizer.pad_token_id,
+                                                                                      SORTED_PAD_TO_MULTIPLE_OF))
+    model.train(was_training)
+    return Loaded(tokenizer, model, max_length, datasets, encoding_stats, one_text_per_pass=one_text)
+
+
+def _padding_probe(datasets: dict) -> list:
+    """A few features of different lengths (the shortest and longest of the first training ones), to ask the model
+    whether padding changes a text's outputs."""
+    features = datasets["train"].features[:200]
+    by_length = sorted(range(len(features)), key=lambda i: len(features[i]))
+    return [features[i] for i in dict.fromkeys(by_length[:2] + by_length[-2:])]
 
 
 def plan(config: TrainConfig, loaded: Loaded, args) -> speed.SpeedPlan:
@@ -143,6 +163,7 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
         head_learning_rate=config.head_learning_rate,
         loss=loss,
         decoding=config.decoding,
+        one_text_per_pass=loaded.one_text_per_pass,
     )
 
 
@@ -176,15 +197,17 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
     thresholds, final = None, {}
     if config.is_multi_label:
         thresholds, validation = tune_on_validation(config, inputs, loaded, trainer,
-                                                    final_pass_is_fp32=not bf16 and plan.eval_packed is None)
+                                                    final_pass_is_fp32=not bf16 and (plan.eval_packed is None or
+                                                                                     loaded.one_text_per_pass))
         if validation is not None:
             final["validation"] = validation
     for split in ("validation", "test"):
         if split in datasets and split not in final:
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task,
-                id2label=inputs.id2label, collator=eval_collator, batch_size=config.eval_batch_size, bf16=bf16,
-                positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
+                id2label=inputs.id2label, collator=eval_collator, batch_size=loaded.eval_batch_size or
+                config.eval_batch_size, bf16=bf16, positive_label=config.positive_label,
+                packed=None if loaded.one_text_per_pass else plan.eval_packed, recheck_margin=RECHECK_MARGIN,
                 thresholds=[thresholds[label]["threshold"] for label in inputs.labels] if thresholds else None,
                 decoding=config.decoding,
             )
@@ -218,6 +241,8 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
             "distributed_backend": backend(),
             "total_train_batch_size": total_batch,
             "batches": plan.batches,
+            "evaluation_batches": ("one text per pass (the model's outputs change with padding)"
+                                   if loaded.one_text_per_pass else "length-sorted batches"),
             "evaluation_precision": ("bf16 autocast, texts with a close call (two best logits within "
                                      f"{RECHECK_MARGIN}) again in fp32") if bf16 else "fp32",
             "resumed_from_step": int(start.name.rsplit("-", 1)[-1]) if start is not None else None,
@@ -260,7 +285,7 @@ def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trai
     validation = loaded.datasets.get("validation")
     if validation is not None:  # fp32, no recheck: the thresholds come from the model's own probabilities
         evaluation.add(loaded.model, validation.features, validation.examples, collator=trainer.pad_collator,
-                       batch_size=config.eval_batch_size)
+                       batch_size=loaded.eval_batch_size or config.eval_batch_size)
     thresholds = tuned_thresholds(evaluation)
     for entry in thresholds.values():
         entry["source"] = ("tuned on validation (the label's best F1)" if entry["tuned"] else
