@@ -269,3 +269,20 @@ def test_an_id_column_is_not_taken_for_the_labels(tmp_path, order):
 def test_a_small_file_whose_labels_are_all_different_still_reads(tmp_path):
     corpus = read_corpus(write(tmp_path, "train.csv", "great film,pos\nawful,neg\nso so,meh\n"))
     assert [ex.label for ex in corpus.examples] == ["pos", "neg", "meh"]
+
+
+def test_a_fasttext_line_with_several_labels_is_not_read_as_one_label_and_text(tmp_path):
+    # Before: `__label__b` silently became the first word of the text of a one-label example.
+    content = "__label__a a fine film\n__label__a __label__b great and long\n__label__b dull\n"
+    with pytest.raises(DataError) as caught:
+        read_corpus(write(tmp_path, "train.txt", content))
+    assert caught.value.code == "E104" and caught.value.line == 2 and "label_separator" in str(caught.value)
+    # the fix the error gives reads: one field of labels joined by the separator
+    from tunecard.data.example import ReadOptions
+
+    fixed = content.replace("__label__a __label__b", "__label__a|__label__b")
+    corpus = read_corpus(write(tmp_path, "fixed.txt", fixed), ReadOptions(label_separator="|"))
+    assert [(ex.text, ex.labels) for ex in corpus.examples][1] == ("great and long", ["__label__a", "__label__b"])
+    # one fastText label per line stays a plain label-text file
+    single = read_corpus(write(tmp_path, "single.txt", "__label__a a fine film\n__label__b dull\n__label__a ok\n"))
+    assert [ex.text for ex in single.examples] == ["a fine film", "dull", "ok"]

@@ -411,6 +411,9 @@ def _find_name(names: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
+FASTTEXT_PREFIX = "__label__"  # fastText's label marker; its multi-label lines start with several of them
+
+
 def read_label_text(path: str | Path, options: ReadOptions | None = None) -> Corpus:
     """Read ``LABEL text`` lines (label = first field, separated by spaces or a tab), as SST-2 and TREC.
 
@@ -437,6 +440,13 @@ def open_label_text(text_file: TextFile, options: ReadOptions | None = None) -> 
             if len(parts) < 2:
                 raise DataError("E104", f"line has a label ({preview(parts[0])}) but no text", path=text_file.path,
                                 line=number, fix="write the label, a space, then the text.")
+            if parts[0].startswith(FASTTEXT_PREFIX) and parts[1].startswith(FASTTEXT_PREFIX):
+                # fastText's multi-label line: the second label would silently become the text's first word
+                labels = [word for word in line.split() if word.startswith(FASTTEXT_PREFIX)]
+                raise DataError("E104", f"line has several fastText labels ({preview(' '.join(labels[:4]))}); a "
+                                "label-text line holds one label field", path=text_file.path, line=number,
+                                fix="for one label per text keep one; for multi-label join them into one field "
+                                "with a separator (__label__a|__label__b text) and set label_separator: '|'.")
             yield _example(text_file.path, number, parts[1], parts[0], None, separator)
 
     return _checked_stream(text_file, "label-text", examples, multi_label=separator is not None)
