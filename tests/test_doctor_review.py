@@ -219,6 +219,19 @@ def test_perfect_scores_with_a_binary_chance_loss_are_one_broken_metric_finding(
     assert only(report, "D609").severity == WARNING and "D510" not in codes(report)
 
 
+def test_a_tagger_right_everywhere_may_have_a_loss_above_ln_2():
+    """A token's right tag among O, B-X and I-X can win with just over a third: perfect scores with a loss between
+    ln 2 and ln 3 prove no broken metric for NER (they did, with the two-class bound); from ln 3 they do."""
+    ner = ("generated_from_trainer", "token-classification")
+    rows = [("No log", 1.0, 10, 0.8200, 1.0, 1.0, 1.0, 1.0), ("No log", 2.0, 20, 0.7900, 1.0, 1.0, 1.0, 1.0),
+            ("No log", 3.0, 30, 0.7700, 1.0, 1.0, 1.0, 1.0)]
+    assert "D510" not in codes(doctor(trainer_card(rows, tags=ner)))
+    untrained = [(r[0], r[1], r[2], r[3] + 0.35) for r in rows]
+    untrained = [row + tuple(r[4:]) for row, r in zip(untrained, rows)]
+    finding = only(doctor(trainer_card(untrained, tags=ner)), "D510")
+    assert finding.severity == ERROR and "1/3 odds" in finding.evidence
+
+
 def test_a_loss_far_too_low_for_the_errors_is_inconsistent():
     rows = [(0.0026, 1.0, 1956, 0.0003, 0.9298, 1.0, 0.9636, 0.9552),
             (0.0015, 2.0, 3912, 0.0003, 0.6416, 0.9996, 0.7815, 0.6688),

@@ -476,13 +476,15 @@ def check_loss_consistency(evals: list[Eval], head: dict[str, float], head_loss:
     Each misclassified example costs at least ln 2 (its right class has probability 1/2 or less), so a mean loss
     is at least (1 - accuracy) * ln 2: a loss far below that (INCONSISTENT_MARGIN of it) belongs to another
     evaluation or is not this task's loss. Conversely, accuracy 1.0 (or precision = recall = F1 = 1.0) with a loss
-    of ln 2 or more means a right answer every time with at most even odds: the metric is broken (or scores
-    something trivial)."""
+    of ln K or more means a right answer every time with at most 1/K odds: the metric is broken (or scores
+    something trivial). K is the fewest classes the task can have: 2 for a classifier, 3 for a tagger (O, B-X,
+    I-X), whose right tag may win with just over a third."""
     if task not in (CLS, NER, None) or any("roc_auc" in e.scores for e in evals):
         return []  # (F1, ROC AUC, accuracy: the multi-label template, whose accuracy is per example, its loss per label)
     rows = [(e.where, e.metrics, e.validation_loss) for e in evals]
     if head:
         rows.append(("headline", head, head_loss))
+    classes = 3 if task == NER else 2  # the fewest the task can have: a right answer has more than 1/classes
     low, broken = [], []
     for where, m, loss in rows:
         if not _finite(loss):
@@ -490,7 +492,7 @@ def check_loss_consistency(evals: list[Eval], head: dict[str, float], head_loss:
         a = m.get("accuracy")
         perfect = (a is not None and a >= 0.99995) or (
             a is None and all(m.get(k) is not None and m[k] >= 0.99995 for k in ("precision", "recall", "f1")))
-        if perfect and loss >= math.log(2):
+        if perfect and loss >= math.log(classes):
             broken.append(f"{where}: {'accuracy' if a is not None else 'precision, recall and F1'} 1.0 with "
                           f"validation loss {loss:.4f}")
         elif a is not None and 1 - a >= 0.02 and loss < INCONSISTENT_MARGIN * (1 - a) * math.log(2):
@@ -502,7 +504,8 @@ def check_loss_consistency(evals: list[Eval], head: dict[str, float], head_loss:
         return [finding(
             "D510", "Perfect scores with an untrained model's loss: the metric is broken",
             "; ".join(broken[:4]) + (f" (and {len(broken) - 4} more)" if len(broken) > 4 else "")
-            + ": every answer right, each with at best even odds.",
+            + (": every answer right, each with at best even odds." if classes == 2 else
+               f": every answer right, each with at best 1/{classes} odds (a tagger has at least O, B-X and I-X)."),
             "Check compute_metrics: it must compare the argmax predictions with the gold labels of the same examples "
             "(not the labels with themselves, not an empty or all-O evaluation set); until then the scores mean "
             "nothing.", places=broken, kind="perfect")]
