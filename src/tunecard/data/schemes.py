@@ -114,7 +114,7 @@ def tag_shape_hint(tag: str) -> str | None:
     last), ``o`` / ``0`` for outside, an integer id. The tag is never rewritten: only the message says how.
     """
     tag = tag.strip()
-    if tag in ("o", "0") and tag != OUTSIDE:
+    if tag in ("o", "0"):
         hint = f"'{OUTSIDE}' (capital letter O) is the outside tag, not {tag!r}"
         return hint + ("; if the column holds integer tag ids, they need their names" if tag == "0" else "")
     if tag.lstrip("-").isdigit():
