@@ -30,7 +30,6 @@ from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
 TAG_KEYS = ("tags", "ner_tags")
-SPAN_KEYS = ("spans", "entities", "label")  # "entities" (spaCy-style); "label": doccano's sequence-labelling export
 DOCUMENT_KEYS = ("doc_id", "document_id")  # a record's document (NER with context: document)
 OVERLAPPING_SPANS = ("error", "longest", "first")
 MAX_DEPTH = 100  # JSON nesting levels read; data records have a handful
@@ -452,13 +451,11 @@ def is_span(item: object) -> bool:
 
 def span_key(record: dict) -> str | None:
     """The key of a record's spans: ``spans``, else ``entities``, else a ``label`` list of spans (doccano)."""
-    for key in SPAN_KEYS:
-        value = record.get(key)
-        if key != "label" and key in record:
+    for key in ("spans", "entities"):  # "entities": spaCy-style
+        if key in record:
             return key
-        if key == "label" and isinstance(value, list) and all(is_span(item) for item in value):
-            return key
-    return None
+    label = record.get("label")  # doccano's sequence-labelling export; a class label is no list of spans
+    return "label" if isinstance(label, list) and all(is_span(item) for item in label) else None
 
 
 def _checked_spans(raw_spans: object, text: str, path: str, line: int,
