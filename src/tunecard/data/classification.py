@@ -33,7 +33,7 @@ from itertools import islice
 from pathlib import Path
 
 from tunecard.data.example import (TEXT_TASK, Corpus, CorpusStream, ReadOptions, TextExample, as_multi_label,
-                                   look_alike_warning)
+                                   look_alike_warnings)
 from tunecard.data.jsonl import iter_json_records
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
@@ -515,9 +515,7 @@ def _stream(text_file: TextFile, fmt: str, size: int, classes: set[str], empty: 
         raise DataError("E103", "empty split: no examples", path=text_file.path, fix="point to the right file.")
     if empty:
         warnings.append(f"{text_file.path}: {empty} example(s) have an empty text; they are kept.")
-    alike = look_alike_warning(text_file.path, classes)
-    if alike:
-        warnings.append(alike)
+    warnings.extend(look_alike_warnings(text_file.path, classes))
     if not multi_label and fmt != "text-jsonl":
         listed = _list_like_labels(classes)
         if listed:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunecard.data.example import TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TokenExample, look_alike_warning
+from tunecard.data.example import TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TokenExample, look_alike_warnings
 from tunecard.data.schemes import (REPAIR_RULE_SHORT, SchemeDetector, check_prefix, normalize_scheme, parse_tag,
                                    tag_shape_hint, to_iob2)
 from tunecard.data.textfile import TextFile, preview, read_text_file
@@ -327,10 +327,7 @@ class TagCheck:
         found = []
         if self.empty:
             found.append(f"{self.path}: {self.empty} example(s) have no tokens; they are kept.")
-        alike = look_alike_warning(self.path, self.entity_types, "entity types")
-        if alike:
-            found.append(alike)
-        return found
+        return found + look_alike_warnings(self.path, self.entity_types, "entity types")
 
     def converted(self, examples: Iterable[TokenExample], stream: CorpusStream) -> Iterator[TokenExample]:
         """The examples with IOB2 tags; at the end, the repairs on ``stream``."""

@@ -29,19 +29,19 @@ def _label_key(label: str) -> str:
     return repr(int(number)) if number.is_integer() else repr(number)
 
 
-def look_alike_warning(path: str, labels, what: str = "labels") -> str | None:
-    """A warning naming the labels of one file that differ only in case, spaces or the format of a number
-    (``positive``/``Positive``, ``1``/``1.0``): each is trained as a class of its own, which is seldom meant."""
+def look_alike_warnings(path: str, labels, what: str = "labels") -> list[str]:
+    """The warning (none or one) naming the labels of one file that differ only in case, spaces or the format of
+    a number (``positive``/``Positive``, ``1``/``1.0``): each is trained as a class of its own, seldom meant."""
     groups: dict[str, list[str]] = {}
     for label in sorted(set(labels)):
         groups.setdefault(_label_key(label), []).append(label)
     alike = [group for group in groups.values() if len(group) > 1]
     if not alike:
-        return None
+        return []
     shown = "; ".join(" / ".join(map(repr, group)) for group in alike[:5])
     more = f" and {len(alike) - 5} more" if len(alike) > 5 else ""
-    return (f"{path}: {what} that differ only in case, spaces or number format: {shown}{more}; each is a class of "
-            "its own. If they are one, write them the same way.")
+    return [f"{path}: {what} that differ only in case, spaces or number format: {shown}{more}; each is a class of "
+            "its own. If they are one, write them the same way."]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from tunecard.data.conll import TagCheck
-from tunecard.data.example import TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TokenExample, look_alike_warning
+from tunecard.data.example import TOKEN_TASK, Corpus, CorpusStream, ReadOptions, TokenExample, look_alike_warnings
 from tunecard.data.textfile import TextFile, preview, read_text_file
 from tunecard.errors import DataError
 
@@ -356,10 +356,7 @@ def open_span_jsonl(text_file: TextFile, options: ReadOptions | None = None) -> 
             path=path, line=counts.first_overlap_line,
             fix="set overlapping_spans: longest (keep the longest of spans that overlap) or first (keep the one "
             "listed first) to drop the others, counted in the data statistics; or remove the overlaps from the file.")
-    warnings = list(text_file.warnings)
-    alike = look_alike_warning(path, types, "entity types")
-    if alike:
-        warnings.append(alike)
+    warnings = list(text_file.warnings) + look_alike_warnings(path, types, "entity types")
     if counts.dropped_spans:
         warnings.append(f"{path}: {counts.dropped_spans} span(s) dropped from {counts.overlapping_pairs} pair(s) of "
                         f"overlapping spans (overlapping_spans: {policy}; the first at line "
