@@ -115,25 +115,17 @@ def csv_delimiter(text_file: TextFile) -> str:
 _DOUBLED_QUOTE_CELL = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')  # "...""..." : a quoted field holding a quote
 
 
-def tsv_quoted(text_file: TextFile) -> bool:
-    """True when a TSV file is CSV-quoted (pandas' ``to_csv(sep="\\t")``): a field on one line is in quotes with a
-    doubled quote inside (``"say ""hi"" now"``), and the whole file reads strictly with quoting into the same
-    columns. A GLUE-style file, whose ``"`` are text, fails one of these. (A quote left open on a line is no
-    evidence: in a GLUE-style file it could join lines up to the next stray quote.)"""
-    evidence = False
-    for line in text_file.iter_lines():
-        if '""' in line and any(_DOUBLED_QUOTE_CELL.fullmatch(cell) for cell in line.split("\t")):
-            evidence = True
-            break
-    if not evidence:
-        return False
-    widths = set()
+def _quoted_tsv_survey(text_file: TextFile) -> _Survey | None:
+    """The survey of a TSV file read as CSV-quoted on tabs (pandas' ``to_csv(sep="\\t")``), when the whole file
+    reads strictly so into the same two or more columns; None otherwise. Asked only when a field on one line is in
+    quotes with a doubled quote inside (``"say ""hi"" now"``, the TSV survey's ``quote_evidence``): a GLUE-style
+    file, whose ``"`` are text, fails one of these. (A quote left open on a line is no evidence: in a GLUE-style
+    file it could join lines up to the next stray quote.)"""
     try:
-        for _, cells in _rows(text_file, "csv", "\t"):
-            widths.add(len(cells))
+        survey = _Survey(text_file, "csv", "\t")
     except DataError:
-        return False
-    return len(widths) == 1 and min(widths) >= 2
+        return None
+    return survey if len(survey.counts) == 1 and min(survey.counts) >= 2 else None
 
 
 def _rows(text_file: TextFile, fmt: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
@@ -205,7 +197,10 @@ class _Survey:
         self.rows = 0
         self.ends = {"first": _Column(), "last": _Column()}  # the first and last columns, rows after the first
         self.recurs: list[int | None] = []  # per cell of the first row: a later line where its column has it
+        self.quote_evidence = False  # TSV: a cell is "...""..." (see _quoted_tsv_survey)
         for line, cells in _rows(text_file, fmt, delimiter):
+            if fmt == "tsv" and not self.quote_evidence:
+                self.quote_evidence = any('""' in cell and _DOUBLED_QUOTE_CELL.fullmatch(cell) for cell in cells)
             self.rows += 1
             self.counts[len(cells)] += 1
             self.first_line.setdefault(len(cells), line)
@@ -279,9 +274,12 @@ def open_delimited(text_file: TextFile, options: ReadOptions | None, fmt: str) -
     """Check a CSV or TSV file whole and return its examples as a :class:`CorpusStream`."""
     options = options or ReadOptions()
     delimiter = csv_delimiter(text_file) if fmt == "csv" else "\t"
-    quoted_tsv = fmt == "tsv" and tsv_quoted(text_file)
+    survey = _Survey(text_file, fmt, delimiter)
+    quoted = _quoted_tsv_survey(text_file) if survey.quote_evidence else None
+    quoted_tsv = quoted is not None
+    if quoted_tsv:
+        survey = quoted
     fmt_read = "csv" if quoted_tsv else fmt  # a CSV-quoted TSV file is read by the CSV reader, on tabs
-    survey = _Survey(text_file, fmt_read, delimiter)
     n_columns = survey.check_column_counts()
     warnings = list(text_file.warnings)
     if quoted_tsv:
