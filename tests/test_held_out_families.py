@@ -19,8 +19,7 @@ import warnings
 import pytest
 import torch
 from conftest import WNUT_SAMPLE
-from families import build_family
-from test_families import LOSS_TOLERANCE, RAW_TEXTS
+from test_families import LOSS_TOLERANCE, RAW_TEXTS, family_folder  # noqa: F401 (the fixture)
 
 from tunecard import environment
 from tunecard.encoding.batching import PadCollator
@@ -29,19 +28,6 @@ from tunecard.encoding.models import load_model, load_tokenizer
 from tunecard.speed import packing
 
 NER_LABELS = {0: "O", 1: "B-X", 2: "I-X"}
-
-
-@pytest.fixture(scope="module")
-def held_out(tmp_path_factory):
-    """family -> its tiny base model's folder, built once per module."""
-    built: dict = {}
-
-    def get(family: str):
-        if family not in built:
-            built[family] = build_family(family, tmp_path_factory.mktemp(f"held-out-{family}"))
-        return built[family]
-
-    return get
 
 
 def _features(folder, task: str):
@@ -63,8 +49,8 @@ def _features(folder, task: str):
     return tokenizer, model, features
 
 
-def test_positions_after_the_padding_index_are_read_from_the_model(held_out):
-    tokenizer, model, features = _features(held_out("mpnet"), "ner")
+def test_positions_after_the_padding_index_are_read_from_the_model(family_folder):
+    tokenizer, model, features = _features(family_folder("mpnet"), "ner")
     assert environment.position_offset(model) == 2  # its position embedding's padding row is 1
     tokenizer.model_max_length = int(1e30)  # no limit from the tokenizer: the model's table decides
     assert environment.model_max_length(tokenizer, model) == model.config.max_position_embeddings - 2
@@ -77,18 +63,18 @@ def test_positions_after_the_padding_index_are_read_from_the_model(held_out):
 
 
 @pytest.mark.parametrize("task", ["ner", "text"])
-def test_a_model_that_mixes_neighbouring_positions_does_not_pack(held_out, task):
-    tokenizer, model, features = _features(held_out("convbert"), task)
+def test_a_model_that_mixes_neighbouring_positions_does_not_pack(family_folder, task):
+    tokenizer, model, features = _features(family_folder("convbert"), task)
     _, layout, _ = packing.choose_collator(model, features, PadCollator(tokenizer.pad_token_id),
                                            tokenizer.pad_token_id, padding_free=True, classify=task == "text")
     assert layout == packing.REFUSED
 
 
-def _token_classifier(held_out, family: str, tmp_path):
+def _token_classifier(family_folder, family: str, tmp_path):
     """A saved token classifier of the family (its random head), as a fine-tuned folder would hold it."""
     from transformers import AutoModelForTokenClassification
 
-    folder = held_out(family)
+    folder = family_folder(family)
     torch.manual_seed(1)
     model = AutoModelForTokenClassification.from_pretrained(folder, id2label=NER_LABELS,
                                                             label2id={v: k for k, v in NER_LABELS.items()})
@@ -98,12 +84,12 @@ def _token_classifier(held_out, family: str, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["convbert", "funnel", "bert"])
-def test_a_model_that_computes_over_padding_predicts_each_text_alone(held_out, family, tmp_path):
+def test_a_model_that_computes_over_padding_predicts_each_text_alone(family_folder, family, tmp_path):
     from transformers import pipeline
 
     from tunecard.inference.predictor import Predictor
 
-    folder = _token_classifier(held_out, family, tmp_path)
+    folder = _token_classifier(family_folder, family, tmp_path)
     predictor = Predictor(folder, precision="fp32")
     assert predictor.one_text_per_pass is (family != "bert")  # BERT masks padding out: batches as usual
     features, words = predictor.encoder.encode_raw_texts(RAW_TEXTS)
@@ -119,13 +105,13 @@ def test_a_model_that_computes_over_padding_predicts_each_text_alone(held_out, f
 
 
 @pytest.mark.slow
-def test_longformer_trains_with_the_speed_layer_to_the_same_losses(held_out, tmp_path):
+def test_longformer_trains_with_the_speed_layer_to_the_same_losses(family_folder, tmp_path):
     from tunecard.config import build_config
     from tunecard.pipeline import train
 
     runs = {}
     for speed in ("auto", "off"):
-        values = dict(task="ner", model=str(held_out("longformer")), train=str(WNUT_SAMPLE / "train.conll"),
+        values = dict(task="ner", model=str(family_folder("longformer")), train=str(WNUT_SAMPLE / "train.conll"),
                       validation=str(WNUT_SAMPLE / "dev.conll"), output=str(tmp_path / speed), num_epochs=1,
                       max_train_examples=48, max_eval_examples=16, train_batch_size=16, learning_rate=1e-3,
                       precision="fp32", save_strategy="no", speed=speed)
@@ -138,14 +124,14 @@ def test_longformer_trains_with_the_speed_layer_to_the_same_losses(held_out, tmp
 
 
 @pytest.mark.parametrize("family", ["funnel", "bert"])
-def test_a_run_evaluates_a_model_that_computes_over_padding_as_tunecard_evaluate_does(held_out, family, tmp_path):
+def test_a_run_evaluates_a_model_that_computes_over_padding_as_tunecard_evaluate_does(family_folder, family, tmp_path):
     """The card's scores are `tunecard evaluate`'s: a Funnel run's evaluations pass each text alone (padded
     batches moved its logits, so the loss differed); BERT masks padding out and keeps its batches."""
     from tunecard.config import build_config
     from tunecard.inference.predictor import evaluate_folder
     from tunecard.pipeline import train
 
-    folder = held_out(family) if family != "bert" else build_family("bert", tmp_path / "bert")
+    folder = family_folder(family)
     values = dict(task="ner", model=str(folder), train=str(WNUT_SAMPLE / "train.conll"),
                   validation=str(WNUT_SAMPLE / "dev.conll"), output=str(tmp_path / "run"), num_epochs=1,
                   max_train_examples=32, train_batch_size=16, learning_rate=1e-3, precision="fp32",
@@ -155,6 +141,8 @@ def test_a_run_evaluates_a_model_that_computes_over_padding_as_tunecard_evaluate
     assert result.metrics["training"]["evaluation_batches"].startswith("one text" if alone else "length-sorted")
     evaluated = evaluate_folder(result.output, WNUT_SAMPLE / "dev.conll", precision="fp32")
     recorded = result.metrics["validation"]
-    # fp32 both ways, each text alone both ways: only the order of summing the loss over texts may differ
+    # fp32 both ways: only the order of summing the loss over texts may differ
     assert evaluated["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
-    assert evaluated["f1"] == pytest.approx(recorded["f1"], abs=1e-12)
+    # each text alone both ways is the same arithmetic, so the same tags; BERT's batches may be composed otherwise
+    # by the run's and the predictor's plans, where a near-tied token can take the other tag on another CPU's kernels
+    assert evaluated["f1"] == pytest.approx(recorded["f1"], abs=1e-12 if alone else 0.02)
