@@ -43,16 +43,11 @@ from collections.abc import Sequence
 
 import torch
 
-from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, is_multi_hot, round_up
+from tunecard.encoding.batching import PAD_TO_MULTIPLE_OF, PadCollator, is_multi_hot, round_up, within_parity
 from tunecard.encoding.encoder import IGNORE_INDEX, Feature
 from tunecard.environment import position_offset
 from tunecard.speed.attention import SLOTS, free_places, tunecard_attention
 
-# max |logit difference| in fp32 (observed differences are ~1e-6), as a share of the largest |logit| where that is
-# below 1: a freshly initialised head gives logits of ~0.01-0.1, which shrink a difference in the encoder's states
-# as much (a tiny ConvBERT's convolution across two texts of a row changed its classification logits by 7e-5 at a
-# scale of 0.016), so a bound on their absolute difference alone would let such a model pack.
-PARITY_TOLERANCE = 1e-3
 CHECK_FEATURES = 16  # training features run both ways before packing is trusted
 PACKED, PADDED, REFUSED = "packed", "padded", "padded (the packing check failed for this model)"
 PADDING_FREE = "packed, padding-free"  # flat batches (PackedCollator(flat=True)); training.batches in metrics.json
@@ -237,13 +232,6 @@ class PackedCollator:
         columns = torch.arange(width)
         index = (first[:, None] + columns).masked_fill(columns >= torch.tensor(lengths)[:, None], 0)
         return logits.reshape(rows * row_width, -1)[index.to(logits.device)]
-
-
-def within_parity(found: torch.Tensor, reference: torch.Tensor) -> bool:
-    """Whether `found` gives `reference`'s logits: every |difference| at most PARITY_TOLERANCE times the smaller
-    of 1 and the largest |reference logit| (small logits are held to the same relative bound)."""
-    scale = min(1.0, reference.abs().max().item())
-    return found.shape == reference.shape and (found - reference).abs().max().item() <= PARITY_TOLERANCE * scale
 
 
 def packed_collator_for(model, pad_token_id: int | None, flat: bool = False, classify: bool = False) -> PackedCollator:
