@@ -66,13 +66,8 @@ class Loaded:
     datasets: dict
     encoding_stats: dict
     # the model's outputs change with padding (ConvBERT, Funnel): every evaluation runs one text at a time, as
-    # `tunecard evaluate`, `predict` and pipeline do, so the card's scores are theirs
+    # `tunecard evaluate`, `predict` and pipeline do, so the card's scores are theirs (`evaluate_one_text_at_a_time`)
     one_text_per_pass: bool = False
-
-    @property
-    def eval_batch_size(self) -> int | None:
-        """1 where each text must run alone, else None (the config's eval_batch_size)."""
-        return 1 if self.one_text_per_pass else None
 
 
 @dataclass
@@ -128,6 +123,13 @@ def _padding_probe(datasets: dict) -> list:
     return [features[i] for i in dict.fromkeys(by_length[:2] + by_length[-2:])]
 
 
+def evaluate_one_text_at_a_time(args, the_plan: speed.SpeedPlan) -> None:
+    """Every evaluation of the run (during training, the final scores, multi-label thresholds) passes each text
+    alone and unpadded, for a model whose outputs change with padding: they read these two settings."""
+    args.per_device_eval_batch_size = 1
+    the_plan.eval_packed = None
+
+
 def plan(config: TrainConfig, loaded: Loaded, args) -> speed.SpeedPlan:
     """The speed plan for this config, the device the Trainer uses and the model (`speed/plan.py`)."""
     return speed.plan_training(config, loaded.model, loaded.datasets["train"].features,
@@ -163,7 +165,6 @@ def build_trainer(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: spe
         head_learning_rate=config.head_learning_rate,
         loss=loss,
         decoding=config.decoding,
-        one_text_per_pass=loaded.one_text_per_pass,
     )
 
 
@@ -197,17 +198,15 @@ def finalize(config: TrainConfig, inputs: Inputs, loaded: Loaded, plan: speed.Sp
     thresholds, final = None, {}
     if config.is_multi_label:
         thresholds, validation = tune_on_validation(config, inputs, loaded, trainer,
-                                                    final_pass_is_fp32=not bf16 and (plan.eval_packed is None or
-                                                                                     loaded.one_text_per_pass))
+                                                    final_pass_is_fp32=not bf16 and plan.eval_packed is None)
         if validation is not None:
             final["validation"] = validation
     for split in ("validation", "test"):
         if split in datasets and split not in final:
             final[split] = evaluate_features(
                 model, datasets[split].features, datasets[split].examples, task=config.task,
-                id2label=inputs.id2label, collator=eval_collator, batch_size=loaded.eval_batch_size or
-                config.eval_batch_size, bf16=bf16, positive_label=config.positive_label,
-                packed=None if loaded.one_text_per_pass else plan.eval_packed, recheck_margin=RECHECK_MARGIN,
+                id2label=inputs.id2label, collator=eval_collator, batch_size=trainer.args.per_device_eval_batch_size,
+                bf16=bf16, positive_label=config.positive_label, packed=plan.eval_packed, recheck_margin=RECHECK_MARGIN,
                 thresholds=[thresholds[label]["threshold"] for label in inputs.labels] if thresholds else None,
                 decoding=config.decoding,
             )
@@ -285,7 +284,7 @@ def tune_on_validation(config: TrainConfig, inputs: Inputs, loaded: Loaded, trai
     validation = loaded.datasets.get("validation")
     if validation is not None:  # fp32, no recheck: the thresholds come from the model's own probabilities
         evaluation.add(loaded.model, validation.features, validation.examples, collator=trainer.pad_collator,
-                       batch_size=loaded.eval_batch_size or config.eval_batch_size)
+                       batch_size=trainer.args.per_device_eval_batch_size)
     thresholds = tuned_thresholds(evaluation)
     for entry in thresholds.values():
         entry["source"] = ("tuned on validation (the label's best F1)" if entry["tuned"] else
@@ -320,6 +319,8 @@ def run(config: TrainConfig, run_folder: RunFolder, start: Path | None, *, conso
     args = training_arguments(config, output_dir, bf16, has_validation, resuming=start is not None)
     distributed.open_control_group()
     the_plan = plan(config, loaded, args)
+    if loaded.one_text_per_pass:
+        evaluate_one_text_at_a_time(args, the_plan)
     padded = PadCollator(loaded.tokenizer.pad_token_id)
     loss = training_loss(config, inputs.labels, inputs.class_weights)
     with speed.training_levers(the_plan, loaded.model, loaded.datasets["train"].features, padded,

@@ -23,7 +23,7 @@ class TunecardTrainer(Trainer):
     def __init__(self, *args, recorder: RunRecorder, task: str, id2label: dict, collator: PadCollator, bf16: bool,
                  positive_label: str | None, speed, train_sampling: str = "random",
                  head_learning_rate: float | None = None, loss=None, decoding: str = "argmax",
-                 one_text_per_pass: bool = False, **kwargs):
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.loss = loss  # training/loss.py's TrainingLoss (class weights, multi-label smoothing), or None
         if loss is not None:
@@ -40,7 +40,6 @@ class TunecardTrainer(Trainer):
         self.eval_bf16 = bf16
         self.positive_label = positive_label
         self.decoding = decoding  # NER: how the evaluations choose tags (metrics/decoding.py)
-        self.one_text_per_pass = one_text_per_pass  # outputs change with padding: evaluate each text alone
         self._evaluated_step: int | None = None  # the step whose evaluation ran before its checkpoint
         self.remove_callback(ProgressCallback)
         self.remove_callback(PrinterCallback)
@@ -182,10 +181,8 @@ class TunecardTrainer(Trainer):
         started = time.perf_counter()
         details = evaluate_features(
             self.model, dataset.features, dataset.examples, task=self.task, id2label=self.id2label,
-            collator=self.pad_collator,
-            batch_size=1 if self.one_text_per_pass else self.args.per_device_eval_batch_size,
-            bf16=self.eval_bf16, positive_label=self.positive_label,
-            packed=None if self.one_text_per_pass else self.speed.eval_packed, recheck_margin=RECHECK_MARGIN,
+            collator=self.pad_collator, batch_size=self.args.per_device_eval_batch_size, bf16=self.eval_bf16,
+            positive_label=self.positive_label, packed=self.speed.eval_packed, recheck_margin=RECHECK_MARGIN,
             decoding=self.decoding,
         )
         details = broadcast_from_main(details)  # distributed: every rank acts on rank 0's numbers
