@@ -423,9 +423,9 @@ def _unprefix_scores(card: ParsedCard) -> None:
         if key.startswith("validation_") and key != "validation_loss":
             rename(key, key[len("validation_"):])
     columns = [c.strip() for c in (card.table.columns if card.table else [])]
+    tags = card.meta.get("tags")
     keras = (any(re.fullmatch(r"train\s+loss", c, re.I) for c in columns)
-             or "generated_from_keras_callback" in [str(t) for t in (card.meta.get("tags") or [])
-                                                    if isinstance(card.meta.get("tags"), list)])
+             or isinstance(tags, list) and "generated_from_keras_callback" in map(str, tags))
     if keras and "validation_loss" in keys:
         for key in keys:
             parts = key.split("_")

@@ -17,6 +17,7 @@ from .common import (
     Eval,
     _finite,
     _num,
+    _score,
     _series,
     fmt,
     fmt_int,
@@ -101,8 +102,7 @@ def _held(evals: list[Eval], main: str | None) -> tuple[float, float] | None:
     degrade. None without a score to follow (the loss is none: it rises with overfitting too)."""
     if not main or main == "loss":
         return None
-    values = [e.scores.get(main, e.metrics.get(main)) for e in evals]
-    values = [v for v in values if v is not None and math.isfinite(v)]
+    values = [v for v in (_score(e, main) for e in evals) if v is not None]
     if len(values) < 2 or values[-1] < max(values) - BEST_GAP:
         return None
     return values[-1], max(values)
